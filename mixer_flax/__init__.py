@@ -1,0 +1,7 @@
+"""mixer_flax: MLP-Mixer (Tolstikhin et al., 2021) in JAX/Flax.
+
+`mixer_flax.models` and `mixer_flax.checkpoint` import without TensorFlow; the
+input pipeline imports it lazily.
+"""
+
+__version__ = '0.1.0'

@@ -1,0 +1,301 @@
+"""MLP-Mixer in Flax linen, mirroring the paper's reference code.
+
+Parameter names and shapes are those of the released checkpoints
+(`gs://mixer_models/...`), so official `.npz` files load key for key:
+
+    stem/{kernel,bias}                               kernel (P, P, 3, C)
+    MixerBlock_{i}/LayerNorm_0/{scale,bias}          (C,)
+    MixerBlock_{i}/token_mixing/Dense_0/kernel       (S, D_S)
+    MixerBlock_{i}/token_mixing/Dense_1/kernel       (D_S, S)
+    MixerBlock_{i}/LayerNorm_1/{scale,bias}          (C,)
+    MixerBlock_{i}/channel_mixing/Dense_0/kernel     (C, D_C)
+    MixerBlock_{i}/channel_mixing/Dense_1/kernel     (D_C, C)
+    pre_head_layer_norm/{scale,bias}                 (C,)
+    head/{kernel,bias}                               (C, num_classes)
+
+With default options the function is exactly the reference's (tanh GELU,
+LayerNorm eps 1e-6, zero-initialised head, float32). The implementation avoids
+materialised transposes: the stem is a patch reshape + matmul (identical to a
+stride-P convolution) and token mixing contracts the token axis directly.
+
+Options the reference lacks (all off by default): computation `dtype`,
+stochastic depth (`stoch_depth`), `dropout`, `head_bias_init`.
+
+Stochastic depth drops each residual branch per example with probability
+`stoch_depth * i / (num_blocks - 1)` in block i (0 in the first block, the full
+rate in the last) and **rescales** kept branches by 1/(1 - rate), so inference
+needs no correction (timm's convention; big_vision does not rescale).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+Dtype = Any
+
+# Layer norm epsilon of the reference code.
+LN_EPS = 1e-6
+
+
+def _gelu(x: jax.Array) -> jax.Array:
+  """The tanh-approximated GELU of the reference (`flax.linen.gelu`)."""
+  return nn.gelu(x, approximate=True)
+
+
+class TokenDense(nn.Module):
+  """A dense layer over the token axis of `(N, S, C)` inputs.
+
+  Its parameters are those of `nn.Dense` applied to the transposed input
+  (`kernel (S, features)`, `bias (features,)`), so checkpoints stay
+  key-for-key compatible, but no transpose is materialised.
+  """
+
+  features: int
+  dtype: Dtype = jnp.float32
+  kernel_init: Callable[..., jax.Array] = nn.initializers.lecun_normal()
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """Maps `(N, S, C)` to `(N, features, C)`."""
+    kernel = self.param('kernel', self.kernel_init, (x.shape[-2], self.features), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    y = jnp.einsum('nsc,sd->ndc', x, kernel)
+    return y + bias[:, None]
+
+
+class MlpBlock(nn.Module):
+  """`Dense(mlp_dim) -> GELU -> Dense(width)` over the last axis, or the token axis.
+
+  Attributes:
+    mlp_dim: hidden width of the MLP (D_S or D_C).
+    tokens: if True the MLP mixes along axis -2 of `(N, S, C)` (token mixing),
+      else along the last axis (channel mixing).
+    dropout: dropout rate after the GELU and after the second layer.
+    dtype: computation dtype (parameters stay float32).
+  """
+
+  mlp_dim: int
+  tokens: bool = False
+  dropout: float = 0.0
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    """Maps `(N, S, C)` to `(N, S, C)`."""
+    if self.tokens:
+      width = x.shape[-2]
+      dense0 = TokenDense(self.mlp_dim, dtype=self.dtype, name='Dense_0')
+      dense1 = TokenDense(width, dtype=self.dtype, name='Dense_1')
+    else:
+      width = x.shape[-1]
+      dense0 = nn.Dense(self.mlp_dim, dtype=self.dtype, name='Dense_0')
+      dense1 = nn.Dense(width, dtype=self.dtype, name='Dense_1')
+    y = _gelu(dense0(x))
+    y = nn.Dropout(self.dropout)(y, deterministic=not train)
+    y = dense1(y)
+    return nn.Dropout(self.dropout)(y, deterministic=not train)
+
+
+class DropPath(nn.Module):
+  """Per-example stochastic depth on a residual branch (rescaled, see module doc)."""
+
+  rate: float
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    """Drops whole examples of `x (N, ...)` with probability `rate` when training."""
+    if not train or self.rate == 0.0:
+      return x
+    keep = 1.0 - self.rate
+    mask_shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    mask = jax.random.bernoulli(self.make_rng('dropout'), keep, mask_shape)
+    return jnp.where(mask, x / keep, jnp.zeros_like(x))
+
+
+class MixerBlock(nn.Module):
+  """One Mixer layer: token mixing then channel mixing, each pre-LN and residual."""
+
+  tokens_mlp_dim: int
+  channels_mlp_dim: int
+  drop_path: float = 0.0
+  dropout: float = 0.0
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    """Maps `(N, S, C)` to `(N, S, C)`."""
+    y = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype, name='LayerNorm_0')(x)
+    y = MlpBlock(self.tokens_mlp_dim, tokens=True, dropout=self.dropout, dtype=self.dtype,
+                 name='token_mixing')(y, train=train)
+    x = x + DropPath(self.drop_path)(y, train=train)
+    y = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype, name='LayerNorm_1')(x)
+    y = MlpBlock(self.channels_mlp_dim, dropout=self.dropout, dtype=self.dtype,
+                 name='channel_mixing')(y, train=train)
+    return x + DropPath(self.drop_path)(y, train=train)
+
+
+class Stem(nn.Module):
+  """Per-patch linear embedding: a stride-P, kernel-P convolution as a matmul.
+
+  Parameters are those of `nn.Conv(C, (P, P), strides=(P, P))`:
+  `kernel (P, P, 3, C)`, `bias (C,)`. Tokens come out row-major.
+  """
+
+  hidden_dim: int
+  patch_size: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, images: jax.Array) -> jax.Array:
+    """Maps images `(N, H, W, 3)` to tokens `(N, S, C)`, S = HW/P^2."""
+    n, h, w, c = images.shape
+    p = self.patch_size
+    if h % p or w % p:
+      raise ValueError(f'Image size {h}x{w} is not divisible by patch_size={p}.')
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), (p, p, c, self.hidden_dim),
+                        jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (self.hidden_dim,), jnp.float32)
+    images, kernel, bias = nn.dtypes.promote_dtype(images, kernel, bias, dtype=self.dtype)
+    patches = images.reshape(n, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
+    patches = patches.reshape(n, (h // p) * (w // p), p * p * c)
+    return patches @ kernel.reshape(p * p * c, self.hidden_dim) + bias
+
+
+class MlpMixer(nn.Module):
+  """The MLP-Mixer classifier.
+
+  Attributes:
+    num_classes: head width; 0 or None returns the pooled pre-logits `(N, C)`.
+    patch_size: P, the side of the square patches.
+    hidden_dim: C, the token width.
+    num_blocks: number of Mixer blocks.
+    tokens_mlp_dim: D_S, hidden width of the token-mixing MLP.
+    channels_mlp_dim: D_C, hidden width of the channel-mixing MLP.
+    stoch_depth: stochastic depth rate of the last block (0 disables).
+    dropout: dropout rate inside the MLPs (0 disables).
+    head_bias_init: initial head bias (e.g. -6.9 for sigmoid cross-entropy).
+    dtype: computation dtype; parameters are always float32, logits float32.
+  """
+
+  num_classes: int | None
+  patch_size: int
+  hidden_dim: int
+  num_blocks: int
+  tokens_mlp_dim: int
+  channels_mlp_dim: int
+  stoch_depth: float = 0.0
+  dropout: float = 0.0
+  head_bias_init: float = 0.0
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool = False,
+               return_prelogits: bool = False):
+    """Classifies images.
+
+    Args:
+      images: `(N, H, W, 3)` float images in [-1, 1].
+      train: enables stochastic depth and dropout (needs a 'dropout' rng).
+      return_prelogits: also return the pooled pre-logits.
+
+    Returns:
+      logits `(N, num_classes)` float32 (pre-logits `(N, C)` if num_classes is
+      0/None), or the pair `(logits, pre_logits)` when `return_prelogits`.
+    """
+    x = Stem(self.hidden_dim, self.patch_size, dtype=self.dtype, name='stem')(images)
+    for i in range(self.num_blocks):
+      rate = self.stoch_depth * i / max(self.num_blocks - 1, 1)
+      x = MixerBlock(self.tokens_mlp_dim, self.channels_mlp_dim, drop_path=rate,
+                     dropout=self.dropout, dtype=self.dtype, name=f'MixerBlock_{i}')(x, train=train)
+    x = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype, name='pre_head_layer_norm')(x)
+    pre_logits = jnp.mean(x.astype(jnp.float32), axis=1)
+    if not self.num_classes:
+      return (pre_logits, pre_logits) if return_prelogits else pre_logits
+    logits = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros,
+                      bias_init=nn.initializers.constant(self.head_bias_init),
+                      dtype=self.dtype, name='head')(pre_logits.astype(self.dtype))
+    logits = logits.astype(jnp.float32)
+    return (logits, pre_logits) if return_prelogits else logits
+
+
+# ---------------------------------------------------------------------------
+# Model zoo.
+
+def _config(name: str, *, patch_size: int, hidden_dim: int, num_blocks: int,
+            tokens_mlp_dim: int, channels_mlp_dim: int) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      name=name, patch_size=patch_size, hidden_dim=hidden_dim, num_blocks=num_blocks,
+      tokens_mlp_dim=tokens_mlp_dim, channels_mlp_dim=channels_mlp_dim))
+
+
+_S = dict(hidden_dim=512, num_blocks=8, tokens_mlp_dim=256, channels_mlp_dim=2048)
+_B = dict(hidden_dim=768, num_blocks=12, tokens_mlp_dim=384, channels_mlp_dim=3072)
+_L = dict(hidden_dim=1024, num_blocks=24, tokens_mlp_dim=512, channels_mlp_dim=4096)
+_H = dict(hidden_dim=1280, num_blocks=32, tokens_mlp_dim=640, channels_mlp_dim=5120)
+
+# Paper variants (Table 1; `D_S` is for 224 px inputs) under the released
+# checkpoint file names, plus two small variants that are NOT from the paper,
+# sized for CPU runs: Mixer-Ti_4 (for the 8x8-upscaled digits, 16-32 px) and
+# Mixer-Ti_16 (224 px smoke runs).
+MODEL_CONFIGS: dict[str, ml_collections.ConfigDict] = {
+    'Mixer-S_32': _config('Mixer-S_32', patch_size=32, **_S),
+    'Mixer-S_16': _config('Mixer-S_16', patch_size=16, **_S),
+    'Mixer-S_8': _config('Mixer-S_8', patch_size=8, **_S),
+    'Mixer-B_32': _config('Mixer-B_32', patch_size=32, **_B),
+    'Mixer-B_16': _config('Mixer-B_16', patch_size=16, **_B),
+    'Mixer-L_32': _config('Mixer-L_32', patch_size=32, **_L),
+    'Mixer-L_16': _config('Mixer-L_16', patch_size=16, **_L),
+    'Mixer-H_14': _config('Mixer-H_14', patch_size=14, **_H),
+    'Mixer-Ti_4': _config('Mixer-Ti_4', patch_size=4, hidden_dim=128, num_blocks=4,
+                          tokens_mlp_dim=64, channels_mlp_dim=512),
+    'Mixer-Ti_16': _config('Mixer-Ti_16', patch_size=16, hidden_dim=192, num_blocks=4,
+                           tokens_mlp_dim=96, channels_mlp_dim=768),
+}
+
+# Constructor arguments of MlpMixer that `create_model` accepts as overrides.
+OVERRIDABLE = ('patch_size', 'hidden_dim', 'num_blocks', 'tokens_mlp_dim', 'channels_mlp_dim',
+               'stoch_depth', 'dropout', 'head_bias_init', 'dtype')
+
+
+def get_config(name: str) -> ml_collections.ConfigDict:
+  """Returns a copy of the architecture config of variant `name` (e.g. 'Mixer-B_16')."""
+  if name not in MODEL_CONFIGS:
+    raise KeyError(f'Unknown model {name!r}; known models: {", ".join(MODEL_CONFIGS)}.')
+  return ml_collections.ConfigDict(MODEL_CONFIGS[name].to_dict())
+
+
+def create_model(name: str, *, num_classes: int | None, **overrides: Any) -> MlpMixer:
+  """Builds variant `name` with a `num_classes` head.
+
+  Args:
+    name: a key of `MODEL_CONFIGS`.
+    num_classes: head width (0/None: the model returns pre-logits).
+    **overrides: any of `OVERRIDABLE`; `dtype` may be a string ('bfloat16').
+      For fine-tuning at K times the pre-training resolution pass
+      `tokens_mlp_dim=K*K*D_S` (see `checkpoint.load_pretrained`).
+
+  Returns:
+    An `MlpMixer` module.
+  """
+  unknown = sorted(set(overrides) - set(OVERRIDABLE))
+  if unknown:
+    raise TypeError(f'Unknown model override(s) {unknown} for {name!r}; '
+                    f'allowed: {", ".join(OVERRIDABLE)}.')
+  kwargs = get_config(name).to_dict()
+  del kwargs['name']
+  kwargs.update({k: v for k, v in overrides.items() if v is not None})
+  if isinstance(kwargs.get('dtype'), str):
+    kwargs['dtype'] = jnp.dtype(kwargs['dtype'])
+  return MlpMixer(num_classes=num_classes, **kwargs)
+
+
+def num_params(params: Any) -> int:
+  """Total number of scalars in a parameter tree."""
+  return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))
