@@ -1,0 +1,303 @@
+"""The paper's tables (numbers copied from the paper) and the code that measures ours.
+
+Everything here is importable without TensorFlow: Table 1 is measured from the
+model definition (`jax.eval_shape`, no weights), throughput and FLOPs from a
+jitted forward pass on the local devices. Accuracy rows need checkpoints and
+datasets; they are described by `AccuracyRow` and evaluated by
+`scripts/reproduce_tables.py` through `mixer_flax.evaluate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mixer_flax import models
+
+# Table 1 of the paper (params at 224 px, without head, in millions).
+PAPER_TABLE1: dict[str, dict[str, int]] = {
+    'Mixer-S_32': dict(blocks=8, patch=32, C=512, S=49, D_C=2048, D_S=256, params_M=19),
+    'Mixer-S_16': dict(blocks=8, patch=16, C=512, S=196, D_C=2048, D_S=256, params_M=18),
+    'Mixer-B_32': dict(blocks=12, patch=32, C=768, S=49, D_C=3072, D_S=384, params_M=60),
+    'Mixer-B_16': dict(blocks=12, patch=16, C=768, S=196, D_C=3072, D_S=384, params_M=59),
+    'Mixer-L_32': dict(blocks=24, patch=32, C=1024, S=49, D_C=4096, D_S=512, params_M=206),
+    'Mixer-L_16': dict(blocks=24, patch=16, C=1024, S=196, D_C=4096, D_S=512, params_M=207),
+    'Mixer-H_14': dict(blocks=32, patch=14, C=1280, S=256, D_C=5120, D_S=640, params_M=431),
+}
+TABLE1_COLUMNS = ('blocks', 'patch', 'C', 'S', 'D_C', 'D_S', 'params_M')
+
+# Exact parameter counts with a 1000-class head at 224 px (released checkpoints).
+EXACT_PARAMS_1000: dict[str, int] = {
+    'Mixer-S_32': 19_104_624, 'Mixer-S_16': 18_528_264, 'Mixer-S_8': 20_646_504,
+    'Mixer-B_32': 60_293_428, 'Mixer-B_16': 59_880_472, 'Mixer-L_16': 208_196_168,
+}
+
+# Inference throughput, images/sec/core on TPU-v3 at 224 px (Tables 2 and 3).
+PAPER_IMG_PER_SEC_CORE: dict[str, float] = {
+    'Mixer-S_32': 11489, 'Mixer-B_32': 4208, 'Mixer-S_16': 3994, 'Mixer-B_16': 1384,
+    'Mixer-L_32': 1314, 'Mixer-L_16': 419, 'Mixer-H_14': 194,
+}
+# ImageNet top-1 after JFT-300M pre-training and fine-tuning at 224 (Table 3 / Fig. 3).
+PAPER_JFT_TOP1: dict[str, float] = {
+    'Mixer-S_32': 68.70, 'Mixer-B_32': 75.53, 'Mixer-S_16': 73.83, 'Mixer-B_16': 80.00,
+    'Mixer-L_32': 80.67, 'Mixer-L_16': 84.82, 'Mixer-H_14': 86.32,
+}
+PAPER_VARIANTS = tuple(PAPER_TABLE1)
+
+
+def _param_shapes(name: str, *, num_classes: int, image_size: int = 224):
+  model = models.create_model(name, num_classes=num_classes)
+  x = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+  return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))['params']
+
+
+def table1_row(name: str) -> dict[str, int]:
+  """Measures one Table 1 column from the model definition (no weights are created).
+
+  Returns:
+    dict with the `TABLE1_COLUMNS` plus `params` (exact, without head) and
+    `params_1000` (exact, with a 1000-class head), all at 224 px.
+  """
+  cfg = models.get_config(name)
+  no_head = _param_shapes(name, num_classes=0)
+  token_kernel = no_head['MixerBlock_0']['token_mixing']['Dense_0']['kernel']
+  params = models.num_params(no_head)
+  return dict(blocks=cfg.num_blocks, patch=cfg.patch_size, C=cfg.hidden_dim,
+              S=token_kernel.shape[0], D_C=cfg.channels_mlp_dim, D_S=token_kernel.shape[1],
+              params_M=round(params / 1e6), params=params,
+              params_1000=models.num_params(_param_shapes(name, num_classes=1000)))
+
+
+def table1_markdown(names: Sequence[str] = PAPER_VARIANTS) -> tuple[str, bool]:
+  """Table 1 as Markdown: paper / ours per cell. Returns `(markdown, all_match)`."""
+  rows = {n: table1_row(n) for n in names}
+  lines = ['| | ' + ' | '.join(n.replace('Mixer-', '').replace('_', '/') for n in names) + ' |',
+           '|---|' + '---|' * len(names)]
+  all_match = True
+  labels = dict(blocks='Number of layers', patch='Patch resolution P', C='Hidden size C',
+                S='Sequence length S', D_C='MLP dimension D_C', D_S='MLP dimension D_S',
+                params_M='Parameters (M)')
+  for col in TABLE1_COLUMNS:
+    cells = []
+    for n in names:
+      ours, paper = rows[n][col], PAPER_TABLE1.get(n, {}).get(col)
+      all_match &= paper is None or ours == paper
+      mark = '' if paper is None or ours == paper else ' **MISMATCH**'
+      cells.append(f'{ours}' if paper == ours else f'{paper} / {ours}{mark}')
+    lines.append(f'| {labels[col]} | ' + ' | '.join(cells) + ' |')
+  lines.append('| Exact params, no head | ' + ' | '.join(f'{rows[n]["params"]:,}' for n in names)
+               + ' |')
+  lines.append('| Exact params, 1000-class head | '
+               + ' | '.join(f'{rows[n]["params_1000"]:,}' for n in names) + ' |')
+  return '\n'.join(lines), all_match
+
+
+def analytic_flops(name: str, *, image_size: int = 224, num_classes: int = 1000) -> int:
+  """Matmul FLOPs of one forward pass of one image (a multiply-add counts 2).
+
+  Stem `2 S (P^2 3) C`, per block token mixing `4 C S D_S` and channel mixing
+  `4 S C D_C`, head `2 C K`. LayerNorm, GELU, bias and residual adds are left out.
+  """
+  cfg = models.get_config(name)
+  p, c = cfg.patch_size, cfg.hidden_dim
+  s = (image_size // p) ** 2
+  per_block = 4 * c * s * cfg.tokens_mlp_dim + 4 * s * c * cfg.channels_mlp_dim
+  return 2 * s * p * p * 3 * c + cfg.num_blocks * per_block + 2 * c * num_classes
+
+
+def _cost_flops(compiled) -> float | None:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  return float(cost['flops']) if cost and 'flops' in cost else None
+
+
+@dataclasses.dataclass
+class Throughput:
+  """Forward-pass speed of one variant on this machine."""
+
+  name: str
+  batch: int
+  dtype: str
+  img_per_sec: float
+  xla_flops: float | None  # per image, from XLA's cost analysis of the compiled forward
+  analytic_flops: int  # per image, matmuls only
+
+
+def measure_throughput(name: str, *, batch: int, dtype: str = 'float32', image_size: int = 224,
+                       iters: int = 3, num_classes: int = 1000) -> Throughput:
+  """Times the jitted forward pass of `name` on random weights (first local device).
+
+  Args:
+    name: a `models.MODEL_CONFIGS` key.
+    batch: images per forward call.
+    dtype: computation dtype ('float32' or 'bfloat16').
+    image_size: square input side.
+    iters: timed calls after one warm-up call; the best call is reported.
+    num_classes: head width.
+
+  Returns:
+    A `Throughput` with images/sec of the best timed call.
+  """
+  model = models.create_model(name, num_classes=num_classes, dtype=dtype)
+  x = jnp.zeros((batch, image_size, image_size, 3), jnp.float32)
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), x[:1])['params']
+  fwd = jax.jit(lambda p, im: model.apply({'params': p}, im))
+  compiled = fwd.lower(params, x).compile()
+  flops = _cost_flops(compiled)
+  x = jax.random.uniform(jax.random.PRNGKey(1), x.shape, minval=-1.0, maxval=1.0)
+  jax.block_until_ready(compiled(params, x))
+  best = float('inf')
+  for _ in range(iters):
+    t0 = time.perf_counter()
+    jax.block_until_ready(compiled(params, x))
+    best = min(best, time.perf_counter() - t0)
+  return Throughput(name=name, batch=batch, dtype=dtype, img_per_sec=batch / best,
+                    xla_flops=None if flops is None else flops / batch,
+                    analytic_flops=analytic_flops(name, image_size=image_size,
+                                                  num_classes=num_classes))
+
+
+def rank_agreement(ours: dict[str, float], paper: dict[str, float]) -> tuple[float, int]:
+  """Spearman rank correlation of two speed dicts over their shared keys.
+
+  Returns:
+    `(rho, n)`; rho is nan when fewer than 2 keys are shared.
+  """
+  keys = sorted(set(ours) & set(paper))
+  if len(keys) < 2:
+    return float('nan'), len(keys)
+  ra = np.argsort(np.argsort([ours[k] for k in keys])).astype(float)
+  rb = np.argsort(np.argsort([paper[k] for k in keys])).astype(float)
+  return float(np.corrcoef(ra, rb)[0, 1]), len(keys)
+
+
+def throughput_markdown(results: Sequence[Throughput], *, machine: str) -> str:
+  """Markdown table of measured throughput next to the paper's img/s/core."""
+  ours = {r.name: r.img_per_sec for r in results}
+  rank_ours = {n: i + 1 for i, n in enumerate(sorted(ours, key=ours.get, reverse=True))}
+  shared = {n: v for n, v in PAPER_IMG_PER_SEC_CORE.items() if n in ours}
+  rank_paper = {n: i + 1 for i, n in enumerate(sorted(shared, key=shared.get, reverse=True))}
+  lines = [f'Machine: {machine}.', '',
+           '| model | batch | dtype | ours img/s | rank | paper img/s/core (TPUv3) | paper rank '
+           '| GFLOPs/img (XLA) | GFLOPs/img (analytic, matmuls) |',
+           '|---|---|---|---|---|---|---|---|---|']
+  for r in results:
+    paper = PAPER_IMG_PER_SEC_CORE.get(r.name)
+    xla = '-' if r.xla_flops is None else f'{r.xla_flops / 1e9:.2f}'
+    lines.append(
+        f'| {r.name} | {r.batch} | {r.dtype} | {r.img_per_sec:.2f} | {rank_ours[r.name]} | '
+        f'{"-" if paper is None else int(paper)} | {rank_paper.get(r.name, "-")} | {xla} | '
+        f'{r.analytic_flops / 1e9:.2f} |')
+  rho, n = rank_agreement(ours, PAPER_IMG_PER_SEC_CORE)
+  lines += ['', f'Spearman rank correlation with the paper over {n} shared variants: '
+            + ('n/a' if np.isnan(rho) else f'{rho:.3f}') + '.']
+  return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Accuracy rows (Tables 2 and 3, CIFAR-10 reference fine-tuning).
+
+# Evaluation data of each metric: (tfds name, split, checkpoint file stem).
+# ReaL scores the ImageNet-fine-tuned checkpoint on the ReaL relabelling.
+METRIC_DATA: dict[str, tuple[str, str, str]] = {
+    'ImNet': ('imagenet2012', 'validation', 'imagenet2012'),
+    'ReaL': ('imagenet2012_real', 'validation', 'imagenet2012'),
+    'CIFAR-10': ('cifar10', 'test', 'cifar10'),
+    'CIFAR-100': ('cifar100', 'test', 'cifar100'),
+    'Pets': ('oxford_iiit_pet', 'test', 'oxford_iiit_pet'),
+    'Flowers': ('oxford_flowers102', 'test', 'oxford_flowers102'),
+}
+# Avg-5 = mean top-1 over these five fine-tuning tasks.
+AVG5_METRICS = ('ImNet', 'CIFAR-10', 'CIFAR-100', 'Pets', 'Flowers')
+
+
+@dataclasses.dataclass(frozen=True)
+class AccuracyRow:
+  """One accuracy row of a paper table.
+
+  Checkpoints live at `<checkpoint_dir>/<key>/<dataset>.npz`: the model
+  fine-tuned on `<dataset>` (e.g. `i21k_B_16/cifar10.npz`). Rows whose
+  `released` file exists under `<checkpoint_dir>` (the official bucket layout,
+  e.g. `imagenet1k/Mixer-B_16.npz`) use it for ImageNet when the fine-tuned
+  file is absent.
+  """
+
+  table: str
+  key: str
+  label: str
+  model: str
+  paper: dict[str, float]
+  image_size: int = 224
+  eval_mode: str = 'resize_small_crop'
+  released: str | None = None
+
+
+def _rows() -> list[AccuracyRow]:
+  rows = [
+      AccuracyRow('3', 'i1k_B_16', 'ImageNet (from scratch) B/16', 'Mixer-B_16',
+                  {'ImNet': 76.44, 'ReaL': 82.36, 'Avg5': 88.33},
+                  released='imagenet1k/Mixer-B_16.npz'),
+      AccuracyRow('3', 'i1k_L_16', 'ImageNet (from scratch) L/16', 'Mixer-L_16',
+                  {'ImNet': 71.76, 'ReaL': 77.08, 'Avg5': 87.25},
+                  released='imagenet1k/Mixer-L_16.npz'),
+      AccuracyRow('3', 'i21k_B_16', 'ImageNet-21k B/16', 'Mixer-B_16',
+                  {'ImNet': 80.64, 'ReaL': 85.80, 'Avg5': 92.50}),
+      AccuracyRow('3', 'i21k_L_16', 'ImageNet-21k L/16', 'Mixer-L_16',
+                  {'ImNet': 82.89, 'ReaL': 87.54, 'Avg5': 93.63}),
+      AccuracyRow('3', 'i21k_L_16_448', 'ImageNet-21k L/16 @448', 'Mixer-L_16',
+                  {'ImNet': 83.91, 'ReaL': 87.75, 'Avg5': 93.86}, image_size=448),
+  ]
+  for name, top1 in PAPER_JFT_TOP1.items():
+    short = name.replace('Mixer-', '')
+    rows.append(AccuracyRow('3', f'jft_{short}', f'JFT-300M {short.replace("_", "/")}', name,
+                            {'ImNet': top1}))
+  # Table 2 evaluates with resize to 256x256 (512 at 448 px) -> central crop.
+  rows.append(AccuracyRow('2', 'i21k_L_16_448', 'ImageNet-21k L/16 @448', 'Mixer-L_16',
+                          {'ImNet': 84.15}, image_size=448, eval_mode='resize_crop'))
+  for key, label, model, top1 in [('i1k_B_16', 'ImageNet B/16', 'Mixer-B_16', 96.72),
+                                  ('i1k_L_16', 'ImageNet L/16', 'Mixer-L_16', 96.59),
+                                  ('i21k_B_16', 'ImageNet-21k B/16', 'Mixer-B_16', 96.82),
+                                  ('i21k_L_16', 'ImageNet-21k L/16', 'Mixer-L_16', 98.34)]:
+    rows.append(AccuracyRow('cifar10', key, label, model, {'CIFAR-10': top1}))
+  return rows
+
+
+ACCURACY_ROWS: list[AccuracyRow] = _rows()
+ACCURACY_TABLES = ('2', '3', 'cifar10')
+
+
+def accuracy_markdown(rows: Sequence[AccuracyRow], ours: dict[tuple[str, str], float | str]) -> str:
+  """Markdown of paper vs ours for accuracy rows.
+
+  Args:
+    rows: the rows of one table.
+    ours: `(row.key, metric) -> top-1 in %` or a string saying why it was not run.
+
+  Returns:
+    A Markdown table; each cell is `paper / ours`.
+  """
+  metrics = [m for m in ('ImNet', 'ReaL', 'Avg5', 'CIFAR-10') if any(m in r.paper for r in rows)]
+  lines = ['| pre-train / model | ' + ' | '.join(f'{m} paper | {m} ours' for m in metrics) + ' |',
+           '|---|' + '---|---|' * len(metrics)]
+  notes: list[str] = []
+  for r in rows:
+    cells = []
+    for m in metrics:
+      paper = r.paper.get(m)
+      got = ours.get((r.key, m))
+      if isinstance(got, str):
+        notes.append(f'- {r.label}, {m}: {got}')
+        got_s = f'not run [{len(notes)}]'
+      else:
+        got_s = '-' if got is None else f'{got:.2f}'
+      cells.append(f'{"-" if paper is None else f"{paper:.2f}"} | {got_s}')
+    lines.append(f'| {r.label} | ' + ' | '.join(cells) + ' |')
+  if notes:
+    lines += ['', 'Not run:'] + [f'[{i + 1}] {n[2:]}' for i, n in enumerate(notes)]
+  return '\n'.join(lines)
