@@ -1,0 +1,243 @@
+"""Few-shot linear evaluation on frozen pre-logits (paper section 3, PAPER_FACTS 7).
+
+A closed-form L2-regularised least-squares classifier maps frozen pre-logits
+(after the final LayerNorm and mean pooling) to {-1, +1}^K targets; accuracy is
+that of the argmax on the test split. As in the later official evaluator,
+features are whitened with the mean/std of the k-shot training subset, a
+constant bias feature (100) is appended, and `l2 = 2^10`. The solve runs in
+float64 numpy; feature extraction is a jitted forward pass sharded over all
+local devices.
+
+Stand-alone: `scripts/fewshot.py`; inside training: the trainer builds a
+`FewShotEvaluator(config=config, model=model)` when `config.fewshot` is set and
+logs `evaluator.run(params)` every `config.fewshot.every` steps (params may be
+pmap-replicated).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+BIAS_FEATURE = 100.0
+DEFAULT_L2 = 2.0**10
+DEFAULT_SHOTS = (1, 5, 10, 25)
+# tfds name -> (train split the shots are drawn from, test split).
+DEFAULT_SPLITS = {
+    'imagenet2012': ('train[:10%]', 'validation'),
+    'cifar10': ('train', 'test'),
+    'cifar100': ('train', 'test'),
+    'oxford_iiit_pet': ('train', 'test'),
+    'oxford_flowers102': ('train', 'test'),
+    'sklearn_digits': ('train', 'test'),
+}
+
+
+def get_fewshot_config(**overrides: Any) -> ml_collections.ConfigDict:
+  """Default `config.fewshot` (the later official evaluator's settings)."""
+  cfg = ml_collections.ConfigDict(dict(
+      datasets=('cifar10',),  # tfds names, or 'tfds_name:train_split:test_split'
+      shots=DEFAULT_SHOTS, seeds=(0, 1, 2), l2=DEFAULT_L2, image_size=224,
+      pp=dict(eval_mode='resize_small_crop', eval_resize=256), batch=256,
+      data_dir=None, every=10_000))
+  cfg.update(overrides)
+  return cfg
+
+
+def whiten_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Mean and std `(D,)` of `features (N, D)`; zero std is replaced by 1."""
+  mean = features.mean(axis=0)
+  std = features.std(axis=0)
+  return mean, np.where(std > 0, std, 1.0)
+
+
+def _design(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+  x = (np.asarray(features, np.float64) - mean) / std
+  return np.concatenate([x, np.full((x.shape[0], 1), BIAS_FEATURE)], axis=1)
+
+
+def fit_linear(features: np.ndarray, labels: np.ndarray, *, num_classes: int,
+               l2: float = DEFAULT_L2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Closed-form ridge regression to {-1, +1} targets.
+
+  Solves `W = (X^T X + l2 I)^-1 X^T Y` in float64, where X is the whitened
+  features with a constant bias column and `Y = 2 onehot(labels) - 1`.
+
+  Args:
+    features: `(N, D)` training features.
+    labels: `(N,)` int class ids in [0, num_classes).
+    num_classes: K.
+    l2: ridge strength (applied to all D+1 weights, as in the official evaluator).
+
+  Returns:
+    `(W (D+1, K), mean (D,), std (D,))`.
+  """
+  features = np.asarray(features, np.float64)
+  labels = np.asarray(labels)
+  if features.ndim != 2 or labels.shape != features.shape[:1]:
+    raise ValueError(f'fit_linear needs features (N, D) and labels (N,); got {features.shape} '
+                     f'and {labels.shape}.')
+  mean, std = whiten_stats(features)
+  x = _design(features, mean, std)
+  y = 2.0 * np.eye(num_classes)[labels] - 1.0
+  w = np.linalg.solve(x.T @ x + l2 * np.eye(x.shape[1]), x.T @ y)
+  return w, mean, std
+
+
+def predict_linear(features: np.ndarray, w: np.ndarray, mean: np.ndarray,
+                   std: np.ndarray) -> np.ndarray:
+  """Class ids `(N,)` of `features (N, D)` under a `fit_linear` solution."""
+  return np.argmax(_design(features, mean, std) @ w, axis=1)
+
+
+def sample_shots(labels: np.ndarray, *, shots: int, seed: int) -> np.ndarray:
+  """Indices of `shots` examples per class (fewer if a class has fewer), sorted."""
+  rng = np.random.default_rng(seed)
+  picked = []
+  for c in np.unique(labels):
+    idx = np.flatnonzero(labels == c)
+    picked.append(rng.choice(idx, size=min(shots, idx.size), replace=False))
+  return np.sort(np.concatenate(picked))
+
+
+def fewshot_accuracy(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], *,
+                     shots: int, seeds: Sequence[int], l2: float = DEFAULT_L2,
+                     num_classes: int | None = None) -> float:
+  """Mean over seeds of the k-shot linear probe's test accuracy.
+
+  Args:
+    train: `(features (N, D), labels (N,))` the shots are drawn from.
+    test: `(features (M, D), labels (M,))`.
+    shots: examples per class.
+    seeds: one k-shot draw per seed.
+    l2: ridge strength.
+    num_classes: K (default: 1 + the largest label seen).
+
+  Returns:
+    accuracy in [0, 1].
+  """
+  num_classes = num_classes or int(max(train[1].max(), test[1].max())) + 1
+  accs = []
+  for seed in seeds:
+    idx = sample_shots(train[1], shots=shots, seed=seed)
+    w, mean, std = fit_linear(train[0][idx], train[1][idx], num_classes=num_classes, l2=l2)
+    accs.append(float(np.mean(predict_linear(test[0], w, mean, std) == test[1])))
+  return float(np.mean(accs))
+
+
+def unreplicate_if_needed(params: Any, reference: Any) -> Any:
+  """Drops a leading pmap device axis from `params` when `reference` (shapes) lacks it."""
+  leaf = jax.tree_util.tree_leaves(params)[0]
+  ref = jax.tree_util.tree_leaves(reference)[0]
+  if tuple(leaf.shape) == tuple(ref.shape):
+    return params
+  return jax.tree_util.tree_map(lambda x: x[0], params)
+
+
+def extract_features(model: Any, params: Any,
+                     batches: Iterable[dict]) -> tuple[np.ndarray, np.ndarray]:
+  """Pre-logits of every unmasked example of `batches`.
+
+  Args:
+    model: an `MlpMixer`.
+    params: unreplicated parameters.
+    batches: dicts with 'images' `(..., H, W, 3)`, 'labels' (one-hot `(..., K)`
+      or int `(...)`) and optionally 'mask' `(...)`; leading axes are flattened.
+
+  Returns:
+    `(features (N, C) float32, labels (N,) int)`.
+  """
+  devices = jax.local_devices()
+  mesh = Mesh(np.array(devices), ('batch',))
+  data_sharding = NamedSharding(mesh, PartitionSpec('batch'))
+  params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
+  fwd = jax.jit(lambda p, x: model.apply({'params': p}, x, return_prelogits=True)[1])
+  feats, labels = [], []
+  for batch in batches:
+    images = np.asarray(batch['images'])
+    images = images.reshape((-1,) + images.shape[-3:])
+    lab = np.asarray(batch['labels'])
+    lab = lab.reshape((images.shape[0], -1)).argmax(-1) if lab.size != images.shape[0] \
+        else lab.reshape(-1)
+    mask = np.asarray(batch.get('mask', np.ones(images.shape[0]))).reshape(-1) > 0
+    pad = -images.shape[0] % len(devices)
+    if pad:
+      images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
+    out = np.asarray(fwd(params, jax.device_put(images, data_sharding)))[:mask.size]
+    feats.append(out[mask])
+    labels.append(lab[mask])
+  return np.concatenate(feats), np.concatenate(labels).astype(np.int64)
+
+
+def parse_dataset(spec: str) -> tuple[str, str, str]:
+  """'cifar10' or 'cifar10:train[:5000]:test' -> (tfds name, train split, test split)."""
+  parts = spec.split(':')
+  if len(parts) == 3:
+    return parts[0], parts[1], parts[2]
+  if len(parts) == 1 and spec in DEFAULT_SPLITS:
+    return (spec,) + DEFAULT_SPLITS[spec]
+  raise ValueError(f'config.fewshot.datasets entry {spec!r}: give "tfds_name:train_split:'
+                   f'test_split" (default splits are known for {sorted(DEFAULT_SPLITS)}).')
+
+
+class FewShotEvaluator:
+  """Linear few-shot evaluation of a model's pre-logits on `config.fewshot.datasets`."""
+
+  def __init__(self, *, config: ml_collections.ConfigDict, model: Any):
+    """Builds the evaluator.
+
+    Args:
+      config: the trainer config; reads `config.fewshot` (see `get_fewshot_config`)
+        and falls back to `config.data_dir`.
+      model: the `MlpMixer` whose pre-logits are probed (any head).
+    """
+    if config.get('fewshot') is None:
+      raise ValueError('FewShotEvaluator needs config.fewshot (see fewshot.get_fewshot_config).')
+    self.config = config
+    self.fs = config.fewshot
+    self.model = model
+    self.datasets = [parse_dataset(s) for s in self.fs.datasets]
+
+  def _eval_config(self, tfds_name: str) -> ml_collections.ConfigDict:
+    cfg = copy.deepcopy(self.config)
+    with cfg.unlocked():
+      cfg.dataset = tfds_name
+      cfg.num_classes = None
+      cfg.image_size = self.fs.get('image_size', 224)
+      cfg.batch_eval = self.fs.get('batch', 256)
+      cfg.prefetch = 0
+      if self.fs.get('data_dir') is not None:
+        cfg.data_dir = self.fs.data_dir
+      cfg.pp.update(self.fs.get('pp', {}))
+    return cfg
+
+  def features(self, params: Any, tfds_name: str,
+               split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Pre-logits `(N, C)` and labels `(N,)` of one split, eval preprocessing."""
+    from mixer_flax import input_pipeline  # TensorFlow only when data is needed.
+    cfg = self._eval_config(tfds_name)
+    return extract_features(self.model, params,
+                            input_pipeline.get_eval_iterator(cfg, split=split))
+
+  def run(self, params: Any) -> dict[str, float]:
+    """Returns `{'fewshot/<dataset>_<k>shot': accuracy}` (mean over seeds)."""
+    size = self.fs.get('image_size', 224)
+    ref = jax.eval_shape(lambda: self.model.init(
+        jax.random.PRNGKey(0), np.zeros((1, size, size, 3), np.float32)))['params']
+    params = unreplicate_if_needed(params, ref)
+    results = {}
+    for name, train_split, test_split in self.datasets:
+      train = self.features(params, name, train_split)
+      test = self.features(params, name, test_split)
+      for shots in self.fs.shots:
+        acc = fewshot_accuracy(train, test, shots=shots, seeds=self.fs.seeds, l2=self.fs.l2)
+        results[f'fewshot/{name}_{shots}shot'] = acc
+        logging.info('few-shot %s %d-shot: %.4f', name, shots, acc)
+    return results
