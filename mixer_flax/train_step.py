@@ -1,0 +1,377 @@
+"""Train state, losses and the pmapped train / eval steps (pure JAX, no TensorFlow).
+
+Data parallelism: `jax.pmap` over local devices with axis name 'batch'. Each
+device receives `per_device = batch // (process_count * local_devices)`
+examples per step; with `accum_steps = A` it splits them into A equal
+microbatches (`jax.lax.scan`), averages the A gradients, then averages over
+devices (`pmean`), so the update equals the one of a single device seeing
+the whole global batch (up to float rounding).
+
+Randomness (dropout, stochastic depth) is reproducible and resume-safe: the
+caller passes a key `rng`, either one unreplicated key (typed, or raw uint32
+key data `(2,)`) or the same key replicated over devices (`[D]` typed /
+`[D, 2]` raw); it may be constant or already depend on the step. Step `s`,
+device `d`, microbatch `m` uses `fold_in(fold_in(fold_in(rng, s), d), m)`.
+
+Non-finite guard: when the averaged loss or gradient norm is NaN/Inf the
+step returns the input state unchanged (step counter included) and
+`metrics['finite'] == False`, so the caller can stop with a clear error and
+still holds (and may save) the last good state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from mixer_flax import models, optim
+
+LOSSES = ('softmax_xent', 'sigmoid_xent')
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training (a pytree; replicate it for pmap).
+
+  Attributes:
+    step: int32 scalar, number of updates applied so far.
+    params: the model parameters (nested dict, float32).
+    opt_state: the optax optimizer state.
+  """
+
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+# ---------------------------------------------------------------------------
+# Losses: per-example values, shape (N,).
+
+def softmax_xent(logits: jax.Array, labels: jax.Array, *,
+                 label_smoothing: float = 0.0) -> jax.Array:
+  """Softmax cross-entropy.
+
+  Args:
+    logits: `(N, K)`.
+    labels: `(N, K)` target distributions (one-hot or mixup-mixed).
+    label_smoothing: eps; targets become `(1 - eps) * labels + eps / K`.
+
+  Returns:
+    `(N,)` float32 losses.
+  """
+  labels = labels.astype(jnp.float32)
+  if label_smoothing:
+    labels = (1.0 - label_smoothing) * labels + label_smoothing / labels.shape[-1]
+  return -jnp.sum(labels * jax.nn.log_softmax(logits.astype(jnp.float32)), axis=-1)
+
+
+def sigmoid_xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Sigmoid (binary, per class) cross-entropy summed over classes.
+
+  Args:
+    logits: `(N, K)`.
+    labels: `(N, K)` multi-hot (or mixed) targets in [0, 1].
+
+  Returns:
+    `(N,)` float32 losses.
+  """
+  logits = logits.astype(jnp.float32)
+  labels = labels.astype(jnp.float32)
+  per_class = labels * jax.nn.log_sigmoid(logits) + (1.0 - labels) * jax.nn.log_sigmoid(-logits)
+  return -jnp.sum(per_class, axis=-1)
+
+
+def get_loss_fn(config: ml_collections.ConfigDict, *,
+                train: bool = True) -> Callable[[jax.Array, jax.Array], jax.Array]:
+  """`(logits (N,K), labels (N,K)) -> (N,)` for `config.loss`; no smoothing when not `train`."""
+  name = config.get('loss', 'softmax_xent')
+  if name == 'softmax_xent':
+    smoothing = float(config.get('label_smoothing', 0.0) or 0.0) if train else 0.0
+    return lambda logits, labels: softmax_xent(logits, labels, label_smoothing=smoothing)
+  if name == 'sigmoid_xent':
+    return sigmoid_xent
+  raise ValueError(f'config.loss={name!r} is not supported; use one of {LOSSES}.')
+
+
+# ---------------------------------------------------------------------------
+# State.
+
+def create_train_state(*, config: ml_collections.ConfigDict, model: nn.Module, rng: jax.Array,
+                       image_size: int, params: Any = None,
+                       tx: optax.GradientTransformation | None = None) -> TrainState:
+  """Initialises parameters (unless given) and the optimizer state.
+
+  Args:
+    config: the run config (optimizer keys, see `optim.make_optimizer`).
+    model: the Mixer module.
+    rng: PRNG key for parameter init (unused when `params` is given).
+    image_size: input side used to trace the init (sets the token count S).
+    params: existing parameters (e.g. from `checkpoint.load_pretrained`);
+      None initialises from scratch.
+    tx: the optimizer; default `optim.make_optimizer(config)`.
+
+  Returns:
+    An unreplicated `TrainState` with `step == 0`.
+  """
+  tx = tx or optim.make_optimizer(config)
+  if params is None:
+    dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    params = jax.jit(lambda r: model.init(r, dummy, train=False)['params'])(rng)
+  else:
+    params = jax.tree_util.tree_map(jnp.asarray, params)
+  params = flax.core.unfreeze(params)
+  opt_state = jax.jit(tx.init)(params)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
+
+
+# ---------------------------------------------------------------------------
+# Steps.
+
+def _microbatch_grads(loss_of: Callable, params: Any, images: jax.Array, labels: jax.Array,
+                      rng: jax.Array, accum_steps: int) -> tuple[jax.Array, Any]:
+  """Mean loss and gradient over `accum_steps` equal microbatches of `images (B,H,W,3)`."""
+  grad_fn = jax.value_and_grad(loss_of)
+  if accum_steps == 1:
+    return grad_fn(params, images, labels, jax.random.fold_in(rng, 0))
+  b = images.shape[0]
+  if b % accum_steps:
+    raise ValueError(f'Per-device batch {b} is not divisible by config.accum_steps={accum_steps}.')
+  images = images.reshape((accum_steps, b // accum_steps) + images.shape[1:])
+  labels = labels.reshape((accum_steps, b // accum_steps) + labels.shape[1:])
+
+  def body(carry, xs):
+    loss_sum, grad_sum = carry
+    i, imgs, lbls = xs
+    loss, grads = grad_fn(params, imgs, lbls, jax.random.fold_in(rng, i))
+    return (loss_sum + loss, jax.tree_util.tree_map(jnp.add, grad_sum, grads)), None
+
+  zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+  (loss_sum, grad_sum), _ = jax.lax.scan(
+      body, (jnp.zeros((), jnp.float32), zeros), (jnp.arange(accum_steps), images, labels))
+  scale = 1.0 / accum_steps
+  return loss_sum * scale, jax.tree_util.tree_map(lambda g: g * scale, grad_sum)
+
+
+def make_train_step(*, config: ml_collections.ConfigDict, model: nn.Module,
+                    tx: optax.GradientTransformation | None = None,
+                    devices: Sequence[jax.Device] | None = None) -> Callable:
+  """Builds the pmapped, state-donating train step.
+
+  Args:
+    config: reads `accum_steps`, `loss`, `label_smoothing` and the optimizer
+      / schedule keys.
+    model: the Mixer module (dropout / stochastic depth use rng 'dropout').
+    tx: the optimizer; default `optim.make_optimizer(config)`. Must be the one
+      used by `create_train_state`.
+    devices: devices to pmap over (default: all local devices).
+
+  Returns:
+    `step(state, batch, rng) -> (state, metrics)`:
+      state: `TrainState` replicated over the devices (donated).
+      batch: `{'images': [D, per_device, H, W, 3], 'labels': [D, per_device, K]}`.
+      rng: a PRNG key, unreplicated or replicated over the devices, typed or
+        raw uint32 key data (see the module docstring).
+      metrics: replicated float32 scalars `train_loss` (global mean),
+        `learning_rate` (of this update), `grad_norm` (averaged gradient,
+        before clipping), `param_norm` (after the update), `finite` (1.0 when
+        loss and gradients are finite; 0.0 means the state was left
+        unchanged). Nothing is fetched to the host.
+  """
+  schedule = optim.make_schedule(config)
+  tx = tx or optim.make_optimizer(config, schedule)
+  loss_fn = get_loss_fn(config, train=True)
+  accum_steps = int(config.get('accum_steps', 1) or 1)
+
+  def loss_of(params, images, labels, rng):
+    logits = model.apply({'params': params}, images, train=True, rngs={'dropout': rng})
+    return jnp.mean(loss_fn(logits, labels))
+
+  def step(state: TrainState, batch: dict, rng: jax.Array):
+    if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
+      rng = jax.random.wrap_key_data(rng)
+    rng = jax.random.fold_in(rng, state.step)
+    rng = jax.random.fold_in(rng, jax.lax.axis_index('batch'))
+    loss, grads = _microbatch_grads(loss_of, state.params, batch['images'], batch['labels'],
+                                    rng, accum_steps)
+    loss, grads = jax.lax.pmean((loss, grads), axis_name='batch')
+    grad_norm = optax.global_norm(grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
+    new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old),
+                                       new_state, state)
+    metrics = {
+        'train_loss': loss,
+        'learning_rate': schedule(state.step),
+        'grad_norm': grad_norm,
+        'param_norm': optax.global_norm(new_state.params),
+        'finite': finite.astype(jnp.float32),
+    }
+    return new_state, metrics
+
+  kwargs = dict(axis_name='batch', donate_argnums=(0,), devices=devices)
+  step_bcast = jax.pmap(step, in_axes=(0, 0, None), **kwargs)  # one key for all devices
+  step_repl = jax.pmap(step, in_axes=(0, 0, 0), **kwargs)  # key replicated over devices
+
+  def train_step(state: TrainState, batch: dict, rng: jax.Array):
+    typed = jnp.issubdtype(rng.dtype, jax.dtypes.prng_key)
+    replicated = rng.ndim == (1 if typed else 2)
+    return (step_repl if replicated else step_bcast)(state, batch, rng)
+
+  return train_step
+
+
+def make_eval_step(*, model: nn.Module, config: ml_collections.ConfigDict,
+                   devices: Sequence[jax.Device] | None = None) -> Callable:
+  """Builds the pmapped eval step.
+
+  Args:
+    model: the Mixer module (run with `train=False`).
+    config: reads `loss` (the eval loss has no label smoothing).
+    devices: devices to pmap over (default: all local devices).
+
+  Returns:
+    `eval_step(params, batch) -> sums`: `params` replicated; `batch` as for
+    training plus optional `'mask': [D, per_device]` (0 on padding; absent
+    means all ones). `sums` are replicated float32 scalars summed over all
+    devices: `correct` (labels[argmax logits] > 0, which also scores
+    multi-label ReaL targets), `correct_top5` (any of the top-5 logits has
+    label > 0; top-K when K < 5), `loss` (sum of per-example losses) and
+    `count` (number of real examples).
+  """
+  loss_fn = get_loss_fn(config, train=False)
+
+  def eval_step(params, batch):
+    logits = model.apply({'params': params}, batch['images'], train=False)
+    labels = batch['labels'].astype(jnp.float32)
+    mask = batch.get('mask')
+    mask = jnp.ones(logits.shape[:1], jnp.float32) if mask is None else mask.astype(jnp.float32)
+    top1 = jnp.argmax(logits, axis=-1)
+    hit1 = jnp.take_along_axis(labels, top1[:, None], axis=-1)[:, 0] > 0
+    k = min(5, logits.shape[-1])
+    _, topk = jax.lax.top_k(logits, k)
+    hitk = jnp.any(jnp.take_along_axis(labels, topk, axis=-1) > 0, axis=-1)
+    sums = {
+        'correct': jnp.sum(hit1 * mask),
+        'correct_top5': jnp.sum(hitk * mask),
+        'loss': jnp.sum(jnp.where(mask > 0, loss_fn(logits, labels), 0.0)),
+        'count': jnp.sum(mask),
+    }
+    return jax.lax.psum(sums, axis_name='batch')
+
+  return jax.pmap(eval_step, axis_name='batch', devices=devices)
+
+
+# ---------------------------------------------------------------------------
+# Config validation (call before compiling anything).
+
+_REQUIRED = ('model_name', 'batch', 'total_steps', 'base_lr', 'warmup_steps', 'decay_type',
+             'optimizer', 'loss', 'image_size')
+
+
+def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | None = None,
+                    process_count: int | None = None) -> None:
+  """Checks the trainer keys of `config`; raises one ValueError listing every problem.
+
+  Args:
+    config: the run config.
+    num_devices: local devices the steps are pmapped over (default
+      `jax.local_device_count()`).
+    process_count: number of processes (default `jax.process_count()`).
+
+  Raises:
+    ValueError: naming each offending config key and what to do.
+  """
+  process_count = jax.process_count() if process_count is None else process_count
+  num_devices = jax.local_device_count() if num_devices is None else num_devices
+  problems = [f'config.{k} is missing' for k in _REQUIRED if k not in config]
+  if problems:
+    raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
+
+  def is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+  get = config.get
+  accum = get('accum_steps', 1)
+  for key in ('batch', 'total_steps'):
+    if not is_int(config[key]) or config[key] <= 0:
+      problems.append(f'config.{key}={config[key]!r} must be a positive int')
+  if not is_int(accum) or accum <= 0:
+    problems.append(f'config.accum_steps={accum!r} must be a positive int')
+  if not is_int(config.warmup_steps) or config.warmup_steps < 0:
+    problems.append(f'config.warmup_steps={config.warmup_steps!r} must be an int >= 0')
+  elif is_int(config.total_steps) and config.warmup_steps > config.total_steps:
+    problems.append(f'config.warmup_steps={config.warmup_steps} exceeds '
+                    f'config.total_steps={config.total_steps}')
+  if not problems:
+    shards = process_count * num_devices * accum
+    if config.batch % shards:
+      problems.append(
+          f'config.batch={config.batch} is not divisible by processes ({process_count}) x local '
+          f'devices ({num_devices}) x config.accum_steps ({accum}) = {shards}; choose a multiple '
+          'of it or change accum_steps')
+  batch_eval = get('batch_eval', None)
+  if batch_eval is not None and (not is_int(batch_eval) or batch_eval <= 0
+                                 or batch_eval % (process_count * num_devices)):
+    problems.append(f'config.batch_eval={batch_eval!r} must be a positive multiple of processes '
+                    f'x local devices = {process_count * num_devices}')
+  if not isinstance(config.base_lr, (int, float)) or config.base_lr <= 0:
+    problems.append(f'config.base_lr={config.base_lr!r} must be a number > 0')
+  end_lr = get('end_lr', 0.0)
+  if not isinstance(end_lr, (int, float)) or end_lr < 0:
+    problems.append(f'config.end_lr={end_lr!r} must be a number >= 0')
+  choices = {'decay_type': optim.DECAY_TYPES, 'optimizer': optim.OPTIMIZERS, 'loss': LOSSES}
+  for key, allowed in choices.items():
+    if config[key] not in allowed:
+      problems.append(f'config.{key}={config[key]!r} must be one of {allowed}')
+  if get('optim_dtype', 'float32') not in optim.OPTIM_DTYPES:
+    problems.append(f'config.optim_dtype={get("optim_dtype")!r} must be one of '
+                    f'{optim.OPTIM_DTYPES}')
+  wd = get('weight_decay', 0.0)
+  if not isinstance(wd, (int, float)) or wd < 0:
+    problems.append(f'config.weight_decay={wd!r} must be a number >= 0')
+  clip = get('grad_norm_clip', None)
+  if clip is not None and (not isinstance(clip, (int, float)) or clip < 0):
+    problems.append(f'config.grad_norm_clip={clip!r} must be None or a number >= 0')
+  if config.optimizer == 'sgd' and not isinstance(get('momentum', None), (int, float)):
+    problems.append(f'config.momentum={get("momentum", None)!r} must be a number for '
+                    "optimizer='sgd' (0 disables momentum)")
+  ls = get('label_smoothing', 0.0) or 0.0
+  if not isinstance(ls, (int, float)) or not 0.0 <= ls < 1.0:
+    problems.append(f'config.label_smoothing={ls!r} must be in [0, 1)')
+  elif ls and config.loss != 'softmax_xent':
+    problems.append(f"config.label_smoothing={ls} is only defined for loss='softmax_xent'")
+  problems += _model_problems(config)
+  if problems:
+    raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
+
+
+def _model_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """Problems with `model_name`, `model` overrides and `image_size`."""
+  if config.model_name not in models.MODEL_CONFIGS:
+    return [f'config.model_name={config.model_name!r} is unknown; known: '
+            f'{", ".join(models.MODEL_CONFIGS)}']
+  problems = []
+  overrides = dict(config.get('model', None) or {})
+  unknown = sorted(set(overrides) - set(models.OVERRIDABLE))
+  if unknown:
+    problems.append(f'config.model has unknown key(s) {unknown}; allowed: '
+                    f'{", ".join(models.OVERRIDABLE)}')
+  patch = overrides.get('patch_size') or models.MODEL_CONFIGS[config.model_name].patch_size
+  size = config.image_size
+  if not isinstance(size, int) or size <= 0 or size % patch:
+    problems.append(f'config.image_size={size!r} must be a positive multiple of the patch size '
+                    f'{patch} of {config.model_name}')
+  dtype = overrides.get('dtype') or 'float32'
+  if str(dtype) not in ('float32', 'bfloat16', 'float16'):
+    problems.append(f"config.model.dtype={dtype!r} must be 'float32', 'bfloat16' or 'float16'")
+  return problems
