@@ -1,0 +1,74 @@
+"""Class names for predictions, from what ships offline with tensorflow_datasets.
+
+* ImageNet-1k: human-readable names from the ImageNet label list that tfds
+  packages (`tensorflow_datasets.datasets.siscore.labels.IMAGENET_LABELS_LIST`,
+  standard class order, 'tench, Tinca tinca' first) and WordNet ids from the
+  `imagenet2012` builder's `labels.txt` (same order). Nothing is downloaded.
+* ImageNet-21k: tfds ships no ImageNet-21k class list, so classes are reported
+  as indices ('imagenet21k class 1234') unless the user passes a names file.
+* Any other dataset: `input_pipeline.get_dataset_info(config).label_names`.
+"""
+
+from __future__ import annotations
+
+import os
+
+IMAGENET1K_CLASSES = 1000
+IMAGENET21K_CLASSES = 21843
+IMAGENET21K_NOTE = ('ImageNet-21k class names are not shipped with tensorflow_datasets; classes '
+                    'are shown as indices (name them with --labels_file, one name per line).')
+
+
+def imagenet1k_names() -> list[str]:
+  """The 1000 ImageNet-1k class names in the standard (tfds label) order."""
+  from tensorflow_datasets.datasets.siscore import labels
+
+  names = list(labels.IMAGENET_LABELS_LIST)
+  if len(names) != IMAGENET1K_CLASSES:
+    raise RuntimeError(f'tfds ImageNet label list has {len(names)} entries, expected 1000.')
+  return names
+
+
+def imagenet1k_synsets() -> list[str]:
+  """The 1000 WordNet ids (n01440764, ...) of the tfds `imagenet2012` builder."""
+  import tensorflow_datasets as tfds
+
+  path = os.path.join(os.path.dirname(tfds.__file__), 'datasets', 'imagenet2012', 'labels.txt')
+  with open(path) as f:
+    return [line.strip() for line in f if line.strip()]
+
+
+def read_names_file(path: str) -> list[str]:
+  """One class name per line."""
+  with open(path) as f:
+    return [line.rstrip('\n') for line in f if line.strip()]
+
+
+def class_names(num_classes: int, *, labels_file: str | None = None,
+                dataset_names: list[str] | None = None) -> tuple[list[str], str | None]:
+  """Names for a `num_classes` head.
+
+  Args:
+    num_classes: head width of the checkpoint.
+    labels_file: optional file with one name per line (wins over everything).
+    dataset_names: label names of the dataset the checkpoint was trained on.
+
+  Returns:
+    `(names, note)`: `num_classes` strings and an optional note for the user.
+  """
+  if labels_file:
+    names = read_names_file(labels_file)
+  elif dataset_names is not None:
+    names = list(dataset_names)
+  elif num_classes == IMAGENET1K_CLASSES:
+    names = imagenet1k_names()
+  elif num_classes == IMAGENET21K_CLASSES:
+    return [f'imagenet21k class {i}' for i in range(num_classes)], IMAGENET21K_NOTE
+  else:
+    return [f'class {i}' for i in range(num_classes)], (
+        f'A {num_classes}-class head: pass --dataset (the dataset it was trained on) or '
+        '--labels_file for class names.')
+  if len(names) != num_classes:
+    raise ValueError(f'{len(names)} class names for a {num_classes}-class head: check '
+                     '--dataset / --labels_file.')
+  return names, None
