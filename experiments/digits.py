@@ -1,0 +1,70 @@
+r"""Mixer-Ti/4 trained from scratch on scikit-learn's bundled digits (the README's main job).
+
+Not a paper experiment: a CPU-sized demonstration of the whole path (tfds input pipeline,
+pmap trainer, exact eval, checkpoints, metrics, final .npz). The 1,797 real 8x8 hand-written
+digits of `sklearn.datasets.load_digits` are prepared offline as the tfds dataset
+'sklearn_digits' and upscaled to 16x16, so Mixer-Ti_4 (patch 4) sees S = 16 tokens.
+No horizontal flip: digits are not mirror-symmetric.
+
+Command:
+  python -m mixer_flax.main --config=experiments/digits.py --workdir=workdirs/digits
+
+Expected result (measured on 2 CPU cores, 1 CPU device, this repository's code):
+  test top-1 accuracy ~0.97 after 1,200 steps; wall time ~2 minutes including compilation.
+  (Source: our own runs; see README "Training".)
+
+Arguments: `digits.py:N` trains for N steps instead of the default.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The digits config; `arg` optionally overrides `total_steps`."""
+  c = ml_collections.ConfigDict()
+  c.model_name = 'Mixer-Ti_4'
+  c.model = ml_collections.ConfigDict(dict(
+      stoch_depth=0.0, dropout=0.0, head_bias_init=0.0, dtype='float32',
+      tokens_mlp_dim=config_dict.placeholder(int)))
+  c.pretrained_path = config_dict.placeholder(str)
+  c.pretrained_image_size = 16
+
+  c.dataset = 'sklearn_digits'
+  c.folder_root = config_dict.placeholder(str)
+  c.data_dir = config_dict.placeholder(str)
+  c.manual_dir = config_dict.placeholder(str)
+  c.train_split = 'train'
+  c.eval_split = 'test'
+  c.num_classes = config_dict.placeholder(int)
+  c.image_size = 16
+  c.pp = ml_collections.ConfigDict(dict(
+      crop='resize', area_min=0.05, flip=False, randaug_layers=0, randaug_magnitude=0,
+      mixup_alpha=0.0, eval_mode='resize', eval_resize=16))
+  c.shuffle_buffer = 2_000
+  c.prefetch = 2
+  c.tf_threads = 0
+
+  c.batch = 128
+  c.batch_eval = 256
+  c.accum_steps = 1
+  c.total_steps = int(arg) if arg else 1_200
+  c.base_lr = 2e-3
+  c.warmup_steps = 100
+  c.decay_type = 'cosine'
+  c.end_lr = 1e-5
+  c.optimizer = 'adam'
+  c.weight_decay = 0.1
+  c.momentum = 0.9
+  c.optim_dtype = 'float32'
+  c.grad_norm_clip = 1.0
+  c.loss = 'softmax_xent'
+  c.label_smoothing = 0.0
+
+  c.eval_every = 400
+  c.checkpoint_every = 400
+  c.keep_checkpoints = 2
+  c.progress_every = 100
+  c.seed = 0
+  c.fewshot = config_dict.placeholder(ml_collections.ConfigDict)
+  return c

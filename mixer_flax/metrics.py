@@ -1,0 +1,138 @@
+"""Training metrics: clu writers (console + TensorBoard), `metrics.jsonl` and progress lines.
+
+Only the process that owns the writer (process 0 in multi-host runs) writes files;
+the others log to their own console through clu's logging writer.
+
+`metrics.jsonl` holds one JSON object per logged step, e.g.
+`{"step": 100, "train_loss": 0.41, "learning_rate": 0.001, "img/s": 812.5}`. On a resumed
+run, records after the restored step are dropped first, so the file never repeats a step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+from clu import metric_writers
+
+METRICS_FILE = 'metrics.jsonl'
+
+
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  """Returns the records of `workdir/metrics.jsonl` (empty list if there is none)."""
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def format_duration(seconds: float) -> str:
+  """Formats seconds as `1h02m03s` / `2m03s` / `3s`."""
+  if not math.isfinite(seconds):
+    return '?'
+  seconds = int(round(max(seconds, 0.0)))
+  h, rest = divmod(seconds, 3600)
+  m, s = divmod(rest, 60)
+  if h:
+    return f'{h}h{m:02d}m{s:02d}s'
+  return f'{m}m{s:02d}s' if m else f'{s}s'
+
+
+class MetricsLogger:
+  """Collects the metrics of one step and writes them to every sink.
+
+  Usage: `log(step, train_loss=...)` any number of times for a step, then `flush()`
+  (also done automatically when a later step is logged, and by `close()`).
+
+  Args:
+    workdir: output directory (TensorBoard events and `metrics.jsonl` go there).
+    total_steps: the run's last step, for the ETA.
+    write_files: False on processes other than 0: console logging only.
+    resume_step: the step a resumed run restarts from; `metrics.jsonl` records with a
+      larger step are removed (they were logged after the last checkpoint).
+    printer: callable for the human-readable progress lines (default `print`).
+  """
+
+  def __init__(self, *, workdir: str, total_steps: int, write_files: bool,
+               resume_step: int = 0, printer=print):
+    self.total_steps = total_steps
+    self.write_files = write_files
+    self._printer = printer
+    self._pending_step: int | None = None
+    self._pending: dict[str, float] = {}
+    self._path = os.path.join(workdir, METRICS_FILE)
+    if write_files:
+      os.makedirs(workdir, exist_ok=True)
+      kept = [r for r in read_metrics(workdir) if r.get('step', 0) <= resume_step]
+      with open(self._path, 'w') as f:
+        f.writelines(json.dumps(r) + '\n' for r in kept)
+      self._writer = metric_writers.create_default_writer(workdir, asynchronous=False)
+    else:
+      self._writer = metric_writers.create_default_writer(just_logging=True, asynchronous=False)
+    self._timer_step: int | None = None
+    self._timer_t = 0.0
+
+  def log(self, step: int, **metrics: float) -> None:
+    """Adds scalar metrics for `step` (floats; names may contain '/')."""
+    if self._pending_step is not None and step != self._pending_step:
+      self.flush()
+    self._pending_step = step
+    self._pending.update({k: float(v) for k, v in metrics.items()})
+
+  def flush(self) -> None:
+    """Writes the pending step's metrics to clu writers and `metrics.jsonl`."""
+    if self._pending_step is None:
+      return
+    step, scalars = self._pending_step, self._pending
+    self._pending_step, self._pending = None, {}
+    self._writer.write_scalars(step, scalars)
+    if self.write_files:
+      record = {'step': step, **{k: _json_number(v) for k, v in scalars.items()}}
+      with open(self._path, 'a') as f:
+        f.write(json.dumps(record) + '\n')
+    self._writer.flush()
+
+  def start_timer(self, step: int) -> None:
+    """Starts the img/s and ETA clock at `step` (call before the first train step)."""
+    self._timer_step, self._timer_t = step, time.perf_counter()
+
+  def interval_rate(self, step: int) -> tuple[float, float]:
+    """Returns `(seconds per step, seconds elapsed)` since the last call (or start) and resets."""
+    now = time.perf_counter()
+    steps = max(step - (self._timer_step if self._timer_step is not None else step), 1)
+    elapsed = now - self._timer_t
+    self._timer_step, self._timer_t = step, now
+    return elapsed / steps, elapsed
+
+  def skip_time(self, seconds: float) -> None:
+    """Excludes `seconds` (e.g. an evaluation) from the current img/s interval."""
+    self._timer_t += seconds
+
+  def progress(self, step: int, *, loss: float, img_per_sec: float, sec_per_step: float,
+               extra: str = '') -> None:
+    """Prints one progress line: step, loss, img/s and ETA."""
+    if not self.write_files:
+      return
+    eta = format_duration((self.total_steps - step) * sec_per_step)
+    width = len(str(self.total_steps))
+    self._printer(f'step {step:{width}d}/{self.total_steps}  loss {loss:.4f}  '
+                  f'{img_per_sec:8.1f} img/s  ETA {eta}{extra}', flush=True)
+
+  def message(self, text: str) -> None:
+    """Prints a line on process 0."""
+    if self.write_files:
+      self._printer(text, flush=True)
+
+  def close(self) -> None:
+    """Flushes and closes every writer."""
+    self.flush()
+    self._writer.close()
+
+
+def _json_number(value: float) -> float | str:
+  """JSON has no NaN/Inf: write them as strings."""
+  return value if math.isfinite(value) else str(value)

@@ -1,0 +1,285 @@
+"""The training loop: validate, initialise or resume, train with pmap, evaluate, checkpoint.
+
+`train_and_evaluate(config, workdir)` runs one experiment (pre-training or fine-tuning)
+described by an `experiments/*.py` config (schema: docs/design.md):
+
+* the config is validated before anything is compiled (batch divisibility, dataset,
+  model name, pretrained file), and saved resolved to `workdir/config.json`;
+* the model starts from scratch or from an `.npz` (`checkpoint.load_pretrained`: head
+  replaced, higher resolution adapted) and is replicated on the local devices;
+* if `workdir/checkpoints` holds a checkpoint the run resumes from it: the input pipeline
+  restarts at the next batch and the per-step RNG is a function of the step, so a resumed
+  run is identical to an uninterrupted one (the saved step never runs twice);
+* evaluation (top-1, top-5, loss on the exact padded+masked eval split, and few-shot
+  probes when `config.fewshot` is set) every `eval_every` steps and at the end;
+* checkpoints every `checkpoint_every` steps, at the end, and on SIGTERM (then the
+  function returns with `preempted=True`); a state is checkpointed only after its loss
+  and parameters were checked finite, so a NaN/Inf loss raises `NonFiniteLossError` and
+  leaves the last good checkpoint intact;
+* metrics go to clu writers, `workdir/metrics.jsonl` and the console (`metrics.py`);
+  the final parameters are exported as an official-layout `workdir/final.npz`.
+
+Host syncs happen only at progress/eval/checkpoint boundaries: the step loop only
+dispatches work (state donated, inputs prefetched to the devices).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from mixer_flax import checkpoint, input_pipeline, models, train_step, train_utils
+from mixer_flax.metrics import MetricsLogger, format_duration
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss became NaN or Inf."""
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks settings that would otherwise fail late (after compiling) or silently.
+
+  Raises:
+    ValueError / FileNotFoundError naming the offending config key.
+  """
+  if hasattr(train_step, 'validate_config'):
+    train_step.validate_config(config)
+  if config.model_name not in models.MODEL_CONFIGS:
+    raise ValueError(f'config.model_name={config.model_name!r} is unknown; '
+                     f'choose one of {", ".join(models.MODEL_CONFIGS)}.')
+  devices = jax.process_count() * jax.local_device_count()
+  accum = int(config.get('accum_steps', 1) or 1)
+  if config.batch <= 0 or config.batch % (devices * accum):
+    raise ValueError(
+        f'config.batch={config.batch} must be a positive multiple of processes x local '
+        f'devices x accum_steps = {jax.process_count()} x {jax.local_device_count()} x '
+        f'{accum} = {devices * accum}.')
+  if config.batch_eval <= 0 or config.batch_eval % devices:
+    raise ValueError(f'config.batch_eval={config.batch_eval} must be a positive multiple of '
+                     f'processes x local devices = {devices}.')
+  for key in ('total_steps', 'eval_every', 'checkpoint_every', 'progress_every'):
+    if int(config[key]) <= 0:
+      raise ValueError(f'config.{key}={config[key]} must be a positive number of steps.')
+  patch = models.get_config(config.model_name).patch_size
+  patch = config.model.get('patch_size', None) or patch
+  if config.image_size % patch:
+    raise ValueError(f'config.image_size={config.image_size} must be a multiple of the '
+                     f'patch size {patch} of {config.model_name}.')
+  path = config.get('pretrained_path')
+  if path and not _exists(path):
+    raise FileNotFoundError(f'config.pretrained_path={path!r} does not exist; give the path '
+                            'of an .npz checkpoint (local or gs://) or set it to None.')
+
+
+def _exists(path: str) -> bool:
+  if '://' not in path:
+    return os.path.exists(path)
+  import tensorflow as tf
+  return tf.io.gfile.exists(path)
+
+
+def _dataset_info(config: ml_collections.ConfigDict):
+  try:
+    return input_pipeline.get_dataset_info(config)
+  except Exception as e:  # noqa: BLE001 - rewrap with the setting's name
+    raise ValueError(f'config.dataset={config.dataset!r} could not be loaded '
+                     f'(data_dir={config.get("data_dir")!r}): {e}') from e
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int):
+  """The Mixer of `config` with a `num_classes` head (higher-resolution fine-tuning aware)."""
+  overrides = {k: v for k, v in config.model.to_dict().items() if v is not None}
+  if config.get('pretrained_path'):
+    pretrained_size = config.get('pretrained_image_size', 224)
+    if config.image_size != pretrained_size:
+      overrides.update(checkpoint.finetune_overrides(
+          model_name=config.model_name, image_size=config.image_size,
+          pretrained_image_size=pretrained_size))
+  return models.create_model(config.model_name, num_classes=num_classes, **overrides)
+
+
+def initial_state(config: ml_collections.ConfigDict, model, rng: jax.Array):
+  """Unreplicated train state: from scratch, or with `config.pretrained_path` loaded."""
+  state = train_step.create_train_state(config=config, model=model, rng=rng,
+                                        image_size=config.image_size)
+  if config.get('pretrained_path'):
+    params = checkpoint.load_pretrained(path=config.pretrained_path,
+                                        init_params=jax.device_get(state.params))
+    state = train_step.create_train_state(config=config, model=model, rng=rng,
+                                          image_size=config.image_size, params=params)
+  return state
+
+
+def evaluate(eval_step, params, config: ml_collections.ConfigDict) -> dict[str, float]:
+  """Top-1/top-5 accuracy and mean loss over the whole eval split (padding masked out)."""
+  totals = None
+  for batch in _on_devices(input_pipeline.get_eval_iterator(config), config):
+    sums = eval_step(params, batch)
+    totals = sums if totals is None else jax.tree_util.tree_map(lambda a, b: a + b, totals, sums)
+  totals = {k: float(v) for k, v in train_utils.unreplicate(totals).items()}
+  count = max(totals['count'], 1.0)
+  return {'eval_accuracy': totals['correct'] / count,
+          'eval_top5_accuracy': totals['correct_top5'] / count,
+          'eval_loss': totals['loss'] / count, 'eval_count': totals['count']}
+
+
+def _on_devices(iterator, config):
+  size = int(config.get('prefetch', 2) or 0)
+  if size > 0 and hasattr(input_pipeline, 'prefetch_to_device'):
+    return input_pipeline.prefetch_to_device(iterator, size)
+  return iterator
+
+
+def _fewshot_evaluator(config, model, log):
+  if not config.get('fewshot'):
+    return None
+  try:
+    from mixer_flax import fewshot
+  except ImportError as e:
+    log.message(f'config.fewshot is set but mixer_flax.fewshot is unavailable ({e}); skipped.')
+    return None
+  return fewshot.FewShotEvaluator(config=config, model=model)
+
+
+def _scalar(x) -> float:
+  """First element of a fetched (possibly replicated) metric."""
+  return float(np.asarray(x).reshape(-1)[0])
+
+
+def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains and evaluates `config`, writing everything under `workdir`.
+
+  Returns:
+    Final metrics: `step`, `train_loss`, `eval_accuracy`, `eval_top5_accuracy`,
+    `eval_loss` (and few-shot accuracies), `wall_time_s`, `preempted`, `resumed_from`.
+  """
+  t_start = time.perf_counter()
+  config = ml_collections.ConfigDict(config.to_dict())  # unlocked private copy
+  validate(config)
+  info = _dataset_info(config)
+  config.num_classes = int(config.get('num_classes') or info.num_classes)
+  is_main = jax.process_index() == 0
+  if is_main:
+    os.makedirs(workdir, exist_ok=True)
+    _write_config(config, workdir)
+
+  model = build_model(config, config.num_classes)
+  rng = jax.random.key(config.seed)
+  init_rng, train_rng = jax.random.split(rng)
+  state_host = initial_state(config, model, init_rng)
+  ckpts = train_utils.Checkpoints(workdir, keep=config.get('keep_checkpoints', 2))
+  start_step = ckpts.latest_step() or 0
+  if start_step:
+    state_host = ckpts.restore(start_step, jax.device_get(state_host))
+  state = train_utils.replicate(state_host)
+  del state_host
+  log = MetricsLogger(workdir=workdir, total_steps=config.total_steps, write_files=is_main,
+                      resume_step=start_step)
+  if start_step:
+    log.message(f'Resuming from the checkpoint of step {start_step} in {ckpts.directory}.')
+
+  p_train_step = train_step.make_train_step(config=config, model=model)
+  p_eval_step = train_step.make_eval_step(model=model, config=config)
+  fewshot = _fewshot_evaluator(config, model, log)
+  train_iter = _on_devices(
+      input_pipeline.get_train_iterator(config, seed=config.seed, start_step=start_step),
+      config)
+  # One key for the run; the step folds in the step number, the device and the microbatch.
+  train_rng = train_utils.replicate(jax.random.key_data(train_rng))
+
+  result: dict[str, Any] = {'resumed_from': start_step, 'preempted': False}
+  pending: list[tuple[int, Any]] = []  # (step, device metrics) since the last check
+  step = start_step
+  log.start_timer(start_step)
+
+  def check_and_log(step: int) -> None:
+    nonlocal pending
+    fetched = jax.device_get([m for _, m in pending])
+    losses = np.array([_scalar(m['train_loss']) for m in fetched], np.float64)
+    finite = np.array([_scalar(m.get('finite', 1.0)) > 0 for m in fetched]) & np.isfinite(losses)
+    if not np.all(finite):
+      first = int(np.argmin(finite))
+      raise NonFiniteLossError(
+          f'Training loss or gradient became non-finite (loss {losses[first]}) at step '
+          f'{pending[first][0]}. The last good '
+          f'checkpoint (step {ckpts.latest_step()}) in {ckpts.directory} is intact. Lower '
+          f'config.base_lr (now {config.base_lr}), raise config.warmup_steps or set '
+          f'config.grad_norm_clip.')
+    sec_per_step, _ = log.interval_rate(step)
+    last = fetched[-1]
+    img_s = config.batch / sec_per_step
+    metrics = {'train_loss': float(losses.mean()), 'img/s': img_s}
+    if 'learning_rate' in last:
+      metrics['learning_rate'] = _scalar(last['learning_rate'])
+    log.log(step, **metrics)
+    log.progress(step, loss=metrics['train_loss'], img_per_sec=img_s, sec_per_step=sec_per_step)
+    result['train_loss'] = metrics['train_loss']
+    pending = []
+
+  def save(step: int) -> None:
+    if pending:
+      check_and_log(step)
+    if not train_utils.all_finite(state.params):
+      raise NonFiniteLossError(f'Parameters became non-finite by step {step}; not saved. The '
+                               f'last good checkpoint (step {ckpts.latest_step()}) is intact.')
+    ckpts.save(step, train_utils.unreplicate(state))
+
+  stop = False
+  with train_utils.PreemptionSignal() as preemption:
+    for step in range(start_step + 1, config.total_steps + 1):
+      batch = next(train_iter)
+      state, metrics = p_train_step(state, batch, train_rng)
+      pending.append((step, metrics))
+      is_last = step == config.total_steps
+      if step % config.progress_every == 0 or is_last:
+        check_and_log(step)
+        # Multi-host: all processes must stop at the same step, so they agree here.
+        stop = train_utils.any_process(preemption.received is not None)
+      if jax.process_count() == 1:
+        stop = preemption.received is not None
+      if step % config.eval_every == 0 or is_last:
+        t_eval = time.perf_counter()
+        eval_metrics = evaluate(p_eval_step, state.params, config)
+        if fewshot is not None:
+          eval_metrics.update(fewshot.run(state.params))
+        log.skip_time(time.perf_counter() - t_eval)
+        log.log(step, **eval_metrics)
+        log.message(f'step {step}: ' + '  '.join(
+            f'{k} {v:.4f}' for k, v in eval_metrics.items() if k != 'eval_count'))
+        result.update(eval_metrics)
+      log.flush()
+      if step % config.checkpoint_every == 0 or is_last:
+        save(step)
+      if stop and not is_last:
+        save(step)
+        ckpts.wait()
+        log.message(f'Preemption signal received: saved the checkpoint of step '
+                    f'{step}; exiting. Rerun the same command to resume.')
+        result['preempted'] = True
+        break
+
+  if start_step >= config.total_steps:  # nothing to train: evaluate the restored state
+    result.update(evaluate(p_eval_step, state.params, config))
+  ckpts.close()
+  result['step'] = step
+  if is_main and not result['preempted']:
+    checkpoint.save_npz(os.path.join(workdir, 'final.npz'),
+                        train_utils.unreplicate(state.params))
+  result['wall_time_s'] = time.perf_counter() - t_start
+  if is_main:
+    with open(os.path.join(workdir, 'result.json'), 'w') as f:
+      json.dump({k: v for k, v in result.items()}, f, indent=2)
+  log.message(f'Done at step {step} in {format_duration(result["wall_time_s"])}.')
+  log.close()
+  return result
