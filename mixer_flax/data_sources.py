@@ -1,0 +1,178 @@
+"""Where examples come from: prepared tfds datasets and image folders.
+
+A `Source` hands out, for a tfds split string and a process, a finite tf.data
+dataset of *undecoded* records {'image': encoded bytes or file path, 'label'}
+in a fixed order, plus exact example counts. Decoding happens later, after
+shuffling (`Source.load` turns a record's path into bytes).
+
+Nothing here downloads. A tfds dataset must already be prepared in `data_dir`,
+except (a) the bundled `sklearn_digits`, prepared offline on first use, and
+(b) datasets built from archives you downloaded yourself (ImageNet), prepared
+from `manual_dir` on first use.
+
+Per-process sharding: process p of P reads `tfds.split_for_jax_process(split)`
+(tfds datasets) or the same even division of the split (image folders): the
+first N mod P processes get one example more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Callable, Sequence
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from mixer_flax import datasets as _registered  # noqa: F401  (registers sklearn_digits)
+from mixer_flax import image_folder
+
+LOCAL_DATASETS = ('sklearn_digits',)  # Prepared offline from data installed with the package.
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """A dataset's splits as undecoded records.
+
+  Attributes:
+    name: dataset name (tfds name or 'image_folder:<root>').
+    num_classes: number of classes of the label feature.
+    label_names: class names, index = label.
+    count: fn(split, process_index, process_count) -> examples of that process's shard.
+    records: fn(split, process_index, process_count) -> finite tf.data.Dataset of
+      {'image': tf.string scalar, 'label': int64 () or [k]} in a fixed order.
+    load: fn(record) -> record whose 'image' holds the encoded bytes.
+  """
+
+  name: str
+  num_classes: int
+  label_names: Sequence[str]
+  count: Callable[[str, int, int], int]
+  records: Callable[[str, int, int], tf.data.Dataset]
+  load: Callable[[dict], dict] = lambda record: record
+
+
+def get_source(*, dataset: str, data_dir: str | None = None, manual_dir: str | None = None,
+               folder_root: str | None = None, image_key: str = 'image',
+               label_key: str = 'label') -> Source:
+  """Opens `dataset` (a tfds name or 'image_folder'); see the module doc."""
+  if dataset == 'image_folder':
+    if not folder_root:
+      raise ValueError("config.dataset='image_folder' needs config.folder_root: a directory "
+                       'with <split>/<class>/<image> files, e.g. root/train/cat/1.jpg.')
+    return _folder_source(os.path.abspath(os.path.expanduser(folder_root)))
+  return _tfds_source(dataset, data_dir, manual_dir, image_key, label_key)
+
+
+@functools.lru_cache(maxsize=8)
+def _folder_source(root: str) -> Source:
+  folder = image_folder.ImageFolder(root)
+  return Source(
+      name=f'image_folder:{root}', num_classes=len(folder.classes), label_names=folder.classes,
+      count=lambda split, pi, pc: len(folder.shard(split, pi, pc)[0]),
+      records=folder.records,
+      load=lambda r: {**r, 'image': tf.io.read_file(r['image'])})
+
+
+def _refuse_download(*args, **kwargs):
+  del args, kwargs
+  raise RuntimeError(
+      'Preparing this dataset wants to download files; mixer_flax never downloads. Prepare it '
+      'on a machine with internet (`tfds build NAME --data_dir=DIR`) and point config.data_dir '
+      'at DIR.')
+
+
+def _offline_prepare(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> None:
+  """download_and_prepare with network downloads replaced by an error."""
+  make_manager = builder._make_download_manager  # pylint: disable=protected-access
+
+  def offline_manager(*args, **kwargs):
+    manager = make_manager(*args, **kwargs)
+    manager.download = _refuse_download
+    manager.download_and_extract = _refuse_download
+    return manager
+
+  builder._make_download_manager = offline_manager  # pylint: disable=protected-access
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=manual_dir, try_download_gcs=False))
+
+
+def _not_found_message(name: str) -> str:
+  return (f'config.dataset={name!r} is neither a tfds dataset known to tensorflow_datasets '
+          f'{tfds.__version__} nor "image_folder". Use a name from '
+          'https://www.tensorflow.org/datasets/catalog (prepared in config.data_dir), the bundled '
+          "'sklearn_digits', or dataset='image_folder' with config.folder_root=<dir> holding "
+          '<split>/<class>/<image> files (e.g. an extracted ImageNet-21k).')
+
+
+def prepare_tfds(name: str, *, data_dir: str | None,
+                 manual_dir: str | None) -> tfds.core.DatasetBuilder:
+  """Returns the builder of a prepared tfds dataset, preparing only what needs no network.
+
+  Raises:
+    ValueError: unknown dataset name.
+    FileNotFoundError: the dataset is not prepared and cannot be without a download (the
+      message says what to download and where to put it).
+  """
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise ValueError(_not_found_message(name)) from e
+  if builder.is_prepared():
+    return builder
+  root = builder.data_dir_root
+  if name.split(':')[0].split('/')[0] in LOCAL_DATASETS:
+    _offline_prepare(builder, None)
+    return builder
+  instructions = builder.MANUAL_DOWNLOAD_INSTRUCTIONS
+  if instructions:
+    manual = os.path.expanduser(manual_dir or os.path.join(root, 'downloads', 'manual'))
+    if not os.path.isdir(manual) or not os.listdir(manual):
+      raise FileNotFoundError(
+          f'Dataset {name!r} is not prepared in data_dir={root} and is built from files you '
+          f'download yourself:\n{instructions.strip()}\nPut them in {manual} (set '
+          'config.manual_dir to use another directory) and run again: tfds then prepares the '
+          f'dataset once into {root} (see README "Data").')
+    try:
+      _offline_prepare(builder, manual)
+    except Exception as e:
+      raise FileNotFoundError(
+          f'Preparing {name!r} from manual_dir={manual} failed ({e}). It needs:\n'
+          f'{instructions.strip()}') from e
+    return builder
+  raise FileNotFoundError(
+      f'Dataset {name!r} is not prepared in data_dir={root}, and mixer_flax never downloads. '
+      f'On a machine with internet run `tfds build {name} --data_dir=DIR` and copy DIR/'
+      f'{name.split("/")[0]} to {root} (or set config.data_dir to DIR).')
+
+
+@functools.lru_cache(maxsize=8)
+def _tfds_source(name: str, data_dir: str | None, manual_dir: str | None, image_key: str,
+                 label_key: str) -> Source:
+  builder = prepare_tfds(name, data_dir=data_dir, manual_dir=manual_dir)
+  features = builder.info.features
+  for key in (image_key, label_key):
+    if key not in features:
+      raise ValueError(f'Dataset {name!r} has no feature {key!r}; its features are '
+                       f'{list(features)}. Set config.image_key / config.label_key.')
+  label = features[label_key]
+  label = getattr(label, 'feature', label)  # Sequence(ClassLabel) -> ClassLabel (multi-label).
+  if not isinstance(label, tfds.features.ClassLabel):
+    raise ValueError(f'Feature {label_key!r} of {name!r} is {label}, not a ClassLabel.')
+
+  def sub(split: str, pi: int, pc: int):
+    return tfds.split_for_jax_process(split, process_index=pi, process_count=pc)
+
+  def count(split: str, pi: int, pc: int) -> int:
+    return builder.info.splits[sub(split, pi, pc)].num_examples
+
+  def records(split: str, pi: int, pc: int) -> tf.data.Dataset:
+    ds = builder.as_dataset(
+        split=sub(split, pi, pc), shuffle_files=False,
+        decoders={image_key: tfds.decode.SkipDecoding()},
+        read_config=tfds.ReadConfig(try_autocache=False, skip_prefetch=True))
+    return ds.map(lambda ex: {'image': ex[image_key], 'label': ex[label_key]})
+
+  return Source(name=name, num_classes=label.num_classes, label_names=list(label.names),
+                count=count, records=records)

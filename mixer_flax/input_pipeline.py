@@ -1,0 +1,312 @@
+"""Input pipeline: train / eval batches for pmap from tfds datasets or image folders.
+
+Contract (docs/design.md): `get_dataset_info`, `get_train_iterator`,
+`get_eval_iterator`, `prefetch_to_device`. Batches are dicts of numpy arrays
+(device arrays sharded over the local devices when `config.prefetch > 0`):
+
+  images  float32 [local_devices, per_device, H, W, 3] in [-1, 1]
+  labels  float32 [local_devices, per_device, num_classes] (one-hot, multi-hot or mixed)
+  mask    float32 [local_devices, per_device] (eval only; 0 on padding)
+
+Training stream of process p (deterministic in (seed, p)): epoch e is this
+process's shard in a fixed order, shuffled with a buffer of
+`config.shuffle_buffer` records and a seed derived from (seed, p, e); epochs are
+concatenated and cut into batches of config.batch / process_count. Records are
+still encoded while shuffled; each is decoded and augmented with a stateless seed
+derived from (seed, p, its position in the stream), mixup with one from (seed,
+p, step). So `start_step=k` reproduces an uninterrupted run exactly: it starts
+at epoch k*B // n and skips the remaining (k*B mod n) records *before decoding*
+(B = per-process batch, n = per-process shard size). Cost: reading at most one
+epoch of this process's encoded records (ImageNet-1k on one host: ~1.3 M
+records / ~140 GB worst case; divide by the number of hosts).
+
+Eval: one pass over this process's shard, padded (mask 0) to a number of
+batches that is the same on every process, so each example of the split is
+counted exactly once over all hosts and devices.
+
+Threads: tf.data runs in a private pool of `config.tf_threads` threads (0:
+half the CPU cores, at least 1, at most 16) with intra-op parallelism 1, so
+the input pipeline leaves the other cores to XLA. TensorFlow is hidden from
+GPUs.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import itertools
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+import tensorflow as tf
+
+from mixer_flax import data_sources, preprocessing, randaugment
+
+try:  # TF must never take GPU memory from JAX.
+  tf.config.set_visible_devices([], 'GPU')
+except (RuntimeError, ValueError):  # Already initialised or no GPU support: nothing to do.
+  pass
+
+PP_DEFAULTS = dict(crop='inception', area_min=0.05, flip=True, randaug_layers=0,
+                   randaug_magnitude=0, mixup_alpha=0.0, eval_mode='resize_small_crop',
+                   eval_resize=256)
+TF_PREFETCH = 2  # Batches tf.data prepares ahead (on top of config.prefetch on devices).
+
+
+class DatasetInfo(NamedTuple):
+  """What the trainer needs to know about a dataset (example counts over all processes)."""
+
+  num_classes: int
+  num_train_examples: int
+  num_eval_examples: int
+  label_names: tuple[str, ...]
+
+
+def _get(config: Any, key: str, default: Any = None) -> Any:
+  value = config.get(key, default) if hasattr(config, 'get') else getattr(config, key, default)
+  return default if value is None else value
+
+
+def _pp(config: Any) -> dict[str, Any]:
+  pp = dict(PP_DEFAULTS)
+  given = _get(config, 'pp', {})
+  pp.update({k: given[k] for k in given} if hasattr(given, 'keys') else {})
+  if pp['crop'] not in preprocessing.TRAIN_CROPS:
+    raise ValueError(f"config.pp.crop={pp['crop']!r}: expected one of {preprocessing.TRAIN_CROPS}.")
+  if pp['eval_mode'] not in preprocessing.EVAL_MODES:
+    raise ValueError(f"config.pp.eval_mode={pp['eval_mode']!r}: expected one of "
+                     f'{preprocessing.EVAL_MODES}.')
+  if not 0.0 < pp['area_min'] <= 1.0:
+    raise ValueError(f"config.pp.area_min={pp['area_min']} must be in (0, 1].")
+  if pp['mixup_alpha'] < 0 or pp['randaug_layers'] < 0 or pp['randaug_magnitude'] < 0:
+    raise ValueError('config.pp.mixup_alpha, randaug_layers and randaug_magnitude must be >= 0.')
+  return pp
+
+
+def _source(config: Any) -> data_sources.Source:
+  return data_sources.get_source(
+      dataset=_get(config, 'dataset', 'sklearn_digits'), data_dir=_get(config, 'data_dir'),
+      manual_dir=_get(config, 'manual_dir'), folder_root=_get(config, 'folder_root'),
+      image_key=_get(config, 'image_key', 'image'), label_key=_get(config, 'label_key', 'label'))
+
+
+def _num_classes(config: Any, source: data_sources.Source) -> int:
+  num_classes = _get(config, 'num_classes', source.num_classes)
+  if num_classes < source.num_classes:
+    raise ValueError(f'config.num_classes={num_classes} is smaller than the '
+                     f'{source.num_classes} classes of {source.name}.')
+  return num_classes
+
+
+def get_dataset_info(config: Any) -> DatasetInfo:
+  """Class count (config.num_classes if set) and split sizes summed over all processes."""
+  source = _source(config)
+  return DatasetInfo(
+      num_classes=_num_classes(config, source),
+      num_train_examples=source.count(_get(config, 'train_split', 'train'), 0, 1),
+      num_eval_examples=source.count(_get(config, 'eval_split', 'test'), 0, 1),
+      label_names=tuple(source.label_names))
+
+
+def _topology(process_index: int | None, process_count: int | None,
+              local_device_count: int | None) -> tuple[int, int, int]:
+  return (jax.process_index() if process_index is None else process_index,
+          jax.process_count() if process_count is None else process_count,
+          jax.local_device_count() if local_device_count is None else local_device_count)
+
+
+def _split_batch(batch: int, *, key: str, process_count: int, local_devices: int) -> int:
+  """Per-process batch; checks that batch divides over processes and local devices."""
+  if batch <= 0 or batch % (process_count * local_devices):
+    raise ValueError(f'config.{key}={batch} must be a positive multiple of process_count * '
+                     f'local_device_count = {process_count} * {local_devices}.')
+  return batch // process_count
+
+
+def tf_options(threads: int = 0) -> tf.data.Options:
+  """Deterministic tf.data options with a bounded private thread pool (0: auto)."""
+  if threads <= 0:
+    threads = max(1, min(16, (os.cpu_count() or 2) // 2))
+  options = tf.data.Options()
+  options.deterministic = True
+  options.threading.private_threadpool_size = threads
+  options.threading.max_intra_op_parallelism = 1
+  options.autotune.cpu_budget = threads
+  return options
+
+
+def _threads(config: Any) -> int:
+  return tf_options(_get(config, 'tf_threads', 0)).threading.private_threadpool_size
+
+
+def _to_devices(batch: dict[str, tf.Tensor], local_devices: int) -> dict[str, tf.Tensor]:
+  """[B, ...] -> [local_devices, B / local_devices, ...]."""
+  return {k: tf.reshape(v, [local_devices, -1, *v.shape[1:]]) for k, v in batch.items()}
+
+
+def _fold(key: tf.Tensor, *data: int | tf.Tensor) -> tf.Tensor:
+  for d in data:
+    key = tf.random.experimental.stateless_fold_in(key, tf.cast(d, tf.int64))
+  return key
+
+
+def get_train_iterator(config: Any, *, seed: int, start_step: int = 0,
+                       process_index: int | None = None, process_count: int | None = None,
+                       local_device_count: int | None = None) -> Iterator[dict[str, Any]]:
+  """Infinite stream of this process's training batches (see the module doc).
+
+  Args:
+    config: experiment config (dataset, train_split, batch, image_size, pp, ...).
+    seed: base seed; batches are a function of (seed, process_index, step).
+    start_step: first step to yield; identical to skipping `start_step` batches.
+    process_index: defaults to jax.process_index() (tests simulate processes).
+    process_count: defaults to jax.process_count().
+    local_device_count: defaults to jax.local_device_count().
+
+  Yields:
+    {'images': f32 [D, b, H, W, 3] in [-1, 1], 'labels': f32 [D, b, K]} with
+    D = local devices and b = config.batch // (process_count * D).
+  """
+  pi, pc, ld = _topology(process_index, process_count, local_device_count)
+  batch = _split_batch(config.batch, key='batch', process_count=pc, local_devices=ld)
+  source, pp = _source(config), _pp(config)
+  num_classes, size = _num_classes(config, source), int(config.image_size)
+  split = _get(config, 'train_split', 'train')
+  n = source.count(split, pi, pc)
+  if n == 0:
+    raise ValueError(f'config.train_split={split!r} gives process {pi} of {pc} no examples.')
+  base = source.records(split, pi, pc)
+  key = tf.constant([seed, pi], tf.int64)
+  buffer = max(1, min(int(_get(config, 'shuffle_buffer', 50_000)), n))
+
+  def epoch(e: tf.Tensor) -> tf.data.Dataset:
+    shuffle_seed = tf.random.stateless_uniform(
+        [], seed=_fold(key, 0, e), minval=None, maxval=None, dtype=tf.int64)
+    return base.enumerate().shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=False
+                                    ).map(lambda i, r: (e * n + i, r))
+
+  def preprocess(index: tf.Tensor, record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    record = source.load(record)
+    s_crop, s_ra = tf.unstack(tf.random.experimental.stateless_split(_fold(key, 1, index), 2))
+    image = preprocessing.train_image(
+        record['image'], seed=s_crop, image_size=size, crop=pp['crop'],
+        area_min=pp['area_min'], flip=pp['flip'])
+    if pp['randaug_layers'] > 0:
+      image = randaugment.randaugment(image, seed=s_ra, num_layers=pp['randaug_layers'],
+                                      magnitude=pp['randaug_magnitude'])
+    image = tf.ensure_shape(preprocessing.scale_to_unit(image), [size, size, 3])
+    return {'images': image, 'labels': preprocessing.encode_labels(record['label'], num_classes)}
+
+  def finish(step: tf.Tensor, b: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    if pp['mixup_alpha'] > 0:
+      b['images'], b['labels'] = preprocessing.mixup(
+          b['images'], b['labels'], seed=_fold(key, 2, step), alpha=pp['mixup_alpha'])
+    return _to_devices(b, ld)
+
+  first = start_step * batch
+  threads = _threads(config)
+  ds = tf.data.Dataset.range(first // n, 2**62).flat_map(epoch).skip(first % n)
+  ds = ds.map(preprocess, num_parallel_calls=threads)
+  ds = ds.batch(batch, drop_remainder=True).enumerate(start=start_step).map(finish)
+  ds = ds.prefetch(TF_PREFETCH).with_options(tf_options(_get(config, 'tf_threads', 0)))
+  return _maybe_prefetch(ds.as_numpy_iterator(), config, ld)
+
+
+def get_eval_iterator(config: Any, *, split: str | None = None, batch_size: int | None = None,
+                      process_index: int | None = None, process_count: int | None = None,
+                      local_device_count: int | None = None) -> Iterator[dict[str, Any]]:
+  """One pass over this process's shard of `split` (default config.eval_split).
+
+  Every process yields ceil(max_p n_p / b) batches of b = batch_size (default
+  config.batch_eval, else config.batch) // process_count examples, padded with
+  mask 0. Multi-label examples without any label get mask 0 (as ImageNet ReaL).
+
+  Yields:
+    {'images': f32 [D, b/D, H, W, 3], 'labels': f32 [D, b/D, K], 'mask': f32 [D, b/D]}.
+  """
+  pi, pc, ld = _topology(process_index, process_count, local_device_count)
+  global_batch = batch_size or _get(config, 'batch_eval', config.batch)
+  batch = _split_batch(global_batch, key='batch_eval', process_count=pc, local_devices=ld)
+  source, pp = _source(config), _pp(config)
+  num_classes, size = _num_classes(config, source), int(config.image_size)
+  if pp['eval_mode'] != 'resize' and pp['eval_resize'] < size:
+    raise ValueError(f"config.pp.eval_resize={pp['eval_resize']} is smaller than "
+                     f'config.image_size={size}.')
+  split = split or _get(config, 'eval_split', 'test')
+  counts = [source.count(split, p, pc) for p in range(pc)]
+  num_batches = math.ceil(max(counts) / batch)
+
+  def preprocess(record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    record = source.load(record)
+    image = preprocessing.eval_image(record['image'], image_size=size, mode=pp['eval_mode'],
+                                     eval_resize=pp['eval_resize'])
+    labels = preprocessing.encode_labels(record['label'], num_classes)
+    mask = tf.cast(tf.reduce_max(labels) > 0, tf.float32) if record['label'].shape.rank else 1.0
+    return {'images': tf.ensure_shape(preprocessing.scale_to_unit(image), [size, size, 3]),
+            'labels': labels, 'mask': tf.cast(mask, tf.float32)}
+
+  padding = {'images': tf.zeros([size, size, 3]), 'labels': tf.zeros([num_classes]),
+             'mask': tf.constant(0.0)}
+  ds = source.records(split, pi, pc).map(preprocess, num_parallel_calls=_threads(config))
+  ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat(
+      num_batches * batch - counts[pi]))
+  ds = ds.batch(batch, drop_remainder=True).map(functools.partial(_to_devices, local_devices=ld))
+  ds = ds.prefetch(TF_PREFETCH).with_options(tf_options(_get(config, 'tf_threads', 0)))
+  return _maybe_prefetch(ds.as_numpy_iterator(), config, ld)
+
+
+def _maybe_prefetch(iterator: Iterator, config: Any, local_devices: int) -> Iterator:
+  size = int(_get(config, 'prefetch', 0))
+  if size <= 0:
+    return iterator
+  return prefetch_to_device(iterator, size, devices=jax.local_devices()[:local_devices])
+
+
+@functools.lru_cache(maxsize=16)
+def _pmap_sharding(devices: tuple[Any, ...], ndim: int) -> jax.sharding.Sharding:
+  """Sharding of a pmap argument: leading axis split over `devices`, one slice each."""
+  if hasattr(jax.sharding, 'PmapSharding'):  # Older JAX.
+    return jax.sharding.PmapSharding.default((len(devices),) + (1,) * (ndim - 1), 0, devices)
+  mesh = jax.sharding.Mesh(np.asarray(devices), ('batch',))
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('batch'))
+
+
+def prefetch_to_device(iterator: Iterable[dict[str, np.ndarray]], size: int,
+                       devices: Sequence[Any] | None = None) -> Iterator[dict[str, jax.Array]]:
+  """Keeps `size` batches on the devices ahead of the consumer.
+
+  Each leaf [len(devices), ...] is placed with `jax.device_put` and the pmap
+  sharding of `devices` (slice i on device i), so `jax.pmap` uses it without
+  copies.
+
+  Args:
+    iterator: batches whose leaves have leading dimension len(devices).
+    size: number of batches kept in flight (>= 1).
+    devices: default jax.local_devices().
+
+  Yields:
+    The same batches as jax.Arrays.
+  """
+  devices = tuple(jax.local_devices() if devices is None else devices)
+
+  def put(x: np.ndarray) -> jax.Array:
+    if x.shape[:1] != (len(devices),):
+      raise ValueError(f'Batch leaf of shape {x.shape} does not start with the number of '
+                       f'devices ({len(devices)}).')
+    return jax.device_put(x, _pmap_sharding(devices, x.ndim))
+
+  queue: collections.deque = collections.deque()
+  iterator = iter(iterator)
+
+  def enqueue(n: int) -> None:
+    for batch in itertools.islice(iterator, n):
+      queue.append(jax.tree_util.tree_map(put, batch))
+
+  enqueue(max(1, size))
+  while queue:
+    yield queue.popleft()
+    enqueue(1)

@@ -1,0 +1,171 @@
+"""Per-example image preprocessing in TensorFlow (runs inside tf.data).
+
+Every function works on one example and is stateless: randomness comes from an
+explicit `seed` (int64 [2]) so the same seed gives the same output whatever
+thread or host runs it (the pipeline derives it from (seed, process, example
+position), which makes training batches reproducible and resumable).
+
+Images are decoded to RGB uint8: grey-level images are replicated to three
+channels, an alpha channel is dropped (not composited), palette images are
+expanded and 16-bit PNGs are scaled to 8 bits (`tf.io.decode_image`). Output
+pixels are float32 in [-1, 1]: `(x - 127.5) / 127.5`.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+TRAIN_CROPS = ('inception', 'resize')
+EVAL_MODES = ('resize_small_crop', 'resize_crop', 'resize')
+
+
+def decode_rgb(image_bytes: tf.Tensor) -> tf.Tensor:
+  """Decodes JPEG/PNG/GIF/BMP bytes to uint8 [h, w, 3] (see module doc for conversions)."""
+  image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+  image.set_shape([None, None, 3])
+  return image
+
+
+def _to_uint8(image: tf.Tensor) -> tf.Tensor:
+  return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def resize(image: tf.Tensor, size: tuple[int, int] | tf.Tensor) -> tf.Tensor:
+  """Bilinear (antialiased when shrinking) resize of [h, w, 3] to uint8 [size[0], size[1], 3]."""
+  return _to_uint8(tf.image.resize(image, size, method='bilinear', antialias=True))
+
+
+def _crop_window(shape: tf.Tensor, *, seed: tf.Tensor, area_min: float) -> tf.Tensor:
+  """Inception-style random crop window [y, x, h, w] of an image of shape [h, w, c]."""
+  begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      shape,
+      bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+      seed=seed,
+      min_object_covered=0.0,
+      aspect_ratio_range=(3 / 4, 4 / 3),
+      area_range=(area_min, 1.0),
+      max_attempts=10,
+      use_image_if_no_bounding_boxes=True)
+  return tf.stack([begin[0], begin[1], size[0], size[1]])
+
+
+def decode_and_inception_crop(image_bytes: tf.Tensor, *, seed: tf.Tensor,
+                              area_min: float) -> tf.Tensor:
+  """Random crop (area fraction area_min..1, aspect 3/4..4/3) of an encoded image.
+
+  JPEGs are cropped while decoding (only the window is decoded); other formats
+  are decoded fully and then cropped. Both paths pick the same window.
+
+  Args:
+    image_bytes: scalar string, an encoded image.
+    seed: int64 [2], stateless seed.
+    area_min: smallest crop area as a fraction of the image area.
+
+  Returns:
+    uint8 [h', w', 3].
+  """
+
+  def jpeg_path() -> tf.Tensor:
+    shape = tf.io.extract_jpeg_shape(image_bytes)
+    window = _crop_window(shape, seed=seed, area_min=area_min)
+    return tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
+
+  def generic_path() -> tf.Tensor:
+    image = decode_rgb(image_bytes)
+    w = _crop_window(tf.shape(image), seed=seed, area_min=area_min)
+    return tf.image.crop_to_bounding_box(image, w[0], w[1], w[2], w[3])
+
+  image = tf.cond(tf.io.is_jpeg(image_bytes), jpeg_path, generic_path)
+  image.set_shape([None, None, 3])
+  return image
+
+
+def train_image(image_bytes: tf.Tensor, *, seed: tf.Tensor, image_size: int, crop: str,
+                area_min: float, flip: bool) -> tf.Tensor:
+  """Crop ('inception' | 'resize'), resize to image_size and flip; uint8 [S, S, 3]."""
+  crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  if crop == 'inception':
+    image = decode_and_inception_crop(image_bytes, seed=crop_seed, area_min=area_min)
+  elif crop == 'resize':
+    image = decode_rgb(image_bytes)
+  else:
+    raise ValueError(f'config.pp.crop={crop!r}: expected one of {TRAIN_CROPS}.')
+  image = resize(image, (image_size, image_size))
+  if flip:
+    image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+  return image
+
+
+def eval_image(image_bytes: tf.Tensor, *, image_size: int, mode: str,
+               eval_resize: int) -> tf.Tensor:
+  """Deterministic evaluation crop; uint8 [S, S, 3].
+
+  Args:
+    image_bytes: scalar string, an encoded image.
+    image_size: output side S.
+    mode: 'resize_small_crop' (shorter side -> eval_resize keeping the aspect
+      ratio, then central S x S crop), 'resize_crop' (resize to eval_resize x
+      eval_resize, central crop) or 'resize' (resize to S x S).
+    eval_resize: intermediate side for the crop modes (>= image_size).
+
+  Returns:
+    uint8 [S, S, 3].
+  """
+  image = decode_rgb(image_bytes)
+  if mode == 'resize':
+    return resize(image, (image_size, image_size))
+  if mode == 'resize_small_crop':
+    h = tf.cast(tf.shape(image)[0], tf.float32)
+    w = tf.cast(tf.shape(image)[1], tf.float32)
+    scale = float(eval_resize) / tf.minimum(h, w)
+    new = tf.cast(tf.round(tf.stack([h * scale, w * scale])), tf.int32)
+    image = resize(image, tf.maximum(new, eval_resize))
+  elif mode == 'resize_crop':
+    image = resize(image, (eval_resize, eval_resize))
+  else:
+    raise ValueError(f'config.pp.eval_mode={mode!r}: expected one of {EVAL_MODES}.')
+  top = (tf.shape(image)[0] - image_size) // 2
+  left = (tf.shape(image)[1] - image_size) // 2
+  return tf.image.crop_to_bounding_box(image, top, left, image_size, image_size)
+
+
+def scale_to_unit(image: tf.Tensor) -> tf.Tensor:
+  """uint8 [..., 3] -> float32 in [-1, 1] via (x - 127.5) / 127.5."""
+  return (tf.cast(image, tf.float32) - 127.5) / 127.5
+
+
+def encode_labels(label: tf.Tensor, num_classes: int) -> tf.Tensor:
+  """Class index () -> one-hot, or a list of indices [k] -> multi-hot; float32 [num_classes]."""
+  label = tf.cast(label, tf.int32)
+  if label.shape.rank == 0:
+    return tf.one_hot(label, num_classes, dtype=tf.float32)
+  if label.shape.rank == 1:  # An empty list gives all zeros.
+    return tf.minimum(tf.reduce_sum(tf.one_hot(label, num_classes, dtype=tf.float32), 0), 1.0)
+  raise ValueError(f'Labels must be a class index or a list of them, got shape {label.shape}.')
+
+
+def mixup(images: tf.Tensor, labels: tf.Tensor, *, seed: tf.Tensor,
+          alpha: float) -> tuple[tf.Tensor, tf.Tensor]:
+  """Mixup of a batch with itself rolled by one example.
+
+  One ratio a ~ Beta(alpha, alpha) per batch, replaced by max(a, 1 - a) so the
+  un-rolled example dominates (as in big_vision); labels are mixed with the
+  same ratio, so one-hot labels still sum to 1.
+
+  Args:
+    images: float32 [B, H, W, 3].
+    labels: float32 [B, K].
+    seed: int64 [2].
+    alpha: Beta concentration (> 0).
+
+  Returns:
+    (images [B, H, W, 3], labels [B, K]).
+  """
+  s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  g1 = tf.random.stateless_gamma([], seed=s1, alpha=alpha)
+  g2 = tf.random.stateless_gamma([], seed=s2, alpha=alpha)
+  a = g1 / tf.maximum(g1 + g2, 1e-12)
+  a = tf.maximum(a, 1.0 - a)
+  images = a * images + (1.0 - a) * tf.roll(images, shift=1, axis=0)
+  labels = a * labels + (1.0 - a) * tf.roll(labels, shift=1, axis=0)
+  return images, labels
