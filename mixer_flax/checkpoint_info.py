@@ -1,0 +1,103 @@
+"""Describes a Mixer checkpoint from its parameter shapes alone.
+
+Used by `scripts/inspect_checkpoint.py`. Works on arrays or on shape/dtype
+structs (`jax.eval_shape`), so it never needs the values.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from mixer_flax import models
+from mixer_flax.checkpoint import CheckpointError, convert_legacy, flatten
+
+__all__ = ['describe', 'format_description']
+
+_BLOCK = re.compile(r'^MixerBlock_(\d+)/')
+
+
+def _guess_variant(*, patch: int, hidden: int, depth: int, tokens_mlp: int, channels_mlp: int,
+                   grid_factor: int | None) -> str:
+  """Name of the `MODEL_CONFIGS` entry the shapes match, or a description."""
+  for name, cfg in models.MODEL_CONFIGS.items():
+    if (cfg.patch_size, cfg.hidden_dim, cfg.num_blocks, cfg.channels_mlp_dim) != (
+        patch, hidden, depth, channels_mlp):
+      continue
+    if tokens_mlp == cfg.tokens_mlp_dim:
+      return name
+    if grid_factor and tokens_mlp == grid_factor ** 2 * cfg.tokens_mlp_dim:
+      return f'{name} (token MLP widened {grid_factor ** 2}x for {grid_factor}x the resolution)'
+    return f'{name} (with tokens_mlp_dim={tokens_mlp})'
+  return (f'unknown (patch_size={patch}, hidden_dim={hidden}, num_blocks={depth}, '
+          f'tokens_mlp_dim={tokens_mlp}, channels_mlp_dim={channels_mlp})')
+
+
+def describe(params: Mapping[str, Any], *, source: str = '<params>',
+             pretrained_tokens: int | None = None) -> dict[str, Any]:
+  """Summarises a parameter tree.
+
+  Args:
+    params: nested (or flat '/'-joined) params; leaves need `.shape`, `.dtype`.
+    source: name used in error messages.
+    pretrained_tokens: optional token count of the original pre-training; used
+      to recognise a token MLP widened for a higher resolution. By default the
+      variant's 224 px token count is assumed.
+
+  Returns:
+    dict with 'variant', 'patch_size', 'hidden_dim', 'num_blocks', 'num_tokens',
+    'tokens_mlp_dim', 'channels_mlp_dim', 'image_size' (None if the token grid is
+    not square), 'num_classes' (None without head), 'num_params', 'dtype'.
+  """
+  flat = convert_legacy(flatten(params), source=source)
+  try:
+    patch, _, _, hidden = flat['stem/kernel'].shape
+    blocks = sorted({int(m.group(1)) for k in flat if (m := _BLOCK.match(k))})
+    tokens, tokens_mlp = flat['MixerBlock_0/token_mixing/Dense_0/kernel'].shape
+    channels_mlp = flat['MixerBlock_0/channel_mixing/Dense_0/kernel'].shape[1]
+  except KeyError as e:
+    raise CheckpointError(f'{source}: parameter {e} is missing; not a complete Mixer '
+                          'checkpoint.') from e
+  if blocks != list(range(len(blocks))):
+    raise CheckpointError(f'{source}: MixerBlock indices {blocks} are not 0..N-1.')
+  side = math.isqrt(tokens)
+  image_size = side * patch if side * side == tokens else None
+  base = pretrained_tokens
+  if base is None:
+    base = (224 // patch) ** 2
+  grid_factor = None
+  base_side = math.isqrt(base)
+  if image_size and base_side and side % base_side == 0:
+    grid_factor = side // base_side
+  dtypes = sorted({str(np.dtype(v.dtype)) for v in flat.values()})
+  return {
+      'variant': _guess_variant(patch=patch, hidden=hidden, depth=len(blocks),
+                                tokens_mlp=tokens_mlp, channels_mlp=channels_mlp,
+                                grid_factor=grid_factor),
+      'patch_size': patch, 'hidden_dim': hidden, 'num_blocks': len(blocks),
+      'num_tokens': tokens, 'tokens_mlp_dim': tokens_mlp, 'channels_mlp_dim': channels_mlp,
+      'image_size': image_size,
+      'num_classes': flat['head/bias'].shape[0] if 'head/bias' in flat else None,
+      'num_params': int(sum(math.prod(v.shape) for v in flat.values())),
+      'dtype': ', '.join(dtypes),
+  }
+
+
+def format_description(info: Mapping[str, Any]) -> str:
+  """Human-readable lines for `describe`'s result."""
+  res = f'{info["image_size"]} px' if info['image_size'] else 'non-square token grid'
+  head = info['num_classes'] if info['num_classes'] is not None else 'none (pre-logits)'
+  return '\n'.join([
+      f'variant:      {info["variant"]}',
+      f'resolution:   {res} ({info["num_tokens"]} tokens of {info["patch_size"]}x'
+      f'{info["patch_size"]} px)',
+      f'width/depth:  hidden_dim={info["hidden_dim"]}, num_blocks={info["num_blocks"]}, '
+      f'tokens_mlp_dim={info["tokens_mlp_dim"]}, channels_mlp_dim={info["channels_mlp_dim"]}',
+      f'head classes: {head}',
+      f'parameters:   {info["num_params"]:,}',
+      f'dtype:        {info["dtype"]}',
+  ])

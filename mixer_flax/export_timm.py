@@ -1,0 +1,148 @@
+"""Exports Mixer params to a timm `MlpMixer` state_dict (PyTorch).
+
+Names (timm `timm/models/mlp_mixer.py`, e.g. `mixer_b16_224`):
+
+    stem/kernel (P,P,3,C)                  -> stem.proj.weight (C,3,P,P)   (HWIO -> OIHW)
+    stem/bias                              -> stem.proj.bias
+    MixerBlock_i/LayerNorm_0/{scale,bias}  -> blocks.i.norm1.{weight,bias}
+    MixerBlock_i/token_mixing/Dense_j      -> blocks.i.mlp_tokens.fc{j+1}  (kernel transposed)
+    MixerBlock_i/LayerNorm_1               -> blocks.i.norm2
+    MixerBlock_i/channel_mixing/Dense_j    -> blocks.i.mlp_channels.fc{j+1}
+    pre_head_layer_norm                    -> norm
+    head/kernel (C,K)                      -> head.weight (K,C)
+
+The mapping itself needs only numpy; `.safetensors` files are written with
+`safetensors.numpy`, `.pth` files with torch. timm's Mixer uses the exact (erf)
+GELU where the reference uses the tanh approximation, so exported logits differ
+by ~1e-3 unless the timm model is built with `act_layer=partial(nn.GELU,
+approximate='tanh')` (see `timm_model_kwargs(..., tanh_gelu=True)`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from mixer_flax.checkpoint import CheckpointError, convert_legacy, flatten
+from mixer_flax.checkpoint_info import describe
+
+__all__ = ['to_timm_state_dict', 'timm_model_kwargs', 'timm_model_name', 'save_state_dict',
+           'import_timm_mlp_mixer']
+
+_SUBLAYERS = {'LayerNorm_0': 'norm1', 'LayerNorm_1': 'norm2', 'token_mixing/Dense_0':
+              'mlp_tokens.fc1', 'token_mixing/Dense_1': 'mlp_tokens.fc2',
+              'channel_mixing/Dense_0': 'mlp_channels.fc1',
+              'channel_mixing/Dense_1': 'mlp_channels.fc2'}
+_LEAF = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias'}
+_BLOCK = re.compile(r'^MixerBlock_(\d+)/(.+)/(kernel|scale|bias)$')
+
+
+def _timm_name(key: str) -> str:
+  if m := _BLOCK.match(key):
+    block, layer, leaf = m.groups()
+    if layer in _SUBLAYERS:
+      return f'blocks.{block}.{_SUBLAYERS[layer]}.{_LEAF[leaf]}'
+  else:
+    module, _, leaf = key.rpartition('/')
+    top = {'stem': 'stem.proj', 'pre_head_layer_norm': 'norm', 'head': 'head'}
+    if module in top and leaf in _LEAF:
+      return f'{top[module]}.{_LEAF[leaf]}'
+  raise CheckpointError(f'Parameter {key!r} has no timm MlpMixer counterpart.')
+
+
+def to_timm_state_dict(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """timm `MlpMixer` state_dict (float32 numpy arrays) from our nested params."""
+  state = {}
+  for key, value in convert_legacy(flatten(params)).items():
+    array = np.asarray(value, dtype=np.float32)
+    if key == 'stem/kernel':
+      array = array.transpose(3, 2, 0, 1)  # (P, P, 3, C) -> (C, 3, P, P)
+    elif key.endswith('/kernel'):
+      array = array.T  # Dense (in, out) -> Linear (out, in)
+    state[_timm_name(key)] = np.ascontiguousarray(array)
+  return state
+
+
+def _ratio(width: int, hidden: int) -> float:
+  """mlp_ratio r with timm's `int(r * hidden) == width` exactly."""
+  ratio = width / hidden
+  return ratio if int(ratio * hidden) == width else (width + 0.5) / hidden
+
+
+def timm_model_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
+  """Keyword arguments of `timm.models.mlp_mixer.MlpMixer` that fit `params`."""
+  info = describe(params)
+  if info['image_size'] is None:
+    raise CheckpointError(f'{info["num_tokens"]} tokens do not form a square grid; timm\'s '
+                          'MlpMixer needs a square image size.')
+  return dict(num_classes=info['num_classes'] or 0, img_size=info['image_size'],
+              patch_size=info['patch_size'], num_blocks=info['num_blocks'],
+              embed_dim=info['hidden_dim'],
+              mlp_ratio=(_ratio(info['tokens_mlp_dim'], info['hidden_dim']),
+                         _ratio(info['channels_mlp_dim'], info['hidden_dim'])))
+
+
+def timm_model_name(params: Mapping[str, Any]) -> str | None:
+  """The registered timm model (e.g. 'mixer_b16_224') with these dims, or None."""
+  info = describe(params)
+  sizes = {512: 's', 768: 'b', 1024: 'l'}
+  blocks = {'s': 8, 'b': 12, 'l': 24}
+  size = sizes.get(info['hidden_dim'])
+  if (size is None or info['num_blocks'] != blocks[size] or info['image_size'] != 224
+      or info['patch_size'] not in (16, 32)
+      or (info['tokens_mlp_dim'], info['channels_mlp_dim']) != (info['hidden_dim'] // 2,
+                                                               info['hidden_dim'] * 4)):
+    return None
+  return f'mixer_{size}{info["patch_size"]}_224'
+
+
+def save_state_dict(path: str, state: Mapping[str, np.ndarray], *,
+                    metadata: Mapping[str, str] | None = None) -> None:
+  """Writes `state` as `.safetensors` (safetensors only) or `.pth`/`.pt` (needs torch)."""
+  if path.endswith('.safetensors'):
+    from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+    save_file(dict(state), path, metadata=dict(metadata or {}))
+  elif path.endswith(('.pth', '.pt', '.bin')):
+    import torch  # pylint: disable=g-import-not-at-top
+    torch.save({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, path)
+  else:
+    raise ValueError(f'{path}: unknown format; use a .safetensors or .pth file name.')
+
+
+def import_timm_mlp_mixer():
+  """Imports `timm.models.mlp_mixer`, tolerating a torchvision without its C++ ops.
+
+  timm imports torchvision at import time (only for FrozenBatchNorm2d and data
+  transforms, none of which MlpMixer uses). torchvision's PyPI wheels link
+  their ops against the CUDA build of torch; next to a CPU-only torch their
+  ops library does not load and `import torchvision` then fails while
+  registering fake kernels for `torchvision::nms`/`qnms`. In that case only,
+  we declare those two operator schemas (no kernels) and import again. The
+  Mixer forward pass uses torch.nn layers only, so its numbers are unaffected.
+  """
+  import sys  # pylint: disable=g-import-not-at-top
+
+  import torch  # pylint: disable=g-import-not-at-top
+  try:
+    import torchvision  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
+  except RuntimeError as e:
+    if 'torchvision::' not in str(e):
+      raise
+    for name in [n for n in sys.modules if n == 'torchvision' or n.startswith('torchvision.')]:
+      del sys.modules[name]
+    lib = torch.library.Library('torchvision', 'FRAGMENT')
+    for op in ('nms', 'qnms'):
+      lib.define(f'{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
+    import_timm_mlp_mixer.torchvision_ops_stub = lib  # Keep the registration alive.
+    import torchvision  # noqa: F401,F811  # pylint: disable=g-import-not-at-top
+  from timm.models import mlp_mixer  # pylint: disable=g-import-not-at-top
+  return mlp_mixer
+
+
+def count(state: Mapping[str, np.ndarray]) -> int:
+  """Number of scalars in a state_dict."""
+  return sum(math.prod(v.shape) for v in state.values())
