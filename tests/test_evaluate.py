@@ -1,0 +1,138 @@
+"""scripts/evaluate.py: exact accuracy on a tiny image folder equals the hand-computed one."""
+
+import importlib.util
+import os
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from mixer_flax import checkpoint, evaluate, models
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _script(name):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'scripts', f'{name}.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _random_checkpoint(path, name, num_classes, size, seed=0):
+  model = models.create_model(name, num_classes=num_classes)
+  params = model.init(jax.random.PRNGKey(seed), np.zeros((1, size, size, 3), np.float32))['params']
+  params = jax.tree_util.tree_map(np.asarray, params)
+  rng = np.random.default_rng(seed)
+  params['head']['kernel'] = rng.normal(size=params['head']['kernel'].shape).astype(np.float32)
+  params['head']['bias'] = rng.normal(size=params['head']['bias'].shape).astype(np.float32)
+  checkpoint.save_npz(path, params)
+  return model, params
+
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory):
+  """6 classes, 19 test images of 16x16 (an odd count: the last batch is padded)."""
+  root = tmp_path_factory.mktemp('folder')
+  rng = np.random.default_rng(0)
+  images, labels = [], []
+  classes = [f'c{i}' for i in range(6)]
+  for split, n in (('train', 6), ('test', 19)):
+    for j in range(n):
+      label = j % 6
+      image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+      d = root / split / classes[label]
+      d.mkdir(parents=True, exist_ok=True)
+      Image.fromarray(image).save(d / f'{j}.png')
+      if split == 'test':
+        images.append(image)
+        labels.append(label)
+  return root, np.stack(images), np.array(labels)
+
+
+def test_evaluate_matches_hand_computed_accuracy(folder, tmp_path):
+  root, images, labels = folder
+  path = str(tmp_path / 'ckpt.npz')
+  model, params = _random_checkpoint(path, 'Mixer-Ti_4', 6, 16)
+  logits = np.asarray(model.apply({'params': params}, (images.astype(np.float32) - 127.5) / 127.5))
+  top1 = np.mean(logits.argmax(-1) == labels)
+  top5 = np.mean([labels[i] in np.argsort(-logits[i])[:5] for i in range(len(labels))])
+  assert 0 < top1 < 1 and top5 > top1  # the check below is not trivially satisfied
+
+  metrics = _script('evaluate').main([
+      '--checkpoint', path, '--dataset', 'image_folder', '--folder_root', str(root),
+      '--split', 'test', '--eval_mode', 'resize', '--batch', '8', '--no_progress'])
+  assert metrics['count'] == 19
+  assert metrics['model'] == 'Mixer-Ti_4' and metrics['image_size'] == 16
+  assert metrics['top1'] == pytest.approx(top1, abs=1e-9)
+  assert metrics['top5'] == pytest.approx(top5, abs=1e-9)
+
+
+def test_infer_architecture_official_shapes():
+  model = models.create_model('Mixer-B_16', num_classes=1000)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), np.zeros((1, 224, 224, 3))))
+  arch = evaluate.infer_architecture(shapes['params'])
+  assert arch == dict(model_name='Mixer-B_16', num_classes=1000, image_size=224, overrides={})
+  with pytest.raises(ValueError, match='image_size=384'):
+    evaluate.infer_architecture(shapes['params'], image_size=384)
+
+
+def test_real_labels_exclude_examples_without_labels(monkeypatch):
+  """ImageNet ReaL: multi-hot targets, examples with an empty label set are not scored."""
+  from mixer_flax import input_pipeline
+
+  model = models.create_model('Mixer-Ti_4', num_classes=5)
+  params = model.init(jax.random.PRNGKey(0), np.zeros((1, 8, 8, 3), np.float32))['params']
+  params = jax.tree_util.tree_map(np.asarray, params)
+  params['head']['bias'] = np.arange(5, dtype=np.float32)  # every prediction is class 4
+  n = jax.local_device_count()
+  labels = np.zeros((n, 1, 5), np.float32)
+  labels[0, 0, [1, 4]] = 1  # correct (4 is among the real labels)
+  if n > 1:
+    labels[1, 0, 2] = 1  # wrong
+  # All other examples have no real label: excluded.
+  batch = {'images': np.zeros((n, 1, 8, 8, 3), np.float32), 'labels': labels,
+           'mask': np.ones((n, 1), np.float32)}
+  monkeypatch.setattr(input_pipeline, 'get_eval_iterator', lambda config: iter([batch]))
+  config = evaluate.eval_config(dataset='imagenet2012_real', split='validation', image_size=8,
+                                model_name='Mixer-Ti_4', batch=n)
+  assert config.label_key == 'real_label'
+  metrics = evaluate.evaluate_params(config, model, params)
+  assert metrics['count'] == min(n, 2)
+  assert metrics['top1'] == pytest.approx(1 / min(n, 2))
+
+
+def test_predict_names_a_real_photo(tmp_path):
+  """A random-weight 1000-class model on sklearn's china.jpg: valid ImageNet-1k names."""
+  from sklearn.datasets import load_sample_image
+
+  from mixer_flax import labels
+
+  photo = str(tmp_path / 'china.jpg')
+  Image.fromarray(load_sample_image('china.jpg')).save(photo)
+  path = str(tmp_path / 'ti16.npz')
+  _random_checkpoint(path, 'Mixer-Ti_16', 1000, 224)
+  results = _script('predict').main(['--checkpoint', path, '--top_k', '5', photo, photo])
+  names = labels.imagenet1k_names()
+  assert len(names) == 1000 and len(set(names)) == 1000
+  assert names[0].startswith('tench') and labels.imagenet1k_synsets()[0] == 'n01440764'
+  assert len(results) == 2 and results[0]['top_k'] == results[1]['top_k']
+  preds = results[0]['top_k']
+  assert len(preds) == 5 and len({p['index'] for p in preds}) == 5
+  for p in preds:
+    assert isinstance(p['name'], str) and p['name'] == names[p['index']]
+  probs = [p['prob'] for p in preds]
+  assert all(0 < q <= 1 for q in probs) and probs == sorted(probs, reverse=True)
+  assert sum(probs) <= 1 + 1e-9
+
+
+def test_class_names_21k_and_custom():
+  from mixer_flax import labels
+
+  names, note = labels.class_names(21843)
+  assert len(names) == 21843 and 'not shipped' in note
+  names, note = labels.class_names(3, dataset_names=['a', 'b', 'c'])
+  assert names == ['a', 'b', 'c'] and note is None
+  with pytest.raises(ValueError, match='3-class head'):
+    labels.class_names(3, dataset_names=['a', 'b'])
