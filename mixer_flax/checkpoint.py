@@ -211,6 +211,17 @@ def save_npz(path: str, params: Mapping[str, Any]) -> None:
 # ---------------------------------------------------------------------------
 # Fine-tuning.
 
+def canonical_order(key: str) -> tuple:
+  """Sort key: stem, MixerBlock_0, 1, ..., 10 (numerically), pre-head norm, head; kernels first."""
+  top, _, rest = key.partition('/')
+  block = re.match(r'MixerBlock_(\d+)$', top)
+  group = ('stem', 'MixerBlock', 'pre_head_layer_norm', 'head')
+  rank = group.index('MixerBlock' if block else top) if (block or top in group) else len(group)
+  scope, _, leaf = rest.rpartition('/')
+  leaf_rank = {'kernel': 0, 'scale': 1, 'bias': 2}.get(leaf, 3)
+  return (rank, int(block.group(1)) if block else 0, top, scope, leaf_rank, leaf)
+
+
 def _shape_error(source: str, key: str, got: tuple, want: tuple, hint: str = '') -> CheckpointError:
   return CheckpointError(
       f'{source}: parameter {key!r} has shape {tuple(got)} in the checkpoint but the model '
@@ -232,11 +243,13 @@ def restore_params(*, restored: Mapping[str, Any], init_params: Mapping[str, Any
   """
   ckpt = convert_legacy(flatten(restored), source=source)
   init = flatten(init_params)
-  missing = sorted(k for k in init if k not in ckpt and not k.startswith('head/'))
+  missing = sorted((k for k in init if k not in ckpt and not k.startswith('head/')),
+                   key=canonical_order)
   if missing:
     raise CheckpointError(f'{source}: missing parameter(s) {missing} that the model needs; '
                           'the checkpoint is incomplete or of another architecture.')
-  extra = sorted(k for k in ckpt if k not in init and not k.startswith('head/'))
+  extra = sorted((k for k in ckpt if k not in init and not k.startswith('head/')),
+                 key=canonical_order)
   if extra:
     raise CheckpointError(f'{source}: parameter(s) {extra} are not in the model (the model has '
                           f'{len(init)} parameters); is it a deeper variant?')
@@ -245,27 +258,41 @@ def restore_params(*, restored: Mapping[str, Any], init_params: Mapping[str, Any
   cache: dict[str, dict[str, np.ndarray]] = {}
   keep_head = all(k in ckpt and ckpt[k].shape == init[k].shape
                   for k in init if k.startswith('head/'))
-  for key, want in init.items():
+  mismatched = []
+  for key in sorted(init, key=canonical_order):
+    want = init[key]
     if key.startswith('head/') and not keep_head:
-      if 'head/kernel' in ckpt and ckpt['head/kernel'].shape[0] != init['head/kernel'].shape[0]:
-        raise _shape_error(source, 'head/kernel', ckpt['head/kernel'].shape,
-                           init['head/kernel'].shape, 'The feature width differs.')
+      if ('head/kernel' in ckpt and key == 'head/kernel'
+          and ckpt[key].shape[0] != want.shape[0]):
+        mismatched.append(_shape_error(source, key, ckpt[key].shape, want.shape))
+        continue
       if not hasattr(want, '__array__'):
-        raise CheckpointError(f'{source}: the head is replaced (class count differs) but '
-                              f'init_params[{key!r}] holds no values; pass initialised params.')
+        mismatched.append(CheckpointError(
+            f'{source}: the head is replaced (class count differs) but init_params[{key!r}] '
+            'holds no values; pass initialised params.'))
+        continue
       out[key] = np.array(want, dtype=want.dtype)
       continue
     got = ckpt[key]
-    if got.shape != want.shape and key.endswith(_TOKEN_KEYS):
-      got = _adapted(ckpt, init, key, source, cache)
-    if got.shape != want.shape:
-      raise _shape_error(source, key, got.shape, want.shape,
-                         'The checkpoint is of another variant (width, depth or patch size).')
+    try:
+      if got.shape != want.shape and key.endswith(_TOKEN_KEYS):
+        got = _adapted(ckpt, init, key, source, cache)
+      if got.shape != want.shape:
+        raise _shape_error(source, key, got.shape, want.shape)
+    except CheckpointError as e:
+      mismatched.append(e)
+      continue
     out[key] = np.asarray(got, dtype=want.dtype)
+  if len(mismatched) == 1:
+    raise mismatched[0]
+  if mismatched:
+    raise CheckpointError(
+        f'{mismatched[0]} Is the checkpoint of another variant (width, depth, patch size)? '
+        f'{len(mismatched)} parameters differ in all.')
   if not keep_head:
     logging.info('%s: head replaced by the model\'s fresh head (%s classes in the checkpoint).',
                  source, ckpt['head/bias'].shape[0] if 'head/bias' in ckpt else 'no head')
-  return unflatten(out)
+  return unflatten({k: out[k] for k in init})
 
 
 def _adapted(ckpt: dict, init: dict, key: str, source: str, cache: dict) -> np.ndarray:
@@ -277,11 +304,11 @@ def _adapted(ckpt: dict, init: dict, key: str, source: str, cache: dict) -> np.n
   (s, d), (s_new, d_new) = ckpt[k0].shape, init[k0].shape
   factor = token_grid_factor(s, s_new)
   if factor is None:
-    raise _shape_error(source, key, ckpt[key].shape, init[key].shape, (
+    raise _shape_error(source, k0, ckpt[k0].shape, init[k0].shape, (
         f'The model has {s_new} tokens and the checkpoint {s}: fine-tuning at another resolution '
         'needs square token grids and an integer factor K between the two sides.'))
   if d_new != factor * factor * d:
-    raise _shape_error(source, key, ckpt[key].shape, init[key].shape, (
+    raise _shape_error(source, k0, ckpt[k0].shape, init[k0].shape, (
         f'At {factor}x the resolution the token MLP must be {factor}^2 times wider: build the '
         f'model with tokens_mlp_dim={factor * factor * d} (see finetune_overrides).'))
   names = [k[len('token_mixing/'):] for k in _TOKEN_KEYS]

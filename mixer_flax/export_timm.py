@@ -55,7 +55,7 @@ def _timm_name(key: str) -> str:
 
 
 def to_timm_state_dict(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-  """timm `MlpMixer` state_dict (float32 numpy arrays) from our nested params."""
+  """The timm `MlpMixer` state_dict (float32 numpy arrays) of our nested params."""
   state = {}
   for key, value in convert_legacy(flatten(params)).items():
     array = np.asarray(value, dtype=np.float32)
