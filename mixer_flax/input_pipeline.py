@@ -281,7 +281,8 @@ def prefetch_to_device(iterator: Iterable[dict[str, np.ndarray]], size: int,
 
   Each leaf [len(devices), ...] is placed with `jax.device_put` and the pmap
   sharding of `devices` (slice i on device i), so `jax.pmap` uses it without
-  copies.
+  copies. Batches that are already jax.Arrays (an iterator of this module with
+  `config.prefetch > 0`) pass through unchanged, with no extra buffering.
 
   Args:
     iterator: batches whose leaves have leading dimension len(devices).
@@ -307,6 +308,10 @@ def prefetch_to_device(iterator: Iterable[dict[str, np.ndarray]], size: int,
       queue.append(jax.tree_util.tree_map(put, batch))
 
   enqueue(max(1, size))
+  if queue and all(isinstance(x, jax.Array) for x in jax.tree_util.tree_leaves(queue[0])):
+    yield from queue
+    yield from iterator
+    return
   while queue:
     yield queue.popleft()
     enqueue(1)

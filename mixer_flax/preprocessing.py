@@ -31,8 +31,8 @@ def _to_uint8(image: tf.Tensor) -> tf.Tensor:
 
 
 def resize(image: tf.Tensor, size: tuple[int, int] | tf.Tensor) -> tf.Tensor:
-  """Bilinear (antialiased when shrinking) resize of [h, w, 3] to uint8 [size[0], size[1], 3]."""
-  return _to_uint8(tf.image.resize(image, size, method='bilinear', antialias=True))
+  """Bilinear resize of [h, w, 3] to uint8 [size[0], size[1], 3] (no antialiasing, as vit_jax)."""
+  return _to_uint8(tf.image.resize(image, size, method='bilinear'))
 
 
 def _crop_window(shape: tf.Tensor, *, seed: tf.Tensor, area_min: float) -> tf.Tensor:

@@ -197,11 +197,15 @@ def randaugment(image: tf.Tensor, *, seed: tf.Tensor, num_layers: int,
   f = float(magnitude) / 10.0
   ops = list(OPS.values())
   seeds = tf.random.experimental.stateless_split(seed, 2 * num_layers)
-  for layer in range(num_layers):
+
+  def layer(i: tf.Tensor, image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     choice = tf.random.stateless_uniform(
-        [], seed=seeds[2 * layer], minval=0, maxval=len(ops), dtype=tf.int32)
-    op_seed = seeds[2 * layer + 1]
-    branches = [lambda op=op, x=image, s=op_seed: op(x, s, f) for op in ops]
-    image = tf.switch_case(choice, branches)
-    image.set_shape([None, None, 3])
+        [], seed=seeds[2 * i], minval=0, maxval=len(ops), dtype=tf.int32)
+    op_seed = seeds[2 * i + 1]
+    out = tf.switch_case(choice, [lambda op=op: op(image, op_seed, f) for op in ops])
+    return i + 1, tf.ensure_shape(out, [None, None, 3])
+
+  # A loop (not a Python unroll) traces the 14 ops once, whatever num_layers is.
+  _, image = tf.while_loop(lambda i, _: i < num_layers, layer, [tf.constant(0), image],
+                           shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, None, 3])])
   return image

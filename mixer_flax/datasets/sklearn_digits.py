@@ -12,7 +12,7 @@ pipeline decodes every image to RGB).
 
 Splits (fixed, deterministic): a stratified split with
 `sklearn.model_selection.train_test_split(test_size=360, stratify=labels,
-random_state=0)`: 'train' has 1,437 examples and 'test' 360 (36 per class).
+random_state=0)`: 'train' has 1,437 examples and 'test' 360 (35-37 per class).
 Examples keep their index in `load_digits` as `id`.
 """
 
