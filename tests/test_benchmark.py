@@ -1,0 +1,106 @@
+"""scripts/benchmark.py and scripts/gpu_bench.sh: FLOP accounting and a smoke run of the harness."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from mixer_flax import models
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load_benchmark():
+  spec = importlib.util.spec_from_file_location('benchmark', os.path.join(ROOT, 'scripts',
+                                                                          'benchmark.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+benchmark = _load_benchmark()
+
+
+def test_analytic_flops_b16():
+  fl = benchmark.analytic_flops(variant='Mixer-B_16', image_size=224, num_classes=1000)
+  # 25.2 GFLOP per 224 px image (issue 6); by hand: stem 2*196*768*768, per block
+  # 4*768*196*384 (token) + 4*196*768*3072 (channel), head 2*768*1000.
+  assert fl['stem'] == 2 * 196 * 768 * 768
+  assert fl['token_mixing'] == 12 * 4 * 768 * 196 * 384
+  assert fl['channel_mixing'] == 12 * 4 * 196 * 768 * 3072
+  assert fl['head'] == 2 * 768 * 1000
+  assert fl['total'] == pytest.approx(25.2e9, rel=2e-3)
+
+
+def test_token_mixing_scaling_with_resolution():
+  # Doubling the side multiplies S by 4. At a fixed D_S every part grows x4; with the
+  # paper's high-resolution fine-tuning (D_S' = K^2 D_S, K = 2) token mixing grows as S^2.
+  f1 = benchmark.analytic_flops(variant='Mixer-B_16', image_size=224, num_classes=0)
+  f2 = benchmark.analytic_flops(variant='Mixer-B_16', image_size=448, num_classes=0)
+  f2k = benchmark.analytic_flops(variant='Mixer-B_16', image_size=448, num_classes=0,
+                                 tokens_mlp_dim=4 * 384)
+  assert f2['token_mixing'] == 4 * f1['token_mixing']
+  assert f2k['token_mixing'] == 16 * f1['token_mixing']
+  assert f2['channel_mixing'] == 4 * f1['channel_mixing'] == f2k['channel_mixing']
+  assert f2['stem'] == 4 * f1['stem']
+
+
+def test_analytic_flops_match_xla_cost_analysis():
+  # XLA also counts element-wise work (LayerNorm, GELU, adds): a little above the matmuls.
+  model = models.create_model('Mixer-B_16', num_classes=1000)
+  x = jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32)
+  params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3))))
+  lowered = jax.jit(model.apply).lower(params, x)
+  xla = benchmark._cost_flops(lowered) / 2
+  analytic = benchmark.analytic_flops(variant='Mixer-B_16', image_size=224,
+                                      num_classes=1000)['total']
+  assert analytic <= xla <= 1.03 * analytic
+
+
+def test_harness_smoke(tmp_path):
+  out = tmp_path / 'bench.json'
+  report = benchmark.run(['--variant', 'Mixer-Ti_16', '--image_size', '32', '--batch', '2,4',
+                          '--repeats', '2', '--min_time', '0.01', '--matmul_size', '128',
+                          '--num_classes', '10', '--json', str(out)])
+  saved = json.loads(out.read_text())
+  assert saved['variant'] == 'Mixer-Ti_16' and saved['matmul']['size'] == 128
+  assert saved['matmul']['median_gflop_per_s'] > 0
+  assert [row['batch'] for row in saved['results']] == [2, 4]
+  flops = benchmark.analytic_flops(variant='Mixer-Ti_16', image_size=32, num_classes=10)
+  for row in report['results']:
+    assert row['analytic_gflop_per_image'] == pytest.approx(flops['total'] / 1e9)
+    for mode, mult in (('forward', 1), ('train', 3)):
+      r = row[mode]
+      assert len(r['img_per_s_runs']) == 2 and r['img_per_s'] > 0
+      assert r['compile_s'] > 0 and r['fraction_of_peak'] > 0
+      # Fraction = analytic FLOP rate / peak of the same run.
+      frac0 = mult * flops['total'] * r['img_per_s_runs'][0] / r['peak_flops_runs'][0]
+      assert r['fraction_of_peak_runs'][0] == pytest.approx(frac0)
+      # XLA's count: matmuls plus element-wise work (a tiny model has relatively more).
+      assert mult * flops['total'] <= 1e9 * r['xla_gflop_per_image'] < 1.5 * mult * flops['total']
+      assert any(k.endswith('_mib') for k in r['memory'])
+
+
+def test_bad_variant_is_rejected():
+  with pytest.raises(SystemExit):
+    benchmark.run(['--variant', 'Mixer-Q_7'])
+
+
+def test_gpu_script_dry_run_on_cpu(tmp_path):
+  env = dict(os.environ, OUT=str(tmp_path), VARIANT='Mixer-Ti_16', IMAGE='32', BATCH_BF16='4',
+             BATCH_F32='2', BATCH_BIG='8', MATMUL='128', REPEATS='1', MIN_TIME='0.01',
+             PYTHON=sys.executable)
+  subprocess.run(['bash', os.path.join(ROOT, 'scripts', 'gpu_bench.sh')], env=env, check=True,
+                 capture_output=True, timeout=600)
+  for name, modes in (('bf16', {'forward', 'train'}), ('f32', {'forward', 'train'}),
+                      ('bf16_big_forward', {'forward'})):
+    report = json.loads((tmp_path / f'{name}.json').read_text())
+    assert report['dtype'] == ('float32' if name == 'f32' else 'bfloat16')
+    (row,) = report['results']
+    assert modes <= set(row) and row['forward']['img_per_s'] > 0
+  assert 'exit 0' in (tmp_path / 'log.txt').read_text()
