@@ -17,7 +17,8 @@ updates from 0):
             cosine: end_lr + (base_lr - end_lr) * (1 + cos(pi t)) / 2
 
 So the first update never runs at lr 0 and the warm-up reaches exactly base_lr
-at its last step.
+at its last step. With warmup_steps >= total_steps (short test runs) the whole
+run is warm-up.
 
 Weight decay convention (decoupled, kernels only). `weight_decay` is
 multiplied by the *scheduled learning rate*, as in AdamW / `optax.adamw`:

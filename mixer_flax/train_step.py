@@ -307,11 +307,9 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
       problems.append(f'config.{key}={config[key]!r} must be a positive int')
   if not is_int(accum) or accum <= 0:
     problems.append(f'config.accum_steps={accum!r} must be a positive int')
+  # warmup_steps >= total_steps is allowed (short test runs): the whole run is warm-up.
   if not is_int(config.warmup_steps) or config.warmup_steps < 0:
     problems.append(f'config.warmup_steps={config.warmup_steps!r} must be an int >= 0')
-  elif is_int(config.total_steps) and config.warmup_steps > config.total_steps:
-    problems.append(f'config.warmup_steps={config.warmup_steps} exceeds '
-                    f'config.total_steps={config.total_steps}')
   if not problems:
     shards = process_count * num_devices * accum
     if config.batch % shards:

@@ -267,7 +267,7 @@ def test_validate_config_accepts_good_and_names_bad_keys():
   with pytest.raises(ValueError, match=r'config\.batch=16 is not divisible'):
     train_step.validate_config(make_config(), num_devices=8, process_count=4)
   bad = make_config(optimizer='lamb', batch_eval=12, label_smoothing=0.1, loss='sigmoid_xent',
-                    warmup_steps=50, image_size=18)
+                    warmup_steps=-1, image_size=18)
   with pytest.raises(ValueError) as err:
     train_step.validate_config(bad, num_devices=8, process_count=1)
   for key in ('optimizer', 'batch_eval', 'label_smoothing', 'warmup_steps', 'image_size'):
