@@ -223,8 +223,10 @@ class FewShotEvaluator:
     """Pre-logits `(N, C)` and labels `(N,)` of one split, eval preprocessing."""
     from mixer_flax import input_pipeline  # TensorFlow only when data is needed.
     cfg = self._eval_config(tfds_name)
+    devices = jax.local_device_count()
+    batch = -(-int(cfg.batch_eval) // devices) * devices  # a multiple of the device count
     return extract_features(self.model, params,
-                            input_pipeline.get_eval_iterator(cfg, split=split))
+                            input_pipeline.get_eval_iterator(cfg, split=split, batch_size=batch))
 
   def run(self, params: Any) -> dict[str, float]:
     """Returns `{'fewshot/<dataset>_<k>shot': accuracy}` (mean over seeds)."""
