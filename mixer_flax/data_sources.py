@@ -123,7 +123,12 @@ def prepare_tfds(name: str, *, data_dir: str | None,
     return builder
   root = builder.data_dir_root
   if name.split(':')[0].split('/')[0] in LOCAL_DATASETS:
-    _offline_prepare(builder, None)
+    try:
+      _offline_prepare(builder, None)
+    except OSError:  # Another process sharing data_dir may have won the race to prepare it.
+      builder = tfds.builder(name, data_dir=data_dir)
+      if not builder.is_prepared():
+        raise
     return builder
   instructions = builder.MANUAL_DOWNLOAD_INSTRUCTIONS
   if instructions:

@@ -265,3 +265,37 @@ def test_prefetch_to_device_shards_over_devices_for_pmap(digits_dir):
   # Already-placed batches pass through prefetch_to_device unchanged.
   again = next(input_pipeline.prefetch_to_device(iter([batch]), 2))
   assert again['images'] is batch['images']
+
+
+def test_imagenet21k_prepares_offline_from_manual_dir(tmp_path):
+  import io
+  import tarfile
+
+  def add(tar, name, data):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+  colours = {'n00000002': (250, 0, 0), 'n00000001': (0, 0, 250)}
+  manual = tmp_path / 'manual'
+  manual.mkdir()
+  with tarfile.open(manual / 'fall11_whole.tar', 'w') as outer:
+    for wnid, rgb in colours.items():
+      inner = io.BytesIO()
+      with tarfile.open(fileobj=inner, mode='w') as t:
+        for j in range(2):
+          jpeg = io.BytesIO()
+          Image.fromarray(np.full((6, 6, 3), rgb, np.uint8)).save(jpeg, 'JPEG')
+          add(t, f'{wnid}_{j}.JPEG', jpeg.getvalue())
+      add(outer, f'{wnid}.tar', inner.getvalue())
+  config = make_config(dataset='imagenet21k', data_dir=str(tmp_path / 'data'),
+                       manual_dir=str(manual), train_split='full[1:]', eval_split='full',
+                       image_size=4, batch_eval=8)
+  info = input_pipeline.get_dataset_info(config)
+  assert (info.num_classes, info.num_train_examples, info.num_eval_examples) == (21843, 3, 4)
+  batch = next(input_pipeline.get_eval_iterator(config, process_count=1))
+  mask = batch['mask'].reshape(-1) > 0
+  labels = batch['labels'].reshape(-1, 21843)[mask].argmax(-1)
+  blue = to_uint8(batch['images']).reshape(-1, 4, 4, 3)[mask][:, 0, 0, 2] > 128
+  np.testing.assert_array_equal(labels, np.where(blue, 0, 1))  # n00000001 (blue) is class 0.
+  assert sorted(labels.tolist()) == [0, 0, 1, 1]
