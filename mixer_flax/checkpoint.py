@@ -25,9 +25,8 @@ import logging
 import os
 import re
 import tempfile
-import zipfile
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -112,16 +111,41 @@ def _local(path: str) -> str:
   return path[len('file://'):] if path.startswith('file://') else path
 
 
-def _read_bytes(path: str) -> bytes:
+def _open(path: str) -> BinaryIO:
+  """A seekable binary file object for `path` (no copy of the whole file in memory)."""
   if path.startswith(('http://', 'https://')):
     from mixer_flax import download  # pylint: disable=g-import-not-at-top
     path = download.fetch(path)
   if _is_local(path):
-    with open(_local(path), 'rb') as f:
-      return f.read()
+    return open(_local(path), 'rb')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top  # Lazily: gs:// etc.
-  with tf.io.gfile.GFile(path, 'rb') as f:
-    return f.read()
+  return tf.io.gfile.GFile(path, 'rb')
+
+
+def _read_arrays(f: BinaryIO, path: str) -> dict[str, np.ndarray]:
+  """All arrays of the `.npz` archive in `f`, never unpickling."""
+  flat = {}
+  try:
+    npz = np.load(f, allow_pickle=False)
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+      raise CheckpointError(f'{path}: holds a single array (.npy), not an .npz archive of '
+                            'named parameters.')
+    with npz:
+      for key in npz.files:
+        try:
+          flat[key] = npz[key]
+        except ValueError as e:  # Object arrays need pickle.
+          raise CheckpointError(
+              f'{path}: array {key!r} is a pickled object array; refusing to unpickle '
+              '(allow_pickle=False). Only plain float arrays are accepted: re-save the '
+              'parameters with mixer_flax.checkpoint.save_npz.') from e
+  except CheckpointError:
+    raise
+  except Exception as e:  # BadZipFile, EOFError, zlib.error, ValueError (pickled file), ...
+    raise CheckpointError(
+        f'{path}: not a readable .npz checkpoint ({type(e).__name__}: {e}); the file is '
+        'truncated, corrupt or of another format. Delete it and download it again.') from e
+  return flat
 
 
 def load_npz(path: str) -> dict[str, Any]:
@@ -140,26 +164,8 @@ def load_npz(path: str) -> dict[str, Any]:
   """
   if _is_local(path) and not os.path.exists(_local(path)):
     raise FileNotFoundError(f'Checkpoint {path} does not exist.')
-  data = _read_bytes(path)
-  flat = {}
-  try:
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-      for key in npz.files:
-        try:
-          flat[key] = npz[key]
-        except ValueError as e:  # Object arrays need pickle.
-          raise CheckpointError(
-              f'{path}: array {key!r} is a pickled object array; refusing to unpickle '
-              '(allow_pickle=False). Only plain float arrays are accepted: re-save the '
-              'parameters with mixer_flax.checkpoint.save_npz.') from e
-  except CheckpointError:
-    raise
-  except (zipfile.BadZipFile, ValueError, OSError, EOFError, AttributeError, KeyError) as e:
-    raise CheckpointError(
-        f'{path}: not a readable .npz checkpoint ({type(e).__name__}: {e}); the file is '
-        'truncated, corrupt or of another format. Delete it and download it again.') from e
-  except Exception as e:  # zlib.error and friends from a damaged archive.
-    raise CheckpointError(f'{path}: corrupt .npz archive ({type(e).__name__}: {e}).') from e
+  with _open(path) as f:  # Errors opening the file propagate unchanged.
+    flat = _read_arrays(f, path)
   if not flat:
     raise CheckpointError(f'{path}: the archive holds no arrays.')
   for key, value in flat.items():

@@ -1,6 +1,7 @@
 """Official .npz interop: round trip, older layout, fine-tuning loads, bad input, cache copy."""
 
 import os
+import pickle
 import subprocess
 import sys
 
@@ -204,6 +205,16 @@ def test_bad_files_fail_clearly(ti4, tmp_path):
   ints = _write(tmp_path / 'ints.npz', {'stem/bias': np.arange(3)})
   with pytest.raises(CheckpointError, match=r"'stem/bias' has dtype int64"):
     checkpoint.load_npz(ints)
+  npy = tmp_path / 'single.npz'
+  with open(npy, 'wb') as f:
+    np.save(f, np.ones(3, np.float32))
+  with pytest.raises(CheckpointError, match=r'single\.npz: holds a single array'):
+    checkpoint.load_npz(str(npy))
+  pickle_file = tmp_path / 'pickle.npz'
+  with open(pickle_file, 'wb') as f:
+    pickle.dump({'stem/kernel': np.ones(3)}, f)
+  with pytest.raises(CheckpointError, match=r'pickle\.npz: not a readable .*pickled'):
+    checkpoint.load_npz(str(pickle_file))
   with pytest.raises(FileNotFoundError, match='nothere.npz'):
     checkpoint.load_npz(str(tmp_path / 'nothere.npz'))
 
