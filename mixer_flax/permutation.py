@@ -199,7 +199,12 @@ def run_experiment(base: ml_collections.ConfigDict, *, workdir: str,
   results = {}
   for kind in kinds:
     config = experiment_config(base, kind=kind, data_root=os.path.join(workdir, 'data'))
-    result = train.train_and_evaluate(config, os.path.join(workdir, kind))
+    # One workdir per step count: the trainer resumes from a workdir's checkpoints.
+    result = train.train_and_evaluate(
+        config, os.path.join(workdir, f'{kind}_{config.total_steps}steps'))
+    if result.get('preempted') or 'eval_accuracy' not in result:
+      raise RuntimeError(f'Training on {kind!r} stopped before its final evaluation (preempted?);'
+                         ' rerun the same command to resume.')
     results[kind] = float(result['eval_accuracy'])
   return results
 
