@@ -10,8 +10,8 @@ local devices.
 
 Stand-alone: `scripts/fewshot.py`; inside training: the trainer builds a
 `FewShotEvaluator(config=config, model=model)` when `config.fewshot` is set and
-logs `evaluator.run(params)` every `config.fewshot.every` steps (params may be
-pmap-replicated).
+logs `evaluator.run(params)` at every evaluation (params may be pmap-replicated;
+`config.fewshot.every` is informational for schedulers that want a sparser probe).
 """
 
 from __future__ import annotations
