@@ -259,7 +259,12 @@ def test_prefetch_to_device_shards_over_devices_for_pmap(digits_dir):
   for i, shard in enumerate(sorted(batch['images'].addressable_shards,
                                    key=lambda s: s.index[0].start)):
     assert shard.device == devices[i] and shard.data.shape == (1, 8, 8, 8, 3)
-  sums = jax.pmap(lambda x: x.sum(), axis_name='i')(batch['images'])
+  total = jax.pmap(lambda x: x.sum(), axis_name='i')
+  total(batch['images'])  # Compile.
+  with jax.transfer_guard('disallow'):  # pmap consumes the batch where it lies: no copy.
+    sums = total(batch['images'])
+  with pytest.raises(Exception, match='[Dd]isallowed'), jax.transfer_guard('disallow'):
+    total(np.asarray(batch['images']))  # Whereas a host array has to be transferred.
   np.testing.assert_allclose(np.asarray(sums), np.asarray(batch['images']).sum((1, 2, 3, 4)),
                              rtol=1e-5)
   # Already-placed batches pass through prefetch_to_device unchanged.
