@@ -32,19 +32,17 @@ GPUs.
 
 from __future__ import annotations
 
-import collections
 import functools
-import itertools
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import jax
-import numpy as np
 import tensorflow as tf
 
 from mixer_flax import data_sources, preprocessing, randaugment
+from mixer_flax.device_prefetch import prefetch_to_device
 
 try:  # TF must never take GPU memory from JAX.
   tf.config.set_visible_devices([], 'GPU')
@@ -54,6 +52,9 @@ except (RuntimeError, ValueError):  # Already initialised or no GPU support: not
 PP_DEFAULTS = dict(crop='inception', area_min=0.05, flip=True, randaug_layers=0,
                    randaug_magnitude=0, mixup_alpha=0.0, eval_mode='resize_small_crop',
                    eval_resize=256)
+__all__ = ['DatasetInfo', 'get_dataset_info', 'get_train_iterator', 'get_eval_iterator',
+           'prefetch_to_device', 'tf_options']
+
 TF_PREFETCH = 2  # Batches tf.data prepares ahead (on top of config.prefetch on devices).
 
 
@@ -264,54 +265,3 @@ def _maybe_prefetch(iterator: Iterator, config: Any, local_devices: int) -> Iter
   if size <= 0:
     return iterator
   return prefetch_to_device(iterator, size, devices=jax.local_devices()[:local_devices])
-
-
-@functools.lru_cache(maxsize=16)
-def _pmap_sharding(devices: tuple[Any, ...], ndim: int) -> jax.sharding.Sharding:
-  """Sharding of a pmap argument: leading axis split over `devices`, one slice each."""
-  if hasattr(jax.sharding, 'PmapSharding'):  # Older JAX.
-    return jax.sharding.PmapSharding.default((len(devices),) + (1,) * (ndim - 1), 0, devices)
-  mesh = jax.sharding.Mesh(np.asarray(devices), ('batch',))
-  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('batch'))
-
-
-def prefetch_to_device(iterator: Iterable[dict[str, np.ndarray]], size: int,
-                       devices: Sequence[Any] | None = None) -> Iterator[dict[str, jax.Array]]:
-  """Keeps `size` batches on the devices ahead of the consumer.
-
-  Each leaf [len(devices), ...] is placed with `jax.device_put` and the pmap
-  sharding of `devices` (slice i on device i), so `jax.pmap` uses it without
-  copies. Batches that are already jax.Arrays (an iterator of this module with
-  `config.prefetch > 0`) pass through unchanged, with no extra buffering.
-
-  Args:
-    iterator: batches whose leaves have leading dimension len(devices).
-    size: number of batches kept in flight (>= 1).
-    devices: default jax.local_devices().
-
-  Yields:
-    The same batches as jax.Arrays.
-  """
-  devices = tuple(jax.local_devices() if devices is None else devices)
-
-  def put(x: np.ndarray) -> jax.Array:
-    if x.shape[:1] != (len(devices),):
-      raise ValueError(f'Batch leaf of shape {x.shape} does not start with the number of '
-                       f'devices ({len(devices)}).')
-    return jax.device_put(x, _pmap_sharding(devices, x.ndim))
-
-  queue: collections.deque = collections.deque()
-  iterator = iter(iterator)
-
-  def enqueue(n: int) -> None:
-    for batch in itertools.islice(iterator, n):
-      queue.append(jax.tree_util.tree_map(put, batch))
-
-  enqueue(max(1, size))
-  if queue and all(isinstance(x, jax.Array) for x in jax.tree_util.tree_leaves(queue[0])):
-    yield from queue
-    yield from iterator
-    return
-  while queue:
-    yield queue.popleft()
-    enqueue(1)
