@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from mixer_flax import models, optim, train_step
 
@@ -43,7 +45,11 @@ def shard(x: np.ndarray, n: int) -> np.ndarray:
 
 
 def replicate(tree, n: int):
-  return jax.tree_util.tree_map(lambda x: np.stack([np.asarray(x)] * n), tree)
+  """Stacks `tree` n times onto the first n devices (committed, as the trainer does: numpy
+  inputs would compile the step a second time on the next call)."""
+  sharding = NamedSharding(Mesh(np.array(jax.local_devices()[:n]), ('batch',)), P('batch'))
+  return jax.device_put(jax.tree_util.tree_map(lambda x: np.stack([np.asarray(x)] * n), tree),
+                        sharding)
 
 
 def unreplicate(tree):
