@@ -1,6 +1,10 @@
 """Schedules, optimizer, losses and the pmapped train / eval steps (8 simulated CPU devices)."""
 
 import math
+import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -285,3 +289,12 @@ def test_validate_config_accepts_good_and_names_bad_keys():
   del bad['total_steps']
   with pytest.raises(ValueError, match=r'config\.total_steps is missing'):
     train_step.validate_config(bad, num_devices=1, process_count=1)
+
+
+def test_modules_import_without_tensorflow():
+  """benchmark.py runs them on GPU machines without TensorFlow."""
+  code = ('import sys; import mixer_flax.optim, mixer_flax.train_step; '
+          'assert "tensorflow" not in sys.modules, "TensorFlow was imported"')
+  root = pathlib.Path(__file__).resolve().parent.parent
+  subprocess.run([sys.executable, '-c', code], check=True, cwd=root,
+                 env={**os.environ, 'PYTHONPATH': str(root)})
