@@ -33,9 +33,10 @@ import numpy as np
 import optax
 
 from mixer_flax import models, optim
+from mixer_flax.losses import LOSSES, get_loss_fn, sigmoid_xent, softmax_xent
 
-LOSSES = ('softmax_xent', 'sigmoid_xent')
-
+__all__ = ['TrainState', 'create_train_state', 'make_train_step', 'make_eval_step',
+           'validate_config', 'get_loss_fn', 'softmax_xent', 'sigmoid_xent', 'LOSSES']
 
 @flax.struct.dataclass
 class TrainState:
@@ -50,55 +51,6 @@ class TrainState:
   step: jax.Array
   params: Any
   opt_state: Any
-
-
-# ---------------------------------------------------------------------------
-# Losses: per-example values, shape (N,).
-
-def softmax_xent(logits: jax.Array, labels: jax.Array, *,
-                 label_smoothing: float = 0.0) -> jax.Array:
-  """Softmax cross-entropy.
-
-  Args:
-    logits: `(N, K)`.
-    labels: `(N, K)` target distributions (one-hot or mixup-mixed).
-    label_smoothing: eps; targets become `(1 - eps) * labels + eps / K`.
-
-  Returns:
-    `(N,)` float32 losses.
-  """
-  labels = labels.astype(jnp.float32)
-  if label_smoothing:
-    labels = (1.0 - label_smoothing) * labels + label_smoothing / labels.shape[-1]
-  return -jnp.sum(labels * jax.nn.log_softmax(logits.astype(jnp.float32)), axis=-1)
-
-
-def sigmoid_xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Sigmoid (binary, per class) cross-entropy summed over classes.
-
-  Args:
-    logits: `(N, K)`.
-    labels: `(N, K)` multi-hot (or mixed) targets in [0, 1].
-
-  Returns:
-    `(N,)` float32 losses.
-  """
-  logits = logits.astype(jnp.float32)
-  labels = labels.astype(jnp.float32)
-  per_class = labels * jax.nn.log_sigmoid(logits) + (1.0 - labels) * jax.nn.log_sigmoid(-logits)
-  return -jnp.sum(per_class, axis=-1)
-
-
-def get_loss_fn(config: ml_collections.ConfigDict, *,
-                train: bool = True) -> Callable[[jax.Array, jax.Array], jax.Array]:
-  """`(logits (N,K), labels (N,K)) -> (N,)` for `config.loss`; no smoothing when not `train`."""
-  name = config.get('loss', 'softmax_xent')
-  if name == 'softmax_xent':
-    smoothing = float(config.get('label_smoothing', 0.0) or 0.0) if train else 0.0
-    return lambda logits, labels: softmax_xent(logits, labels, label_smoothing=smoothing)
-  if name == 'sigmoid_xent':
-    return sigmoid_xent
-  raise ValueError(f'config.loss={name!r} is not supported; use one of {LOSSES}.')
 
 
 # ---------------------------------------------------------------------------
