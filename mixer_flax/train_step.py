@@ -301,6 +301,15 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
   elif ls and config.loss != 'softmax_xent':
     problems.append(f"config.label_smoothing={ls} is only defined for loss='softmax_xent'")
   problems += _model_problems(config)
+  if get('dataset', None) == 'image_folder' and not get('folder_root', None):
+    problems.append("config.folder_root must be set for dataset='image_folder' "
+                    '(a directory with train/<class>/* and test/<class>/*)')
+  pre_size = get('pretrained_image_size', None)
+  if (get('pretrained_path', None) and isinstance(pre_size, int) and pre_size > 0
+      and isinstance(config.image_size, int) and config.image_size % pre_size):
+    problems.append(f'config.image_size={config.image_size} must be an integer multiple of '
+                    f'config.pretrained_image_size={pre_size} to adapt the pre-trained '
+                    'token-mixing MLPs')
   if problems:
     raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
 

@@ -125,7 +125,8 @@ def test_pretrain_configs(file, arg):
 
 @pytest.mark.parametrize('arg', FINETUNE_ARGS)
 def test_finetune_configs(arg):
-  config = load('finetune.py', arg)
+  folder = ('--config.folder_root=/data/folder',) if 'image_folder' in (arg or '') else ()
+  config = load('finetune.py', arg, *folder)
   build_and_check(config)
   model_name, dataset, *rest = (arg or 'Mixer-B_16,cifar10').split(',')
   assert (config.model_name, config.dataset) == (model_name, dataset)
@@ -155,6 +156,8 @@ def test_overrides_and_bad_arguments():
                 '--config.pretrained_path=/tmp/own.npz', '--config.base_lr=0.01',
                 '--config.accum_steps=4')
   assert (config.folder_root, config.pretrained_path) == ('/data/pets', '/tmp/own.npz')
+  with pytest.raises(ValueError, match=r'config\.folder_root must be set'):
+    train_step.validate_config(load('finetune.py', 'Mixer-B_16,image_folder'), num_devices=1)
   assert (config.base_lr, config.accum_steps) == (0.01, 4)
   train_step.validate_config(config, num_devices=8, process_count=1)
   # absl wraps the config's ValueError; the message names the bad argument.

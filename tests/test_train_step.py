@@ -282,6 +282,12 @@ def test_validate_config_accepts_good_and_names_bad_keys():
     train_step.validate_config(bad, num_devices=8, process_count=1)
   for key in ('optimizer', 'batch_eval', 'label_smoothing', 'warmup_steps', 'image_size'):
     assert f'config.{key}' in str(err.value)
+  bad = make_config(dataset='image_folder', folder_root=None, pretrained_path='ft.npz',
+                    pretrained_image_size=12)
+  with pytest.raises(ValueError) as err:
+    train_step.validate_config(bad, num_devices=1, process_count=1)
+  for key in ('folder_root', 'pretrained_image_size=12'):
+    assert f'config.{key}' in str(err.value)
   bad = make_config()
   bad.model = ml_collections.ConfigDict(dict(stoch_depth=0.1, widht=3))
   with pytest.raises(ValueError, match=r'config\.model has unknown key'):
