@@ -48,9 +48,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.batch = 128
   c.batch_eval = 256
   c.accum_steps = 1
-  c.total_steps = int(arg) if arg else 1_200
+  c.total_steps = int(arg) if arg else 500
   c.base_lr = 2e-3
-  c.warmup_steps = 100
+  c.warmup_steps = 50
   c.decay_type = 'cosine'
   c.end_lr = 1e-5
   c.optimizer = 'adam'
@@ -61,10 +61,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.loss = 'softmax_xent'
   c.label_smoothing = 0.0
 
-  c.eval_every = 400
-  c.checkpoint_every = 400
+  c.eval_every = 250
+  c.checkpoint_every = 250
   c.keep_checkpoints = 2
-  c.progress_every = 100
+  c.progress_every = 50
   c.seed = 0
   c.fewshot = config_dict.placeholder(ml_collections.ConfigDict)
   return c

@@ -14,6 +14,7 @@ runs the same command; only process 0 writes metrics, the config and `final.npz`
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -84,6 +85,11 @@ def main(argv: list[str]) -> int:
   from mixer_flax import train
 
   result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  if jax.process_count() > 1:  # lets operators (and tests) check that processes agree
+    summary = {k: result.get(k) for k in ('process_index', 'step', 'train_loss',
+                                          'eval_accuracy', 'eval_count', 'params_digest')}
+    print(f'Process {jax.process_index()}/{jax.process_count()} result: '
+          f'{json.dumps(summary)}', flush=True)
   if jax.process_index() == 0:
     if result.get('preempted'):
       print(f'Preempted at step {result["step"]}; checkpoint saved in {_WORKDIR.value}. '

@@ -84,14 +84,6 @@ def _exists(path: str) -> bool:
   return tf.io.gfile.exists(path)
 
 
-def _dataset_info(config: ml_collections.ConfigDict):
-  try:
-    return input_pipeline.get_dataset_info(config)
-  except Exception as e:  # noqa: BLE001 - rewrap with the setting's name
-    raise ValueError(f'config.dataset={config.dataset!r} could not be loaded '
-                     f'(data_dir={config.get("data_dir")!r}): {e}') from e
-
-
 def build_model(config: ml_collections.ConfigDict, num_classes: int):
   """The Mixer of `config` with a `num_classes` head (higher-resolution fine-tuning aware)."""
   overrides = {k: v for k, v in config.model.to_dict().items() if v is not None}
@@ -119,7 +111,7 @@ def initial_state(config: ml_collections.ConfigDict, model, rng: jax.Array):
 def evaluate(eval_step, params, config: ml_collections.ConfigDict) -> dict[str, float]:
   """Top-1/top-5 accuracy and mean loss over the whole eval split (padding masked out)."""
   totals = None
-  for batch in _on_devices(input_pipeline.get_eval_iterator(config), config):
+  for batch in input_pipeline.get_eval_iterator(config):
     sums = eval_step(params, batch)
     totals = sums if totals is None else jax.tree_util.tree_map(lambda a, b: a + b, totals, sums)
   totals = {k: float(v) for k, v in train_utils.unreplicate(totals).items()}
@@ -127,13 +119,6 @@ def evaluate(eval_step, params, config: ml_collections.ConfigDict) -> dict[str, 
   return {'eval_accuracy': totals['correct'] / count,
           'eval_top5_accuracy': totals['correct_top5'] / count,
           'eval_loss': totals['loss'] / count, 'eval_count': totals['count']}
-
-
-def _on_devices(iterator, config):
-  size = int(config.get('prefetch', 2) or 0)
-  if size > 0 and hasattr(input_pipeline, 'prefetch_to_device'):
-    return input_pipeline.prefetch_to_device(iterator, size)
-  return iterator
 
 
 def _fewshot_evaluator(config, model, log):
@@ -162,12 +147,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   Returns:
     Final metrics: `step`, `train_loss`, `eval_accuracy`, `eval_top5_accuracy`,
-    `eval_loss` (and few-shot accuracies), `wall_time_s`, `preempted`, `resumed_from`.
+    `eval_loss` (and few-shot accuracies), `wall_time_s`, `preempted`, `resumed_from`,
+    `process_index` and `params_digest` (sha256 of the final params: equal on all processes).
   """
   t_start = time.perf_counter()
   config = ml_collections.ConfigDict(config.to_dict())  # unlocked private copy
   validate(config)
-  info = _dataset_info(config)
+  info = input_pipeline.get_dataset_info(config)  # ValueError naming config.dataset
   config.num_classes = int(config.get('num_classes') or info.num_classes)
   is_main = jax.process_index() == 0
   if is_main:
@@ -192,9 +178,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   p_train_step = train_step.make_train_step(config=config, model=model)
   p_eval_step = train_step.make_eval_step(model=model, config=config)
   fewshot = _fewshot_evaluator(config, model, log)
-  train_iter = _on_devices(
-      input_pipeline.get_train_iterator(config, seed=config.seed, start_step=start_step),
-      config)
+  # Batches come already placed on the devices (`config.prefetch` ahead).
+  train_iter = input_pipeline.get_train_iterator(config, seed=config.seed, start_step=start_step)
   # One key for the run; the step folds in the step number, the device and the microbatch.
   train_rng = train_utils.replicate(jax.random.key_data(train_rng))
 
@@ -272,10 +257,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if start_step >= config.total_steps:  # nothing to train: evaluate the restored state
     result.update(evaluate(p_eval_step, state.params, config))
   ckpts.close()
-  result['step'] = step
+  params = train_utils.unreplicate(state.params)
+  result.update(step=step, process_index=jax.process_index(),
+                params_digest=train_utils.digest(params))
   if is_main and not result['preempted']:
-    checkpoint.save_npz(os.path.join(workdir, 'final.npz'),
-                        train_utils.unreplicate(state.params))
+    checkpoint.save_npz(os.path.join(workdir, 'final.npz'), params)
   result['wall_time_s'] = time.perf_counter() - t_start
   if is_main:
     with open(os.path.join(workdir, 'result.json'), 'w') as f:

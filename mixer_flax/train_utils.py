@@ -9,6 +9,7 @@ device count and a run may resume on a different number of devices.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import threading
@@ -65,6 +66,16 @@ def all_finite(tree: PyTree) -> bool:
   return bool(_all_finite(tree))
 
 
+def digest(tree: PyTree) -> str:
+  """sha256 of a host pytree's leaves (paths, dtypes, shapes and bytes)."""
+  h = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    leaf = np.ascontiguousarray(leaf)
+    h.update(f'{jax.tree_util.keystr(path)}:{leaf.dtype}:{leaf.shape};'.encode())
+    h.update(leaf.tobytes())
+  return h.hexdigest()
+
+
 class Checkpoints:
   """Orbax checkpoints of the unreplicated train state under `workdir/checkpoints/<step>`.
 
@@ -96,7 +107,13 @@ class Checkpoints:
   def restore(self, step: int, template: PyTree) -> PyTree:
     """Restores checkpoint `step` into the structure of the host state `template`."""
     target = _numpy_tree(flax.serialization.to_state_dict(template))
-    restored = self._manager.restore(step, args=ocp.args.StandardRestore(target))
+    try:
+      restored = self._manager.restore(step, args=ocp.args.StandardRestore(target))
+    except ValueError as e:
+      raise ValueError(
+          f'The checkpoint {self.directory}/{step} does not match the state this config builds '
+          '(model, optimizer or grad_norm_clip changed since it was written?). Use a new '
+          f'--workdir, or restore the original settings. Details: {str(e)[:2000]}') from e
     return flax.serialization.from_state_dict(template, restored)
 
   def wait(self) -> None:

@@ -1,0 +1,93 @@
+"""The command line: flag/config errors before any work, a real SIGTERM, resume, final print."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMEOUT = 240
+
+
+def command(workdir, *extra, config='experiments/digits.py'):
+  return [sys.executable, '-m', 'mixer_flax.main', f'--config={config}', f'--workdir={workdir}',
+          *extra]
+
+
+def run(cmd, timeout=TIMEOUT):
+  return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.getbasetemp() / 'tfds_digits')
+
+
+@pytest.mark.parametrize('flag, pattern', [
+    ('--config.no_such_key=1', r'no_such_key'),
+    ('--config.batch=abc', r'batch'),
+    ('--config.base_lr=fast', r'base_lr'),
+    ('--config.pp.flip=maybe', r'flip'),
+])
+def test_bad_override_fails_while_parsing_flags(flag, pattern, tmp_path):
+  workdir = tmp_path / 'w'
+  proc = run(command(str(workdir), flag), timeout=120)
+  assert proc.returncode != 0
+  assert re.search(pattern, proc.stderr), proc.stderr[-2000:]
+  assert not workdir.exists()  # failed before building anything
+
+
+def test_non_divisible_batch_names_the_setting(tmp_path, data_dir):
+  proc = run(command(str(tmp_path / 'w'), '--config.batch=100',
+                     f'--config.data_dir={data_dir}'))
+  assert proc.returncode != 0
+  assert 'config.batch=100' in proc.stderr, proc.stderr[-2000:]
+
+
+def _wait_for_progress(workdir, proc, deadline):
+  path = os.path.join(workdir, 'metrics.jsonl')
+  while time.time() < deadline:
+    if proc.poll() is not None:
+      return False
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+      return True
+    time.sleep(0.5)
+  return False
+
+
+def test_sigterm_saves_then_rerun_resumes_and_prints_accuracy(tmp_path, data_dir):
+  workdir = str(tmp_path / 'w')
+  common = [f'--config.data_dir={data_dir}', '--config.progress_every=5',
+            '--config.checkpoint_every=1000', '--config.eval_every=1000',
+            '--config.warmup_steps=5']
+  cmd = command(workdir, *common, '--config.total_steps=400')
+  proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  try:
+    assert _wait_for_progress(workdir, proc, time.time() + TIMEOUT), 'no progress logged'
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=TIMEOUT)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == 0, err[-3000:]
+  assert 'Preempted at step' in out, out
+  stopped = int(out.split('Preempted at step ')[1].split(';')[0])
+  assert 5 <= stopped < 400
+  assert os.listdir(os.path.join(workdir, 'checkpoints')) == [str(stopped)]
+
+  # Rerun the same command with fewer remaining steps: resumes, finishes, prints accuracy.
+  rerun = run(command(workdir, *common, f'--config.total_steps={stopped + 10}'))
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert 'Resuming from the checkpoint of step' in rerun.stdout
+  assert 'Final eval accuracy:' in rerun.stdout, rerun.stdout
+  steps = [json.loads(line)['step'] for line in open(os.path.join(workdir, 'metrics.jsonl'))]
+  assert steps == sorted(set(steps)) and steps[-1] == stopped + 10
+  assert os.path.exists(os.path.join(workdir, 'final.npz'))
+  with open(os.path.join(workdir, 'config.json')) as f:
+    assert json.load(f)['total_steps'] == stopped + 10

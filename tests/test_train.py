@@ -1,0 +1,245 @@
+"""The training loop on the bundled digits: learning, outputs, resume, fine-tuning, failures.
+
+All runs use a tiny Mixer (hidden 32, 2 blocks) on 16 px digits over the 8 simulated CPU
+devices of conftest.py; one reference run is shared by several tests.
+"""
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+from mixer_flax import checkpoint, input_pipeline, train, train_step, train_utils
+from mixer_flax.metrics import read_metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = 60
+
+
+def load_digits_config():
+  spec = importlib.util.spec_from_file_location(
+      'digits_config', os.path.join(ROOT, 'experiments', 'digits.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def tiny_config(data_dir, **overrides):
+  c = load_digits_config()
+  c.data_dir = data_dir
+  c.model.hidden_dim = 32
+  c.model.num_blocks = 2
+  c.model.tokens_mlp_dim = 32
+  c.model.channels_mlp_dim = 64
+  c.batch = 64
+  c.batch_eval = 360  # the whole test split in one batch (45 per device)
+  c.shuffle_buffer = 512
+  c.total_steps = STEPS
+  c.warmup_steps = 10
+  c.base_lr = 3e-3
+  c.progress_every = 10
+  c.eval_every = 30
+  c.checkpoint_every = 20
+  c.keep_checkpoints = 2
+  c.tf_threads = 1
+  for k, v in overrides.items():
+    c[k] = v
+  return c
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.getbasetemp() / 'tfds_digits')
+
+
+@pytest.fixture(scope='module')
+def reference(data_dir, tmp_path_factory):
+  """An uninterrupted STEPS-step run: (result, workdir)."""
+  workdir = str(tmp_path_factory.mktemp('reference'))
+  return train.train_and_evaluate(tiny_config(data_dir), workdir), workdir
+
+
+def final_params(workdir):
+  return checkpoint.load_npz(os.path.join(workdir, 'final.npz'))
+
+
+def flat(tree):
+  return {jax.tree_util.keystr(k): np.asarray(v)
+          for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def test_short_run_learns_and_writes_outputs(reference, data_dir):
+  result, workdir = reference
+  assert result['step'] == STEPS and not result['preempted']
+  assert result['eval_count'] == 360  # the whole split, padding masked out
+  assert result['eval_accuracy'] > 0.6  # chance: 0.1
+  assert result['eval_top5_accuracy'] >= result['eval_accuracy']
+  records = read_metrics(workdir)
+  assert [r['step'] for r in records] == list(range(10, STEPS + 1, 10))
+  for r in records:
+    assert {'train_loss', 'learning_rate', 'img/s'} <= set(r)
+    assert np.isfinite(r['train_loss']) and r['learning_rate'] > 0
+  evals = [r for r in records if 'eval_accuracy' in r]
+  assert [r['step'] for r in evals] == [30, 60]
+  assert evals[-1]['eval_accuracy'] == pytest.approx(result['eval_accuracy'])
+  assert records[-1]['train_loss'] < records[0]['train_loss']
+  with open(os.path.join(workdir, 'config.json')) as f:
+    saved = json.load(f)
+  assert saved['total_steps'] == STEPS and saved['model']['hidden_dim'] == 32
+  assert saved['num_classes'] == 10  # resolved from the dataset
+  ckpts = train_utils.Checkpoints(workdir, keep=2)
+  assert ckpts.all_steps() == [40, 60]
+  # final.npz: official flat layout, identical to the last checkpoint's params.
+  params = final_params(workdir)
+  assert params['head']['kernel'].shape == (32, 10)
+  assert params['MixerBlock_1']['token_mixing']['Dense_0']['kernel'].shape == (16, 32)
+  model = train.build_model(tiny_config(data_dir), 10)
+  template = jax.device_get(train.initial_state(tiny_config(data_dir), model,
+                                                jax.random.key(1)))
+  restored = ckpts.restore(60, template)
+  ckpts.close()
+  assert int(restored.step) == 60
+  a, b = flat(params), flat(restored.params)
+  assert a.keys() == b.keys()
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def _sigterm_at(step_to_kill):
+  """Wraps get_train_iterator so that SIGTERM arrives while fetching the batch of a step."""
+  original = input_pipeline.get_train_iterator
+
+  def wrapped(config, *, seed, start_step=0):
+    for i, batch in enumerate(original(config, seed=seed, start_step=start_step)):
+      if start_step + i + 1 == step_to_kill:
+        os.kill(os.getpid(), signal.SIGTERM)
+      yield batch
+
+  return wrapped
+
+
+def test_sigterm_then_resume_equals_uninterrupted(reference, data_dir, tmp_path, monkeypatch):
+  _, ref_dir = reference
+  workdir = str(tmp_path)
+  with monkeypatch.context() as m:
+    m.setattr(input_pipeline, 'get_train_iterator', _sigterm_at(25))
+    first = train.train_and_evaluate(tiny_config(data_dir), workdir)
+  assert first['preempted'] and first['step'] == 25
+  assert not os.path.exists(os.path.join(workdir, 'final.npz'))
+  assert train_utils.Checkpoints(workdir, keep=2).latest_step() == 25
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+
+  second = train.train_and_evaluate(tiny_config(data_dir), workdir)
+  assert second['resumed_from'] == 25 and second['step'] == STEPS
+  steps = [r['step'] for r in read_metrics(workdir)]
+  assert steps == [10, 20, 25, 30, 40, 50, 60]  # nothing repeated or skipped
+  # Bit-identical to the uninterrupted run (same batches, same per-step RNG).
+  a, b = flat(final_params(workdir)), flat(final_params(ref_dir))
+  for k in a:
+    np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-6, err_msg=k)
+  assert second['eval_accuracy'] == reference[0]['eval_accuracy']
+
+
+def test_longer_rerun_continues_from_final_checkpoint(reference, data_dir, tmp_path):
+  _, ref_dir = reference
+  workdir = str(tmp_path / 'w')
+  shutil.copytree(ref_dir, workdir)
+  result = train.train_and_evaluate(tiny_config(data_dir, total_steps=STEPS + 10), workdir)
+  assert result['resumed_from'] == STEPS and result['step'] == STEPS + 10
+  assert [r['step'] for r in read_metrics(workdir)] == list(range(10, STEPS + 11, 10))
+  assert train_utils.Checkpoints(workdir, keep=2).all_steps() == [STEPS, STEPS + 10]
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(reference, data_dir,
+                                                                     tmp_path):
+  _, ref_dir = reference
+  workdir = str(tmp_path / 'w')
+  shutil.copytree(ref_dir, workdir)
+  config = tiny_config(data_dir, total_steps=STEPS + 40, base_lr=1e30)
+  with pytest.raises(train.NonFiniteLossError, match='non-finite.*last good checkpoint'):
+    train.train_and_evaluate(config, workdir)
+  ckpts = train_utils.Checkpoints(workdir, keep=2)
+  assert ckpts.latest_step() == STEPS  # nothing saved after the blow-up
+  model = train.build_model(config, 10)
+  template = jax.device_get(train.initial_state(config, model, jax.random.key(1)))
+  restored = ckpts.restore(STEPS, template)
+  ckpts.close()
+  assert train_utils.all_finite(restored.params)
+  a, b = flat(restored.params), flat(final_params(ref_dir))
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_finetune_from_npz_with_other_class_count_replaces_head(reference, data_dir,
+                                                                  tmp_path, monkeypatch):
+  _, ref_dir = reference
+  params = final_params(ref_dir)
+  rng = np.random.default_rng(0)
+  params['head'] = {'kernel': rng.normal(size=(32, 7)).astype(np.float32),
+                    'bias': np.ones(7, np.float32)}
+  npz = str(tmp_path / 'pretrained_7.npz')
+  checkpoint.save_npz(npz, params)
+  config = tiny_config(data_dir, pretrained_path=npz, pretrained_image_size=16,
+                       total_steps=20, warmup_steps=2, optimizer='sgd', base_lr=0.03,
+                       weight_decay=0.0, eval_every=20, checkpoint_every=20)
+  loaded = []
+  create = train_step.create_train_state
+
+  def spy(**kwargs):
+    if kwargs.get('params') is not None:
+      loaded.append(jax.device_get(kwargs['params']))
+    return create(**kwargs)
+
+  monkeypatch.setattr(train_step, 'create_train_state', spy)
+  result = train.train_and_evaluate(config, str(tmp_path / 'ft'))
+  # Initialised from the checkpoint: body as saved, head replaced by a zero 10-class head.
+  (init,) = loaded
+  assert init['head']['kernel'].shape == (32, 10) and not np.any(init['head']['kernel'])
+  body, saved = flat({k: v for k, v in init.items() if k != 'head'}), flat(
+      {k: v for k, v in params.items() if k != 'head'})
+  assert body.keys() == saved.keys()
+  for k in body:
+    np.testing.assert_array_equal(body[k], saved[k], err_msg=k)
+  tuned = final_params(str(tmp_path / 'ft'))
+  assert tuned['head']['kernel'].shape == (32, 10)
+  assert np.abs(tuned['head']['kernel']).max() > 0  # the new head trained
+  assert result['eval_accuracy'] > 0.6
+
+
+def test_checkpoint_from_another_optimizer_is_rejected_clearly(reference, data_dir, tmp_path):
+  _, ref_dir = reference
+  workdir = str(tmp_path / 'w')
+  shutil.copytree(ref_dir, workdir)
+  with pytest.raises(ValueError, match='does not match the state this config builds'):
+    train.train_and_evaluate(tiny_config(data_dir, total_steps=STEPS + 10, optimizer='sgd'),
+                             workdir)
+
+
+def _no_compile(monkeypatch):
+  def fail(*args, **kwargs):
+    raise AssertionError('validation must fail before building or compiling anything')
+  monkeypatch.setattr(train_step, 'create_train_state', fail)
+  monkeypatch.setattr(train_step, 'make_train_step', fail)
+
+
+@pytest.mark.parametrize('overrides, error, pattern', [
+    (dict(batch=60), ValueError, r'config\.batch=60'),
+    (dict(batch=64, accum_steps=3), ValueError, r'config\.batch=64.*accum_steps'),
+    (dict(batch_eval=100), ValueError, r'config\.batch_eval=100'),
+    (dict(pretrained_path='/nonexistent/ckpt.npz'), FileNotFoundError,
+     r'config\.pretrained_path'),
+    (dict(dataset='no_such_dataset_xyz'), ValueError, r'config\.dataset'),
+    (dict(model_name='Mixer-X_99'), ValueError, r'config\.model_name'),
+])
+def test_bad_config_fails_before_compiling(overrides, error, pattern, data_dir, tmp_path,
+                                           monkeypatch):
+  _no_compile(monkeypatch)
+  workdir = str(tmp_path / 'w')
+  with pytest.raises(error, match=pattern):
+    train.train_and_evaluate(tiny_config(data_dir, **overrides), workdir)
+  assert not os.path.exists(os.path.join(workdir, 'checkpoints'))
