@@ -1,4 +1,4 @@
-"""Train state, losses and the pmapped train / eval steps (pure JAX, no TensorFlow).
+"""Train state, the pmapped train / eval steps and config validation (pure JAX, no TF).
 
 Data parallelism: `jax.pmap` over local devices with axis name 'batch'. Each
 device receives `per_device = batch // (process_count * local_devices)`
@@ -37,6 +37,7 @@ from mixer_flax.losses import LOSSES, get_loss_fn, sigmoid_xent, softmax_xent
 
 __all__ = ['TrainState', 'create_train_state', 'make_train_step', 'make_eval_step',
            'validate_config', 'get_loss_fn', 'softmax_xent', 'sigmoid_xent', 'LOSSES']
+
 
 @flax.struct.dataclass
 class TrainState:
