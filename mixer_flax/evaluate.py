@@ -112,8 +112,11 @@ def evaluate_params(config: ml_collections.ConfigDict, model: Any, params: Any, 
   multi_label = config.dataset in MULTI_LABEL_DATASETS
   totals: dict[str, float] = {}
   batches = input_pipeline.get_eval_iterator(config)
+  total = None
+  if progress:  # ceil(examples / global batch) batches (every process yields as many)
+    total = -(-input_pipeline.get_dataset_info(config).num_eval_examples // config.batch_eval)
   for batch in tqdm.tqdm(batches, desc=f'{config.dataset}[{config.eval_split}]', unit='batch',
-                         disable=not progress):
+                         total=total, disable=not progress):
     if multi_label:  # ReaL: examples without any real label do not count.
       batch = dict(batch)
       batch['mask'] = np.asarray(batch['mask']) * (np.asarray(batch['labels']).sum(-1) > 0)
