@@ -43,6 +43,8 @@ PAPER_IMG_PER_SEC_CORE: dict[str, float] = {
     'Mixer-S_32': 11489, 'Mixer-B_32': 4208, 'Mixer-S_16': 3994, 'Mixer-B_16': 1384,
     'Mixer-L_32': 1314, 'Mixer-L_16': 419, 'Mixer-H_14': 194,
 }
+# The same at 448 px (Table 3, ImageNet-21k L/16 fine-tuned at 448).
+PAPER_IMG_PER_SEC_CORE_448: dict[str, float] = {'Mixer-L_16': 105}
 # ImageNet top-1 after JFT-300M pre-training and fine-tuning at 224 (Table 3 / Fig. 3).
 PAPER_JFT_TOP1: dict[str, float] = {
     'Mixer-S_32': 68.70, 'Mixer-B_32': 75.53, 'Mixer-S_16': 73.83, 'Mixer-B_16': 80.00,

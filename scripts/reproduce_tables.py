@@ -75,13 +75,13 @@ def _write(out: str, name: str, markdown: str, data) -> None:
 
 
 def plot_fig3(path: str, *, ours_speed: dict[str, float] | None = None,
-              ours_top1: dict[str, tuple[str, float]] | None = None) -> None:
+              ours_top1: dict[str, tuple[float, float]] | None = None) -> None:
   """Fig. 3-style plot: ImageNet top-1 vs throughput, paper points and ours.
 
   Args:
     path: output .png.
     ours_speed: model -> our img/s (right panel: ours vs the paper's img/s/core).
-    ours_top1: row label -> (model, our top-1 %) (left panel, at the paper's throughput).
+    ours_top1: row label -> (paper img/s/core of that model, our top-1 %) (left panel).
   """
   import matplotlib
   matplotlib.use('Agg')
@@ -93,9 +93,9 @@ def plot_fig3(path: str, *, ours_speed: dict[str, float] | None = None,
   ax0.plot(xs, list(tables.PAPER_JFT_TOP1.values()), 'o-', label='paper: Mixer, JFT-300M')
   for m, acc in tables.PAPER_JFT_TOP1.items():
     ax0.annotate(m.replace('Mixer-', ''), (speed[m], acc), fontsize=7)
-  for label, (model, acc) in (ours_top1 or {}).items():
-    ax0.plot(speed[model], acc, 's', color='C3')
-    ax0.annotate(f'ours: {label}', (speed[model], acc), fontsize=7, color='C3')
+  for label, (x, acc) in (ours_top1 or {}).items():
+    ax0.plot(x, acc, 's', color='C3')
+    ax0.annotate(f'ours: {label}', (x, acc), fontsize=7, color='C3')
   ax0.set(xscale='log', xlabel='throughput, img/sec/core (paper, TPUv3)',
           ylabel='ImageNet top-1 (%)', title='Accuracy vs throughput (Fig. 3)')
   ax0.legend(fontsize=8)
@@ -201,7 +201,8 @@ def run_accuracy(args: argparse.Namespace) -> str:
                        manual_dir=args.manual_dir, batch=args.eval_batch)
   markdown = tables.accuracy_markdown(rows, ours)
   _write(args.out, args.table, markdown, {f'{k}/{m}': v for (k, m), v in ours.items()})
-  top1 = {r.label: (r.model, v) for r in rows for (k, m), v in ours.items()
+  speed = {224: tables.PAPER_IMG_PER_SEC_CORE, 448: tables.PAPER_IMG_PER_SEC_CORE_448}
+  top1 = {r.label: (speed[r.image_size][r.model], v) for r in rows for (k, m), v in ours.items()
           if k == r.key and m == 'ImNet' and isinstance(v, float)}
   plot_fig3(os.path.join(args.out, f'fig3_{args.table}.png'), ours_top1=top1)
   return markdown
