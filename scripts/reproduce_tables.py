@@ -89,10 +89,17 @@ def plot_fig3(path: str, *, ours_speed: dict[str, float] | None = None,
 
   fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.5))
   speed = tables.PAPER_IMG_PER_SEC_CORE
-  xs = [speed[m] for m in tables.PAPER_JFT_TOP1]
-  ax0.plot(xs, list(tables.PAPER_JFT_TOP1.values()), 'o-', label='paper: Mixer, JFT-300M')
-  for m, acc in tables.PAPER_JFT_TOP1.items():
-    ax0.annotate(m.replace('Mixer-', ''), (speed[m], acc), fontsize=7)
+  jft = sorted(tables.PAPER_JFT_TOP1, key=speed.get)
+  ax0.plot([speed[m] for m in jft], [tables.PAPER_JFT_TOP1[m] for m in jft], 'o-',
+           label='paper: JFT-300M')
+  for m in jft:
+    ax0.annotate(m.replace('Mixer-', ''), (speed[m], tables.PAPER_JFT_TOP1[m]), fontsize=7)
+  for prefix, marker, label in (('i1k_', 'v', 'paper: ImageNet'), ('i21k_', '^',
+                                                                     'paper: ImageNet-21k')):
+    pts = [((tables.PAPER_IMG_PER_SEC_CORE_448 if r.image_size == 448 else speed)[r.model],
+            r.paper['ImNet']) for r in tables.ACCURACY_ROWS
+           if r.table == '3' and r.key.startswith(prefix)]
+    ax0.plot(*zip(*pts), marker, linestyle='none', label=label)
   for label, (x, acc) in (ours_top1 or {}).items():
     ax0.plot(x, acc, 's', color='C3')
     ax0.annotate(f'ours: {label}', (x, acc), fontsize=7, color='C3')
