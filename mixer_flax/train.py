@@ -10,8 +10,9 @@ described by an `experiments/*.py` config (schema: docs/design.md):
 * if `workdir/checkpoints` holds a checkpoint the run resumes from it: the input pipeline
   restarts at the next batch and the per-step RNG is a function of the step, so a resumed
   run is identical to an uninterrupted one (the saved step never runs twice);
-* evaluation (top-1, top-5, loss on the exact padded+masked eval split, and few-shot
-  probes when `config.fewshot` is set) every `eval_every` steps and at the end;
+* evaluation (top-1, top-5, loss on the exact padded+masked eval split) every `eval_every`
+  steps and at the end; linear few-shot probes (`fewshot.FewShotEvaluator`) every
+  `config.fewshot.every` steps (default `eval_every`) and at the end when `config.fewshot` is set;
 * checkpoints every `checkpoint_every` steps, at the end, and on SIGTERM (then the
   function returns with `preempted=True`); a state is checkpointed only after its loss
   and parameters were checked finite, so a NaN/Inf loss raises `NonFiniteLossError` and
@@ -178,6 +179,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   p_train_step = train_step.make_train_step(config=config, model=model)
   p_eval_step = train_step.make_eval_step(model=model, config=config)
   fewshot = _fewshot_evaluator(config, model, log)
+  fewshot_every = int(config.fewshot.get('every') or config.eval_every) if fewshot else 0
   # Batches come already placed on the devices (`config.prefetch` ahead).
   train_iter = input_pipeline.get_train_iterator(config, seed=config.seed, start_step=start_step)
   # One key for the run; the step folds in the step number, the device and the microbatch.
@@ -208,7 +210,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if 'learning_rate' in last:
       metrics['learning_rate'] = _scalar(last['learning_rate'])
     log.log(step, **metrics)
-    log.progress(step, loss=metrics['train_loss'], img_per_sec=img_s, sec_per_step=sec_per_step)
+    first = not result.get('train_loss')
+    log.progress(step, loss=metrics['train_loss'], img_per_sec=img_s, sec_per_step=sec_per_step,
+                 extra='  (includes compilation)' if first else '')
     result['train_loss'] = metrics['train_loss']
     pending = []
 
@@ -233,10 +237,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         stop = train_utils.any_process(preemption.received is not None)
       if jax.process_count() == 1:
         stop = preemption.received is not None
-      if step % config.eval_every == 0 or is_last:
+      do_eval = step % config.eval_every == 0 or is_last
+      do_fewshot = fewshot is not None and (step % fewshot_every == 0 or is_last)
+      if do_eval or do_fewshot:
         t_eval = time.perf_counter()
-        eval_metrics = evaluate(p_eval_step, state.params, config)
-        if fewshot is not None:
+        eval_metrics = evaluate(p_eval_step, state.params, config) if do_eval else {}
+        if do_fewshot:
           eval_metrics.update(fewshot.run(state.params))
         log.skip_time(time.perf_counter() - t_eval)
         log.log(step, **eval_metrics)

@@ -29,10 +29,11 @@ def data_dir(tmp_path_factory):
 
 
 @pytest.mark.parametrize('flag, pattern', [
-    ('--config.no_such_key=1', r'no_such_key'),
-    ('--config.batch=abc', r'batch'),
-    ('--config.base_lr=fast', r'base_lr'),
-    ('--config.pp.flip=maybe', r'flip'),
+    ('--config.no_such_key=1', r"no setting 'no_such_key'"),
+    ('--config.pp.no_such_key=1', r"--config\.pp\.no_such_key=1.*no setting"),
+    ('--config.batch=abc', r'config\.batch=abc'),
+    ('--config.base_lr=fast', r'config\.base_lr=fast'),
+    ('--config.pp.flip=maybe', r'config\.pp\.flip=maybe'),
 ])
 def test_bad_override_fails_while_parsing_flags(flag, pattern, tmp_path):
   workdir = tmp_path / 'w'

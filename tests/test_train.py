@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from mixer_flax import checkpoint, input_pipeline, train, train_step, train_utils
+from mixer_flax import checkpoint, fewshot, input_pipeline, train, train_step, train_utils
 from mixer_flax.metrics import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -187,6 +187,9 @@ def test_finetune_from_npz_with_other_class_count_replaces_head(reference, data_
   config = tiny_config(data_dir, pretrained_path=npz, pretrained_image_size=16,
                        total_steps=20, warmup_steps=2, optimizer='sgd', base_lr=0.03,
                        weight_decay=0.0, eval_every=20, checkpoint_every=20)
+  config.fewshot = fewshot.get_fewshot_config(
+      datasets=('sklearn_digits',), shots=(5,), seeds=(0,), image_size=16, batch=360,
+      pp=dict(eval_mode='resize', eval_resize=16), data_dir=data_dir, every=10)
   loaded = []
   create = train_step.create_train_state
 
@@ -209,6 +212,10 @@ def test_finetune_from_npz_with_other_class_count_replaces_head(reference, data_
   assert tuned['head']['kernel'].shape == (32, 10)
   assert np.abs(tuned['head']['kernel']).max() > 0  # the new head trained
   assert result['eval_accuracy'] > 0.6
+  # The few-shot probe ran at steps 10 and 20 (config.fewshot.every) on the pre-logits.
+  probes = [r for r in read_metrics(str(tmp_path / 'ft')) if 'fewshot/sklearn_digits_5shot' in r]
+  assert [r['step'] for r in probes] == [10, 20]
+  assert result['fewshot/sklearn_digits_5shot'] > 0.3  # 10 classes: chance 0.1
 
 
 def test_checkpoint_from_another_optimizer_is_rejected_clearly(reference, data_dir, tmp_path):
