@@ -190,8 +190,9 @@ def rank_agreement(ours: dict[str, float], paper: dict[str, float]) -> tuple[flo
 def throughput_markdown(results: Sequence[Throughput], *, machine: str) -> str:
   """Markdown table of measured throughput next to the paper's img/s/core."""
   ours = {r.name: r.img_per_sec for r in results}
-  rank_ours = {n: i + 1 for i, n in enumerate(sorted(ours, key=ours.get, reverse=True))}
   shared = {n: v for n, v in PAPER_IMG_PER_SEC_CORE.items() if n in ours}
+  # Ranks among the variants both tables have (others, e.g. S/8, get '-').
+  rank_ours = {n: i + 1 for i, n in enumerate(sorted(shared, key=ours.get, reverse=True))}
   rank_paper = {n: i + 1 for i, n in enumerate(sorted(shared, key=shared.get, reverse=True))}
   lines = [f'Machine: {machine}.', '',
            '| model | batch | dtype | ours img/s | rank | paper img/s/core (TPUv3) | paper rank '

@@ -62,8 +62,9 @@ def machine_description() -> str:
 
   devices = jax.local_devices()
   kind = devices[0].device_kind if devices else 'none'
+  load = f', load average {os.getloadavg()[0]:.1f} at start' if hasattr(os, 'getloadavg') else ''
   return (f'{os.cpu_count()} CPU cores ({platform.machine()}), JAX backend '
-          f'{jax.default_backend()} ({kind} x{len(devices)})')
+          f'{jax.default_backend()} ({kind} x{len(devices)}){load}')
 
 
 def _write(out: str, name: str, markdown: str, data) -> None:
