@@ -202,7 +202,8 @@ def throughput_markdown(results: Sequence[Throughput], *, machine: str) -> str:
     paper = PAPER_IMG_PER_SEC_CORE.get(r.name)
     xla = '-' if r.xla_flops is None else f'{r.xla_flops / 1e9:.2f}'
     lines.append(
-        f'| {r.name} | {r.batch} | {r.dtype} | {r.img_per_sec:.2f} | {rank_ours[r.name]} | '
+        f'| {r.name} | {r.batch} | {r.dtype} | {r.img_per_sec:.2f} | '
+        f'{rank_ours.get(r.name, "-")} | '
         f'{"-" if paper is None else int(paper)} | {rank_paper.get(r.name, "-")} | {xla} | '
         f'{r.analytic_flops / 1e9:.2f} |')
   rho, n = rank_agreement(ours, PAPER_IMG_PER_SEC_CORE)
