@@ -210,7 +210,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if 'learning_rate' in last:
       metrics['learning_rate'] = _scalar(last['learning_rate'])
     log.log(step, **metrics)
-    first = not result.get('train_loss')
+    first = 'train_loss' not in result  # this interval includes compiling the step
     log.progress(step, loss=metrics['train_loss'], img_per_sec=img_s, sec_per_step=sec_per_step,
                  extra='  (includes compilation)' if first else '')
     result['train_loss'] = metrics['train_loss']
@@ -224,41 +224,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                f'last good checkpoint (step {ckpts.latest_step()}) is intact.')
     ckpts.save(step, train_utils.unreplicate(state))
 
-  stop = False
-  with train_utils.PreemptionSignal() as preemption:
-    for step in range(start_step + 1, config.total_steps + 1):
-      batch = next(train_iter)
-      state, metrics = p_train_step(state, batch, train_rng)
-      pending.append((step, metrics))
-      is_last = step == config.total_steps
-      if step % config.progress_every == 0 or is_last:
-        check_and_log(step)
-        # Multi-host: all processes must stop at the same step, so they agree here.
-        stop = train_utils.any_process(preemption.received is not None)
-      if jax.process_count() == 1:
-        stop = preemption.received is not None
-      do_eval = step % config.eval_every == 0 or is_last
-      do_fewshot = fewshot is not None and (step % fewshot_every == 0 or is_last)
-      if do_eval or do_fewshot:
-        t_eval = time.perf_counter()
-        eval_metrics = evaluate(p_eval_step, state.params, config) if do_eval else {}
-        if do_fewshot:
-          eval_metrics.update(fewshot.run(state.params))
-        log.skip_time(time.perf_counter() - t_eval)
-        log.log(step, **eval_metrics)
-        log.message(f'step {step}: ' + '  '.join(
-            f'{k} {v:.4f}' for k, v in eval_metrics.items() if k != 'eval_count'))
-        result.update(eval_metrics)
-      log.flush()
-      if step % config.checkpoint_every == 0 or is_last:
-        save(step)
-      if stop and not is_last:
-        save(step)
-        ckpts.wait()
-        log.message(f'Preemption signal received: saved the checkpoint of step '
-                    f'{step}; exiting. Rerun the same command to resume.')
-        result['preempted'] = True
-        break
+  try:
+    stop = False
+    with train_utils.PreemptionSignal() as preemption:
+      for step in range(start_step + 1, config.total_steps + 1):
+        batch = next(train_iter)
+        state, metrics = p_train_step(state, batch, train_rng)
+        pending.append((step, metrics))
+        is_last = step == config.total_steps
+        if step % config.progress_every == 0 or is_last:
+          check_and_log(step)
+          # Multi-host: all processes must stop at the same step, so they agree here.
+          stop = train_utils.any_process(preemption.received is not None)
+        if jax.process_count() == 1:
+          stop = preemption.received is not None
+        do_eval = step % config.eval_every == 0 or is_last
+        do_fewshot = fewshot is not None and (step % fewshot_every == 0 or is_last)
+        if do_eval or do_fewshot:
+          t_eval = time.perf_counter()
+          eval_metrics = evaluate(p_eval_step, state.params, config) if do_eval else {}
+          if do_fewshot:
+            eval_metrics.update(fewshot.run(state.params))
+          log.skip_time(time.perf_counter() - t_eval)
+          log.log(step, **eval_metrics)
+          log.message(f'step {step}: ' + '  '.join(
+              f'{k} {v:.4f}' for k, v in eval_metrics.items() if k != 'eval_count'))
+          result.update(eval_metrics)
+        log.flush()
+        if step % config.checkpoint_every == 0 or is_last:
+          save(step)
+        if stop and not is_last:
+          save(step)
+          ckpts.wait()
+          log.message(f'Preemption signal received: saved the checkpoint of step '
+                      f'{step}; exiting. Rerun the same command to resume.')
+          result['preempted'] = True
+          break
+  except BaseException:
+    ckpts.close()  # lets an in-flight save of a good state commit
+    log.close()
+    raise
 
   if start_step >= config.total_steps:  # nothing to train: evaluate the restored state
     result.update(evaluate(p_eval_step, state.params, config))
