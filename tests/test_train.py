@@ -21,12 +21,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 60
 
 
-def load_digits_config():
+def load_experiment(name):
   spec = importlib.util.spec_from_file_location(
-      'digits_config', os.path.join(ROOT, 'experiments', 'digits.py'))
+      f'experiment_{name}', os.path.join(ROOT, 'experiments', f'{name}.py'))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module
+
+
+def load_digits_config():
+  return load_experiment('digits').get_config()
 
 
 def tiny_config(data_dir, **overrides):
@@ -71,6 +75,14 @@ def final_params(workdir):
 def flat(tree):
   return {jax.tree_util.keystr(k): np.asarray(v)
           for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def test_digits_config_defines_every_trainer_key_and_validates():
+  config = load_digits_config()
+  assert set(load_experiment('common').TRAINER_KEYS) <= set(config.keys())
+  assert not config.pp.flip  # digits are not mirror-symmetric
+  assert load_experiment('digits').get_config('7').total_steps == 7
+  train.validate(config)
 
 
 def test_short_run_learns_and_writes_outputs(reference, data_dir):
