@@ -64,6 +64,8 @@ def test_flops_analytic_vs_xla_and_throughput(tmp_path):
     # XLA also counts LayerNorm/GELU/bias work: a little above the matmul count.
     assert 1.0 <= r['xla_flops'] / r['analytic_flops'] < 1.2
   assert '| Mixer-S_32 | 1 | float32 |' in markdown and '| 11489 | 1 |' in markdown
+  ti_row = next(line for line in markdown.splitlines() if line.startswith('| Mixer-Ti_16 |'))
+  assert ti_row.split(' | ')[4:7] == ['-', '-', '-']  # not in the paper: no paper speed/rank
   assert (tmp_path / 'fig3_throughput.png').stat().st_size > 10_000
 
 
