@@ -178,7 +178,13 @@ def extract_features(model: Any, params: Any,
 
 def parse_dataset(spec: str) -> tuple[str, str, str]:
   """'cifar10' or 'cifar10:train[:5000]:test' -> (tfds name, train split, test split)."""
-  parts = spec.split(':')
+  parts, depth, start = [], 0, 0
+  for i, ch in enumerate(spec):  # ':' inside split slices ('train[:10%]') does not separate
+    depth += {'[': 1, ']': -1}.get(ch, 0)
+    if ch == ':' and depth == 0:
+      parts.append(spec[start:i])
+      start = i + 1
+  parts.append(spec[start:])
   if len(parts) == 3:
     return parts[0], parts[1], parts[2]
   if len(parts) == 1 and spec in DEFAULT_SPLITS:

@@ -79,3 +79,6 @@ def test_bad_dataset_spec():
   with pytest.raises(ValueError, match='tfds_name:train_split:test_split'):
     fewshot.parse_dataset('my_dataset')
   assert fewshot.parse_dataset('cifar10:train[:5000]:test') == ('cifar10', 'train[:5000]', 'test')
+  assert fewshot.parse_dataset('imagenet2012:train[10:20%]:validation[:1000]') == (
+      'imagenet2012', 'train[10:20%]', 'validation[:1000]')
+  assert fewshot.parse_dataset('cifar10') == ('cifar10', 'train', 'test')
