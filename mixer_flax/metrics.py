@@ -12,21 +12,22 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from typing import Any
 
 from clu import metric_writers
+
+from mixer_flax import fileio
 
 METRICS_FILE = 'metrics.jsonl'
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
   """Returns the records of `workdir/metrics.jsonl` (empty list if there is none)."""
-  path = os.path.join(workdir, METRICS_FILE)
-  if not os.path.exists(path):
+  path = fileio.join(workdir, METRICS_FILE)
+  if not fileio.exists(path):
     return []
-  with open(path) as f:
+  with fileio.open_file(path) as f:
     return [json.loads(line) for line in f if line.strip()]
 
 
@@ -64,12 +65,12 @@ class MetricsLogger:
     self._printer = printer
     self._pending_step: int | None = None
     self._pending: dict[str, float] = {}
-    self._path = os.path.join(workdir, METRICS_FILE)
+    self._path = fileio.join(workdir, METRICS_FILE)
+    self._records: list[dict[str, Any]] = []  # kept for object stores (no append there)
     if write_files:
-      os.makedirs(workdir, exist_ok=True)
-      kept = [r for r in read_metrics(workdir) if r.get('step', 0) <= resume_step]
-      with open(self._path, 'w') as f:
-        f.writelines(json.dumps(r) + '\n' for r in kept)
+      fileio.makedirs(workdir)
+      self._records = [r for r in read_metrics(workdir) if r.get('step', 0) <= resume_step]
+      self._rewrite()
       self._writer = metric_writers.create_default_writer(workdir, asynchronous=False)
     else:
       self._writer = metric_writers.create_default_writer(just_logging=True, asynchronous=False)
@@ -92,9 +93,17 @@ class MetricsLogger:
     self._writer.write_scalars(step, scalars)
     if self.write_files:
       record = {'step': step, **{k: _json_number(v) for k, v in scalars.items()}}
-      with open(self._path, 'a') as f:
-        f.write(json.dumps(record) + '\n')
+      self._records.append(record)
+      if fileio.is_local(self._path):
+        with fileio.open_file(self._path, 'a') as f:
+          f.write(json.dumps(record) + '\n')
+      else:
+        self._rewrite()
     self._writer.flush()
+
+  def _rewrite(self) -> None:
+    with fileio.open_file(self._path, 'w') as f:
+      f.write(''.join(json.dumps(r) + '\n' for r in self._records))
 
   def start_timer(self, step: int) -> None:
     """Starts the img/s and ETA clock at `step` (call before the first train step)."""

@@ -27,7 +27,6 @@ dispatches work (state donated, inputs prefetched to the devices).
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
@@ -35,7 +34,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from mixer_flax import checkpoint, input_pipeline, models, train_step, train_utils
+from mixer_flax import checkpoint, fileio, input_pipeline, models, train_step, train_utils
 from mixer_flax.metrics import MetricsLogger, format_duration
 
 
@@ -73,16 +72,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'config.image_size={config.image_size} must be a multiple of the '
                      f'patch size {patch} of {config.model_name}.')
   path = config.get('pretrained_path')
-  if path and not _exists(path):
+  if path and not fileio.exists(path):
     raise FileNotFoundError(f'config.pretrained_path={path!r} does not exist; give the path '
                             'of an .npz checkpoint (local or gs://) or set it to None.')
-
-
-def _exists(path: str) -> bool:
-  if '://' not in path:
-    return os.path.exists(path)
-  import tensorflow as tf
-  return tf.io.gfile.exists(path)
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int):
@@ -139,7 +131,7 @@ def _scalar(x) -> float:
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+  with fileio.open_file(fileio.join(workdir, 'config.json'), 'w') as f:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
 
 
@@ -158,7 +150,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   config.num_classes = int(config.get('num_classes') or info.num_classes)
   is_main = jax.process_index() == 0
   if is_main:
-    os.makedirs(workdir, exist_ok=True)
+    fileio.makedirs(workdir)
     _write_config(config, workdir)
 
   model = build_model(config, config.num_classes)
@@ -272,10 +264,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   result.update(step=step, process_index=jax.process_index(),
                 params_digest=train_utils.digest(params))
   if is_main and not result['preempted']:
-    checkpoint.save_npz(os.path.join(workdir, 'final.npz'), params)
+    checkpoint.save_npz(fileio.join(workdir, 'final.npz'), params)
   result['wall_time_s'] = time.perf_counter() - t_start
   if is_main:
-    with open(os.path.join(workdir, 'result.json'), 'w') as f:
+    with fileio.open_file(fileio.join(workdir, 'result.json'), 'w') as f:
       json.dump({k: v for k, v in result.items()}, f, indent=2)
   log.message(f'Done at step {step} in {format_duration(result["wall_time_s"])}.')
   log.close()

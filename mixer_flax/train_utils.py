@@ -10,7 +10,6 @@ device count and a run may resume on a different number of devices.
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
 import threading
 from typing import Any
@@ -21,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from mixer_flax import fileio
 
 PyTree = Any
 
@@ -85,7 +86,7 @@ class Checkpoints:
   """
 
   def __init__(self, workdir: str, *, keep: int):
-    self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+    self.directory = fileio.absolute(fileio.join(workdir, CHECKPOINT_DIR))
     options = ocp.CheckpointManagerOptions(max_to_keep=max(int(keep), 1), create=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
