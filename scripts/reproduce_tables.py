@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument('--eval_batch', type=int, default=256)
   p.add_argument('--steps', type=int, default=None,
                  help='permutation: training steps per variant (default: digits config).')
+  p.add_argument('--same_start', action='store_true',
+                 help='permutation: also train original and patch_pixel from one relabelled '
+                      'initialisation and compare the final weights (2 more runs).')
   return p.parse_args(argv)
 
 
@@ -228,7 +231,10 @@ def run_permutation(args: argparse.Namespace) -> str:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   base = module.get_config(str(args.steps) if args.steps else None)
-  results = permutation.run_experiment(base, workdir=os.path.join(args.out, 'permutation'))
+  workdir = os.path.join(args.out, 'permutation')
+  results = permutation.run_experiment(base, workdir=workdir)
+  if args.same_start:
+    results.update(permutation.run_same_start(base, workdir=workdir))
   markdown = permutation.markdown(results, steps=base.total_steps, model_name=base.model_name)
   _write(args.out, 'permutation', markdown, results)
   return markdown
