@@ -180,15 +180,18 @@ def _train_config(args: argparse.Namespace, batch: int) -> Any:
   import ml_collections  # noqa: PLC0415 - models already needs it.
   return ml_collections.ConfigDict(dict(
       model_name=args.variant, model=_model_overrides(args),
-      image_size=args.image_size, batch=batch, accum_steps=1, total_steps=10_000, base_lr=1e-3,
-      warmup_steps=100, decay_type='linear', end_lr=1e-5, optimizer='adam', weight_decay=0.1,
-      optim_dtype='float32', grad_norm_clip=1.0, loss='softmax_xent', label_smoothing=0.0))
+      image_size=args.image_size, batch=batch, accum_steps=args.accum_steps, total_steps=10_000,
+      base_lr=1e-3, warmup_steps=100, decay_type='linear', end_lr=1e-5, optimizer='adam',
+      weight_decay=0.1, optim_dtype='float32', grad_norm_clip=1.0, loss='softmax_xent',
+      label_smoothing=0.0))
 
 
 def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
-  out = {'dtype': args.dtype}
+  out: dict[str, Any] = {'dtype': args.dtype}
   if args.remat:
-    out['remat'] = args.remat
+    out['remat'] = True
+  if args.inference_chunk >= 0:
+    out['inference_chunk'] = args.inference_chunk
   return out
 
 
@@ -335,11 +338,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument('--num_classes', type=int, default=1000)
   p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
   p.add_argument('--modes', default='forward,train', help='subset of forward,train')
-  p.add_argument('--remat', default='', help="model remat policy ('' = off, 'block')")
+  p.add_argument('--accum_steps', type=int, default=1,
+                 help='train step microbatches (config.accum_steps)')
+  p.add_argument('--remat', action='store_true', help='rematerialise Mixer blocks (training)')
+  p.add_argument('--inference_chunk', type=int, default=-1,
+                 help='model inference_chunk: -1 auto (default), 0 off, k images per chunk')
   p.add_argument('--matmul_size', type=int, default=0, help='0: 2048 on CPU, 8192 otherwise')
   p.add_argument('--repeats', type=int, default=5, help='timed runs (median reported)')
   p.add_argument('--min_time', type=float, default=1.0, help='seconds per timed run')
   p.add_argument('--json', default='', help='write the results to this JSON file')
+  p.add_argument('--allocator', default='default', choices=('default', 'tcmalloc', 'hugepages'),
+                 help='host allocator (re-executes this script with LD_PRELOAD / GLIBC_TUNABLES)')
   p.add_argument('--end_to_end', action='store_true',
                  help='trainer vs bare step rate on --config (needs TensorFlow)')
   p.add_argument('--config', default='experiments/digits.py', help='config for --end_to_end')
@@ -355,6 +364,42 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
   return args
 
 
+TCMALLOC_PATHS = ('/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4',
+                  '/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4',
+                  '/usr/lib64/libtcmalloc_minimal.so.4', '/usr/lib/libtcmalloc_minimal.so.4')
+
+
+def allocator_env(name: str) -> dict[str, str]:
+  """Environment variables that select host allocator `name` for a new process.
+
+  'tcmalloc' preloads gperftools' tcmalloc (`apt-get install libtcmalloc-minimal4`);
+  'hugepages' asks glibc (>= 2.35) for transparent huge pages; 'default' changes
+  nothing. Both keep XLA's large per-call buffers from being page-faulted anew on
+  every call (see docs/performance.md).
+  """
+  if name == 'default':
+    return {}
+  if name == 'hugepages':
+    return {'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=1'}
+  if name == 'tcmalloc':
+    found = [p for p in TCMALLOC_PATHS if os.path.exists(p)]
+    if not found:
+      raise SystemExit('--allocator tcmalloc: no libtcmalloc found (looked in '
+                       f'{", ".join(TCMALLOC_PATHS)}); install it with '
+                       '`apt-get install libtcmalloc-minimal4` or use --allocator hugepages.')
+    return {'LD_PRELOAD': found[0]}
+  raise SystemExit(f'--allocator {name!r}: use default, tcmalloc or hugepages.')
+
+
+def _reexec_with_allocator(name: str) -> None:
+  """Restarts this script with `allocator_env(name)` unless it is already in effect."""
+  env = allocator_env(name)
+  if all(os.environ.get(k, '') == v for k, v in env.items()):
+    return
+  os.environ.update(env)
+  os.execv(sys.executable, [sys.executable] + sys.argv)
+
+
 def environment() -> dict[str, Any]:
   """Backend, device and software versions of this run."""
   dev = jax.devices()[0]
@@ -363,6 +408,7 @@ def environment() -> dict[str, Any]:
           'jax': jax.__version__, 'python': platform.python_version(),
           'xla_flags': os.environ.get('XLA_FLAGS', ''),
           'ld_preload': os.environ.get('LD_PRELOAD', ''),
+          'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
           'time_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
 
 
@@ -400,9 +446,12 @@ def print_table(report: dict[str, Any]) -> None:
 def run(argv: list[str] | None = None) -> dict[str, Any]:
   """Runs the benchmark described by command-line `argv`; returns the report."""
   args = _parse(argv)
+  if argv is None and args.allocator != 'default':
+    _reexec_with_allocator(args.allocator)
   report: dict[str, Any] = {'environment': environment(), 'variant': args.variant,
                             'image_size': args.image_size, 'dtype': args.dtype,
                             'num_classes': args.num_classes, 'remat': args.remat,
+                            'inference_chunk': args.inference_chunk,
                             'analytic_flops': analytic_flops(
                                 variant=args.variant, image_size=args.image_size,
                                 num_classes=args.num_classes)}
