@@ -322,7 +322,12 @@ def end_to_end(args: argparse.Namespace) -> dict[str, Any]:
     if i:
       bare_rates.append(every * config.batch / (time.perf_counter() - t))
   trainer, bare = statistics.median(trainer_rates), statistics.median(bare_rates)
+  overrides = {k: v for k, v in config.model.to_dict().items()
+               if v is not None and k in ('patch_size', 'hidden_dim', 'num_blocks',
+                                          'tokens_mlp_dim', 'channels_mlp_dim')}
   return {'config': args.config, 'model_name': config.model_name, 'batch': config.batch,
+          'dtype': str(config.model.get('dtype', 'float32')), 'num_classes': num_classes,
+          'model_overrides': overrides,
           'image_size': config.image_size, 'steps': args.steps,
           'trainer_img_per_s': trainer, 'trainer_img_per_s_runs': trainer_rates,
           'bare_img_per_s': bare, 'bare_img_per_s_runs': bare_rates, 'ratio': trainer / bare,
@@ -415,6 +420,13 @@ def environment() -> dict[str, Any]:
 def print_table(report: dict[str, Any]) -> None:
   """Readable summary of a `run` report."""
   env = report['environment']
+  if 'end_to_end' in report:
+    e = report['end_to_end']
+    print(f"{env['backend']} ({env['device']}), jax {env['jax']}, {e['config']}: "
+          f"{e['model_name']} @{e['image_size']}px, batch {e['batch']}, {e['steps']} steps")
+    print(f"trainer {e['trainer_img_per_s']:.0f} img/s, bare step {e['bare_img_per_s']:.0f} "
+          f"img/s, ratio {e['ratio']:.3f} (medians over logging intervals)")
+    return
   print(f"{env['backend']} ({env['device']}), jax {env['jax']}, {report['variant']} "
         f"@{report['image_size']}px {report['dtype']}")
   if 'matmul' in report:
@@ -437,10 +449,6 @@ def print_table(report: dict[str, Any]) -> None:
             f"{r['cpu_time_fraction_of_peak']:8.3f} "
             f"{mult * row['analytic_gflop_per_image']:7.1f} "
             f"{(f'{xla:.1f}' if xla else '-'):>7} {r['compile_s']:7.1f}s {mib:9.0f}")
-  if 'end_to_end' in report:
-    e = report['end_to_end']
-    print(f"end-to-end {e['config']}: trainer {e['trainer_img_per_s']:.0f} img/s, bare step "
-          f"{e['bare_img_per_s']:.0f} img/s, ratio {e['ratio']:.3f}")
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:
@@ -456,7 +464,11 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                                 variant=args.variant, image_size=args.image_size,
                                 num_classes=args.num_classes)}
   if args.end_to_end:
-    report['end_to_end'] = end_to_end(args)
+    e = report['end_to_end'] = end_to_end(args)
+    report.update(variant=e['model_name'], image_size=e['image_size'], dtype=e['dtype'],
+                  num_classes=e['num_classes'], analytic_flops=analytic_flops(
+                      variant=e['model_name'], image_size=e['image_size'],
+                      num_classes=e['num_classes'], **e['model_overrides']))
   else:
     size = args.matmul_size or (2048 if jax.default_backend() == 'cpu' else 8192)
     peak = MatmulPeak(size=size, dtype=jnp.dtype(args.dtype), min_time=min(args.min_time, 0.3))
