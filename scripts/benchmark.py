@@ -297,6 +297,8 @@ def end_to_end(args: argparse.Namespace) -> dict[str, Any]:
   from mixer_flax import input_pipeline, metrics, train, train_step, train_utils  # noqa: PLC0415
 
   config = _load_config(args.config, args.steps)
+  if args.data_dir:
+    config.data_dir = args.data_dir
   with tempfile.TemporaryDirectory() as workdir:
     t0 = time.perf_counter()
     result = train.train_and_evaluate(config, workdir)
@@ -358,6 +360,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                  help='trainer vs bare step rate on --config (needs TensorFlow)')
   p.add_argument('--config', default='experiments/digits.py', help='config for --end_to_end')
   p.add_argument('--steps', type=int, default=300, help='trainer steps for --end_to_end')
+  p.add_argument('--data_dir', default='', help='tfds data_dir for --end_to_end (default: config)')
   args = p.parse_args(argv)
   args.batch = [int(b) for b in str(args.batch).split(',') if b]
   args.modes = [m for m in args.modes.split(',') if m]

@@ -64,13 +64,13 @@ def test_analytic_flops_match_xla_cost_analysis():
 
 def test_harness_smoke(tmp_path):
   out = tmp_path / 'bench.json'
-  report = benchmark.run(['--variant', 'Mixer-Ti_16', '--image_size', '32', '--batch', '2,4',
+  report = benchmark.run(['--variant', 'Mixer-Ti_16', '--image_size', '32', '--batch', '2',
                           '--repeats', '2', '--min_time', '0.01', '--matmul_size', '128',
                           '--num_classes', '10', '--json', str(out)])
   saved = json.loads(out.read_text())
   assert saved['variant'] == 'Mixer-Ti_16' and saved['matmul']['size'] == 128
   assert saved['matmul']['median_gflop_per_s'] > 0
-  assert [row['batch'] for row in saved['results']] == [2, 4]
+  assert [row['batch'] for row in saved['results']] == [2]
   flops = benchmark.analytic_flops(variant='Mixer-Ti_16', image_size=32, num_classes=10)
   for row in report['results']:
     assert row['analytic_gflop_per_image'] == pytest.approx(flops['total'] / 1e9)
@@ -104,3 +104,15 @@ def test_gpu_script_dry_run_on_cpu(tmp_path):
     (row,) = report['results']
     assert modes <= set(row) and row['forward']['img_per_s'] > 0
   assert 'exit 0' in (tmp_path / 'log.txt').read_text()
+
+
+def test_end_to_end_smoke(tmp_path):
+  out = tmp_path / 'e2e.json'
+  report = benchmark.run(['--end_to_end', '--steps', '20', '--data_dir', str(tmp_path / 'tfds'),
+                          '--json', str(out)])
+  e = json.loads(out.read_text())['end_to_end']
+  assert e['model_name'] == 'Mixer-Ti_4' and e['steps'] == 20
+  assert len(e['trainer_img_per_s_runs']) == 3 and len(e['bare_img_per_s_runs']) == 3
+  assert e['trainer_img_per_s'] > 0 and e['bare_img_per_s'] > 0
+  assert e['ratio'] == pytest.approx(e['trainer_img_per_s'] / e['bare_img_per_s'])
+  assert report['variant'] == 'Mixer-Ti_4' and report['image_size'] == 16
