@@ -145,8 +145,10 @@ def _grad_cost_flops(model: Any, params: Any, images: jax.Array, labels: jax.Arr
   """XLA's (pre-compilation) FLOP estimate of one loss gradient; params may be replicated."""
   shapes = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), params)
 
+  plain = model.clone(inference_chunk=0)  # XLA counts a loop body once
+
   def loss(p, x, y):
-    logits = model.apply({'params': p}, x)
+    logits = plain.apply({'params': p}, x)
     return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(logits), axis=-1))
 
   try:
