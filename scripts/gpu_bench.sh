@@ -28,6 +28,19 @@ cd "$(dirname "$0")/.."
 mkdir -p "$OUT"
 LOG="$OUT/log.txt"
 
+# ml_collections is pure Python: if it is not installed, import it straight from the wheel
+# (carry .whl/, which .gitignore excludes: run(..., carry=[".whl"])). Needs absl-py and
+# PyYAML, which optax / orbax already pull in.
+if ! "$PYTHON" -c 'import ml_collections' 2>/dev/null; then
+  for whl in .whl/ml_collections-*.whl shared/ml_collections-*.whl; do
+    if [ -f "$whl" ]; then
+      export PYTHONPATH="$PWD/$whl${PYTHONPATH:+:$PYTHONPATH}"
+      echo "ml_collections from $whl" >>"$LOG"
+      break
+    fi
+  done
+fi
+
 {
   date -u +%FT%TZ
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv 2>&1 || true
