@@ -45,32 +45,16 @@ class NonFiniteLossError(FloatingPointError):
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks settings that would otherwise fail late (after compiling) or silently.
 
+  `train_step.validate_config` checks the trainer keys (batch divisibility, optimizer,
+  model, image size); this adds the loop's intervals and the pretrained file.
+
   Raises:
     ValueError / FileNotFoundError naming the offending config key.
   """
-  if hasattr(train_step, 'validate_config'):
-    train_step.validate_config(config)
-  if config.model_name not in models.MODEL_CONFIGS:
-    raise ValueError(f'config.model_name={config.model_name!r} is unknown; '
-                     f'choose one of {", ".join(models.MODEL_CONFIGS)}.')
-  devices = jax.process_count() * jax.local_device_count()
-  accum = int(config.get('accum_steps', 1) or 1)
-  if config.batch <= 0 or config.batch % (devices * accum):
-    raise ValueError(
-        f'config.batch={config.batch} must be a positive multiple of processes x local '
-        f'devices x accum_steps = {jax.process_count()} x {jax.local_device_count()} x '
-        f'{accum} = {devices * accum}.')
-  if config.batch_eval <= 0 or config.batch_eval % devices:
-    raise ValueError(f'config.batch_eval={config.batch_eval} must be a positive multiple of '
-                     f'processes x local devices = {devices}.')
-  for key in ('total_steps', 'eval_every', 'checkpoint_every', 'progress_every'):
+  train_step.validate_config(config)
+  for key in ('eval_every', 'checkpoint_every', 'progress_every'):
     if int(config[key]) <= 0:
       raise ValueError(f'config.{key}={config[key]} must be a positive number of steps.')
-  patch = models.get_config(config.model_name).patch_size
-  patch = config.model.get('patch_size', None) or patch
-  if config.image_size % patch:
-    raise ValueError(f'config.image_size={config.image_size} must be a multiple of the '
-                     f'patch size {patch} of {config.model_name}.')
   path = config.get('pretrained_path')
   if path and not fileio.exists(path):
     raise FileNotFoundError(f'config.pretrained_path={path!r} does not exist; give the path '
