@@ -56,8 +56,9 @@ def analytic_flops(*, variant: str, image_size: int, num_classes: int,
   """Matmul FLOPs (2 per multiply-add) of one image's forward pass, by part.
 
   Returns:
-    `{'stem', 'token_mixing', 'channel_mixing', 'head', 'total'}`; token
-    mixing grows as S^2 (S = (image_size / P)^2 tokens), the rest as S.
+    `{'stem', 'token_mixing', 'channel_mixing', 'head', 'total'}`. With
+    S = (image_size / P)^2 tokens, token mixing grows as S x D_S (as S^2 when
+    D_S is scaled with S, as in high-resolution fine-tuning), the rest as S.
   """
   cfg = models.get_config(variant).to_dict()
   cfg.update({k: v for k, v in overrides.items() if v is not None})
