@@ -20,37 +20,25 @@ Arguments: `digits.py:N` trains for N steps instead of the default.
 """
 
 import ml_collections
-from ml_collections import config_dict
+
+from mixer_flax import configs
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The digits config; `arg` optionally overrides `total_steps`."""
-  c = ml_collections.ConfigDict()
+  c = configs.base_config()
   c.model_name = 'Mixer-Ti_4'
-  c.model = ml_collections.ConfigDict(dict(
-      stoch_depth=0.0, dropout=0.0, head_bias_init=0.0, dtype='float32',
-      tokens_mlp_dim=config_dict.placeholder(int)))
-  c.pretrained_path = config_dict.placeholder(str)
   c.pretrained_image_size = 16
 
   c.dataset = 'sklearn_digits'
-  c.folder_root = config_dict.placeholder(str)
-  c.data_dir = config_dict.placeholder(str)
-  c.manual_dir = config_dict.placeholder(str)
   c.train_split = 'train'
   c.eval_split = 'test'
-  c.num_classes = config_dict.placeholder(int)
   c.image_size = 16
-  c.pp = ml_collections.ConfigDict(dict(
-      crop='resize', area_min=0.05, flip=False, randaug_layers=0, randaug_magnitude=0,
-      mixup_alpha=0.0, eval_mode='resize', eval_resize=16))
+  c.pp.update(crop='resize', flip=False, eval_mode='resize', eval_resize=16)
   c.shuffle_buffer = 2_000
-  c.prefetch = 2
-  c.tf_threads = 0
 
   c.batch = 128
   c.batch_eval = 256
-  c.accum_steps = 1
   c.total_steps = int(arg) if arg else 500
   c.base_lr = 2e-3
   c.warmup_steps = 50
@@ -58,16 +46,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.end_lr = 1e-5
   c.optimizer = 'adam'
   c.weight_decay = 0.1
-  c.momentum = 0.9
-  c.optim_dtype = 'float32'
-  c.grad_norm_clip = 1.0
-  c.loss = 'softmax_xent'
-  c.label_smoothing = 0.0
 
   c.eval_every = 250
   c.checkpoint_every = 250
   c.keep_checkpoints = 2
   c.progress_every = 50
-  c.seed = 0
-  c.fewshot = config_dict.placeholder(ml_collections.ConfigDict)
   return c

@@ -36,10 +36,10 @@ over ImageNet, CIFAR-10/100, Pets, Flowers 92.50 (B/16), 93.63 (L/16). CIFAR-10 
 the reference code (10k steps): i1k B/16 96.72, i1k L/16 96.59, i21k B/16 96.82, i21k L/16 98.34.
 """
 
-import importlib.util
-import os
 
 import ml_collections
+
+from mixer_flax import configs
 
 PRETRAINED_URLS = {
     'i21k': 'gs://mixer_models/imagenet21k/{model}.npz',
@@ -47,15 +47,6 @@ PRETRAINED_URLS = {
 }
 PRETRAINED_IMAGE_SIZE = 224
 DEFAULT_ARG = 'Mixer-B_16,cifar10'
-
-
-def _common():
-  """experiments/common.py, imported by path: config files are loaded by path."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'common.py')
-  spec = importlib.util.spec_from_file_location('mixer_flax_experiments_common', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def parse_arg(arg: str | None) -> dict:
@@ -84,13 +75,12 @@ def parse_arg(arg: str | None) -> dict:
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The fine-tuning config for `arg` (see the module docstring)."""
-  common = _common()
   a = parse_arg(arg)
-  if a['dataset'] not in common.FINETUNE_DATASETS:
+  if a['dataset'] not in configs.FINETUNE_DATASETS:
     raise ValueError(f'finetune.py dataset {a["dataset"]!r} is not one of '
-                     f'{", ".join(common.FINETUNE_DATASETS)}.')
-  ds = common.FINETUNE_DATASETS[a['dataset']]
-  c = common.base_config()
+                     f'{", ".join(configs.FINETUNE_DATASETS)}.')
+  ds = configs.FINETUNE_DATASETS[a['dataset']]
+  c = configs.base_config()
   c.model_name = a['model']
   c.pretrained_path = PRETRAINED_URLS[a['source']].format(model=a['model'])
   c.pretrained_image_size = PRETRAINED_IMAGE_SIZE
@@ -98,7 +88,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.num_classes = ds['num_classes']
   c.train_split, c.eval_split = ds['test'] if a['test'] else ds['minival']
   c.image_size = a['image_size']
-  c.pp.eval_resize = common.eval_resize_for(a['image_size'])
+  c.pp.eval_resize = configs.eval_resize_for(a['image_size'])
 
   c.optimizer = 'sgd'
   c.momentum = 0.9

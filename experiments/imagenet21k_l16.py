@@ -9,7 +9,7 @@ RandAugment 2 layers magnitude 20, mixup alpha 0.5, stochastic depth 0.1, no dro
 cross-entropy.
 
 Data: ImageNet-21k as a user-built tfds dataset 'imagenet21k' with one split 'full' (not in the
-tfds catalog; see experiments/common.py for the assumed size); train on `full[51200:]`, evaluate
+tfds catalog; see mixer_flax/configs.py for the assumed size); train on `full[51200:]`, evaluate
 on the held-out minival `full[:51200]`.
 
 Few-shot: linear 1/5/10/25-shot ImageNet on the pre-logits every 10k steps (PAPER_FACTS 7).
@@ -29,22 +29,13 @@ Expected result:
   83.91 at 448 (`finetune.py:Mixer-L_16,imagenet2012,448,i21k,test`), CIFAR-10 reference 98.34.
 """
 
-import importlib.util
-import os
 
 import ml_collections
 
-
-def _common():
-  """experiments/common.py, imported by path: config files are loaded by path."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'common.py')
-  spec = importlib.util.spec_from_file_location('mixer_flax_experiments_common', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from mixer_flax import configs
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The Mixer-L_16 imagenet21k pre-training config (see the module docstring)."""
-  return _common().pretrain_config(model_name='Mixer-L_16', dataset='imagenet21k',
+  return configs.pretrain_config(model_name='Mixer-L_16', dataset='imagenet21k',
                                    randaug_magnitude=20, mixup_alpha=0.5, arg=arg)

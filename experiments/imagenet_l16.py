@@ -29,22 +29,13 @@ Expected result:
   fine-tuning at 224 (PAPER_FACTS 4): L/16 overfits ImageNet-1k, which is the paper's point.
 """
 
-import importlib.util
-import os
 
 import ml_collections
 
-
-def _common():
-  """experiments/common.py, imported by path: config files are loaded by path."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'common.py')
-  spec = importlib.util.spec_from_file_location('mixer_flax_experiments_common', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from mixer_flax import configs
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The Mixer-L_16 imagenet2012 pre-training config (see the module docstring)."""
-  return _common().pretrain_config(model_name='Mixer-L_16', dataset='imagenet2012',
+  return configs.pretrain_config(model_name='Mixer-L_16', dataset='imagenet2012',
                                    randaug_magnitude=15, mixup_alpha=0.5, arg=arg)

@@ -4,7 +4,6 @@ No data and no real initialisation: shapes come from `jax.eval_shape`. digits.py
 permutation.py (not paper-recipe configs) are tested with the trainer.
 """
 
-import importlib.util
 import math
 import pathlib
 
@@ -14,7 +13,7 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from mixer_flax import models, optim, train_step
+from mixer_flax import configs, models, optim, train_step
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / 'experiments'
 PRETRAIN = {'imagenet_b16.py': ('Mixer-B_16', 'imagenet2012', 15, 0.5),
@@ -29,15 +28,6 @@ FINETUNE_ARGS = [f'{m},{d},{r}' for m in ('Mixer-B_16', 'Mixer-L_16') for d in F
 PRETRAIN_ARGS = [(f, None) for f in PRETRAIN] + [('imagenet_b16.py', 'test')]
 
 
-def _common():
-  spec = importlib.util.spec_from_file_location('experiments_common_test',
-                                                EXPERIMENTS / 'common.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-common = _common()
 
 
 def load(file: str, arg: str | None = None, *overrides: str):
@@ -63,7 +53,7 @@ def test_paper_experiment_files_are_documented():
 
 def build_and_check(config) -> None:
   """Validates `config` and builds model params, optimizer state and schedule abstractly."""
-  for key in common.TRAINER_KEYS:
+  for key in configs.TRAINER_KEYS:
     assert key in config, key
   for key in ('crop', 'area_min', 'flip', 'randaug_layers', 'randaug_magnitude', 'mixup_alpha',
               'eval_mode', 'eval_resize'):
@@ -71,7 +61,7 @@ def build_and_check(config) -> None:
   train_step.validate_config(config, num_devices=8, process_count=1)
   train_step.validate_config(config, num_devices=1, process_count=1)
   # Data spec: a known dataset with splits; the class count is fixed except for image folders.
-  assert config.dataset in common.FINETUNE_DATASETS or config.dataset == 'imagenet21k'
+  assert config.dataset in configs.FINETUNE_DATASETS or config.dataset == 'imagenet21k'
   assert config.train_split and config.eval_split and config.train_split != config.eval_split or (
       config.dataset == 'image_folder')
   assert (config.num_classes is None) == (config.dataset == 'image_folder')

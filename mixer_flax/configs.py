@@ -1,10 +1,8 @@
-r"""Shared defaults of the paper experiment configs (not a config itself).
+r"""Shared defaults of the `experiments/` config files (not a config itself).
 
-`base_config()` holds every trainer key of docs/design.md; the pre-training
-(`imagenet*_?16.py`) and fine-tuning (`finetune.py`) files start from it and
-set only what their experiment changes. The config files import this module
-by path (`load_common()` below is copied as a 6-line helper), so they work
-from any working directory, as `ml_collections.config_flags` loads them.
+`base_config()` holds every trainer key of docs/design.md; the digits,
+pre-training (`imagenet*_?16.py`) and fine-tuning (`finetune.py`) files start
+from it and set only what their experiment changes.
 
 Dataset facts used to turn epochs into steps and to hold out validation data:
   imagenet2012   tfds, 1,281,167 train images; `train[:99%]` = 1,268,355 (tfds
