@@ -8,6 +8,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from mixer_flax import models
@@ -116,3 +117,46 @@ def test_end_to_end_smoke(tmp_path):
   assert e['trainer_img_per_s'] > 0 and e['bare_img_per_s'] > 0
   assert e['ratio'] == pytest.approx(e['trainer_img_per_s'] / e['bare_img_per_s'])
   assert report['variant'] == 'Mixer-Ti_4' and report['image_size'] == 16
+
+
+def test_inference_chunk_and_remat_keep_parameters_and_function():
+  kw = dict(num_classes=10, hidden_dim=32, num_blocks=2, tokens_mlp_dim=16, channels_mlp_dim=64)
+  images = jax.random.uniform(jax.random.key(1), (5, 16, 16, 3), minval=-1, maxval=1)
+  plain = models.create_model('Mixer-Ti_4', inference_chunk=0, **kw)
+  chunked = models.create_model('Mixer-Ti_4', inference_chunk=2, **kw)  # 2 + 2 + remainder 1
+  remat = models.create_model('Mixer-Ti_4', remat=True, **kw)
+  params = plain.init(jax.random.key(0), images)['params']
+  for other in (chunked, remat):
+    other_params = other.init(jax.random.key(0), images)['params']
+    assert jax.tree_util.tree_map(jnp.shape, other_params) == jax.tree_util.tree_map(
+        jnp.shape, params)
+  keys = jax.random.split(jax.random.key(3), len(jax.tree_util.tree_leaves(params)))
+  params = jax.tree_util.tree_unflatten(
+      jax.tree_util.tree_structure(params),
+      [x + 0.2 * jax.random.normal(k, x.shape) for k, x in zip(keys, jax.tree_util.tree_leaves(
+          params))])
+  logits, pre = plain.apply({'params': params}, images, return_prelogits=True)
+  c_logits, c_pre = jax.jit(lambda p, x: chunked.apply({'params': p}, x, return_prelogits=True))(
+      params, images)
+  np.testing.assert_allclose(c_logits, logits, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(c_pre, pre, rtol=1e-5, atol=1e-5)
+  assert float(jnp.std(logits)) > 0.1
+
+  def loss(model):
+    return lambda p: jnp.sum(model.apply({'params': p}, images, train=True) ** 2)
+
+  grads, remat_grads = jax.grad(loss(plain))(params), jax.grad(loss(remat))(params)
+  for g, r in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(remat_grads)):
+    np.testing.assert_allclose(r, g, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_inference_chunk_sizes():
+  # CPU: largest power of two with S x D_C values per chunk <= 32 MiB; 0 turns it off.
+  assert jax.default_backend() == 'cpu'
+  b16 = models.create_model('Mixer-B_16', num_classes=1000)
+  assert b16.chunk_size((32, 224, 224, 3)) == 8  # 196 * 3072 * 4 B = 2.4 MB per image
+  assert models.create_model('Mixer-B_16', num_classes=1000,
+                             dtype='bfloat16').chunk_size((32, 224, 224, 3)) == 16
+  assert models.create_model('Mixer-B_16', num_classes=1000,
+                             inference_chunk=0).chunk_size((32, 224, 224, 3)) == 0
+  assert models.create_model('Mixer-Ti_4', num_classes=10).chunk_size((128, 16, 16, 3)) > 128
