@@ -357,8 +357,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument('--repeats', type=int, default=5, help='timed runs (median reported)')
   p.add_argument('--min_time', type=float, default=1.0, help='seconds per timed run')
   p.add_argument('--json', default='', help='write the results to this JSON file')
-  p.add_argument('--allocator', default='default', choices=('default', 'tcmalloc', 'hugepages'),
-                 help='host allocator (re-executes this script with LD_PRELOAD / GLIBC_TUNABLES)')
+  p.add_argument('--allocator', default='default',
+                 choices=('default', 'glibc', 'tcmalloc', 'hugepages'),
+                 help='host allocator settings (re-executes this script with them)')
   p.add_argument('--end_to_end', action='store_true',
                  help='trainer vs bare step rate on --config (needs TensorFlow)')
   p.add_argument('--config', default='experiments/digits.py', help='config for --end_to_end')
@@ -380,16 +381,25 @@ TCMALLOC_PATHS = ('/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4',
                   '/usr/lib64/libtcmalloc_minimal.so.4', '/usr/lib/libtcmalloc_minimal.so.4')
 
 
+# glibc malloc settings of `--allocator glibc` (also usable from the shell for the trainer).
+GLIBC_KEEP_ENV = (('MALLOC_ARENA_MAX', '1'), ('MALLOC_MMAP_MAX_', '0'),
+                  ('MALLOC_TRIM_THRESHOLD_', str(2 ** 31 - 1)))
+
+
 def allocator_env(name: str) -> dict[str, str]:
   """Environment variables that select host allocator `name` for a new process.
 
-  'tcmalloc' preloads gperftools' tcmalloc (`apt-get install libtcmalloc-minimal4`);
-  'hugepages' asks glibc (>= 2.35) for transparent huge pages; 'default' changes
-  nothing. Both keep XLA's large per-call buffers from being page-faulted anew on
-  every call (see docs/performance.md).
+  'glibc' keeps freed memory in glibc's main heap (one arena, no mmap for big
+  blocks, no trimming below 2 GiB); 'tcmalloc' preloads gperftools' tcmalloc
+  (`apt-get install libtcmalloc-minimal4`); 'hugepages' asks glibc (>= 2.35) for
+  transparent huge pages; 'default' changes nothing. All three keep XLA's large
+  per-call scratch buffers from being page-faulted anew on every call (see
+  docs/performance.md).
   """
   if name == 'default':
     return {}
+  if name == 'glibc':
+    return dict(GLIBC_KEEP_ENV)
   if name == 'hugepages':
     return {'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=1'}
   if name == 'tcmalloc':
@@ -399,7 +409,7 @@ def allocator_env(name: str) -> dict[str, str]:
                        f'{", ".join(TCMALLOC_PATHS)}); install it with '
                        '`apt-get install libtcmalloc-minimal4` or use --allocator hugepages.')
     return {'LD_PRELOAD': found[0]}
-  raise SystemExit(f'--allocator {name!r}: use default, tcmalloc or hugepages.')
+  raise SystemExit(f'--allocator {name!r}: use default, glibc, tcmalloc or hugepages.')
 
 
 def _reexec_with_allocator(name: str) -> None:
@@ -420,6 +430,7 @@ def environment() -> dict[str, Any]:
           'xla_flags': os.environ.get('XLA_FLAGS', ''),
           'ld_preload': os.environ.get('LD_PRELOAD', ''),
           'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
+          'malloc_env': {k: os.environ[k] for k, _ in GLIBC_KEEP_ENV if k in os.environ},
           'time_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
 
 
