@@ -6,7 +6,9 @@
 #   1. B/16 @224 bfloat16: forward and train step (Adam) at batch $BATCH_BF16, with the
 #      bf16 matmul peak (8192^3) measured around every timed run;
 #   2. B/16 @224 float32 (JAX's default matmul precision): forward and train at $BATCH_F32;
-#   3. B/16 @224 bfloat16 forward at a larger batch (inference throughput).
+#   3. B/16 @224 bfloat16 forward at a larger batch (inference throughput);
+#   4. 1 and 3 again with XLA_FLAGS=--xla_gpu_enable_triton_gemm=false (cuBLAS instead of
+#      XLA's Triton GEMMs: +25% inference, +5% training on an H200, docs/performance.md).
 # Each step's results go to $OUT/<name>.json as soon as it finishes; the log to $OUT/log.txt.
 # Expected wall time on one H100: about 3-4 minutes including compiles.
 #
@@ -61,5 +63,10 @@ bench() {  # name, then benchmark.py arguments
 bench bf16 --dtype bfloat16 --batch "$BATCH_BF16" --modes forward,train
 bench f32 --dtype float32 --batch "$BATCH_F32" --modes forward,train
 bench bf16_big_forward --dtype bfloat16 --batch "$BATCH_BIG" --modes forward
+if [ "$("$PYTHON" -c 'import jax; print(jax.default_backend())' 2>/dev/null)" = gpu ]; then
+  export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_gpu_enable_triton_gemm=false"
+  bench bf16_cublas --dtype bfloat16 --batch "$BATCH_BF16" --modes forward,train
+  bench bf16_cublas_big_forward --dtype bfloat16 --batch "$BATCH_BIG" --modes forward
+fi
 echo "total $SECONDS s" >>"$LOG"
 cat "$LOG"
