@@ -19,7 +19,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from mixer_flax import models
+from mixer_flax import configs, models
 
 # Datasets whose label sets may be empty for some examples (excluded from scoring).
 MULTI_LABEL_DATASETS = ('imagenet2012_real',)
@@ -71,7 +71,7 @@ def eval_config(*, dataset: str, split: str, image_size: int, model_name: str,
                 num_classes: int | None = None) -> ml_collections.ConfigDict:
   """A trainer-style config for evaluation (schema: docs/design.md).
 
-  `eval_resize` defaults to `round(image_size * 8 / 7)` (256 for 224).
+  `eval_resize` defaults to `configs.eval_resize_for(image_size)` (256 for 224).
   """
   return ml_collections.ConfigDict(dict(
       model_name=model_name, dataset=dataset, eval_split=split, train_split='train',
@@ -81,7 +81,7 @@ def eval_config(*, dataset: str, split: str, image_size: int, model_name: str,
       shuffle_buffer=1, loss='softmax_xent', label_smoothing=0.0,
       pp=dict(crop='resize', area_min=0.05, flip=False, randaug_layers=0, randaug_magnitude=0,
               mixup_alpha=0.0, eval_mode=eval_mode,
-              eval_resize=eval_resize or int(round(image_size * 8 / 7)))))
+              eval_resize=eval_resize or configs.eval_resize_for(image_size))))
 
 
 def evaluate_params(config: ml_collections.ConfigDict, model: Any, params: Any, *,

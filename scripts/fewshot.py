@@ -25,7 +25,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mixer_flax import evaluate, fewshot  # noqa: E402
+from mixer_flax import configs, evaluate, fewshot  # noqa: E402
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
   args = parse_args(argv)
   model, params, arch = evaluate.load_model(args.checkpoint, image_size=args.image_size)
   size = arch['image_size']
-  eval_resize = args.eval_resize or int(round(size * 8 / 7))
+  eval_resize = args.eval_resize or configs.eval_resize_for(size)
   config = evaluate.eval_config(dataset='none', split='test', image_size=size,
                                 model_name=arch['model_name'], eval_mode=args.eval_mode,
                                 eval_resize=eval_resize, batch=args.batch, data_dir=args.data_dir)

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mixer_flax import evaluate, labels  # noqa: E402
+from mixer_flax import configs, evaluate, labels  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                    dataset_names=dataset_label_names(args))
   size = arch['image_size']
   images = load_images(args.images, image_size=size, eval_mode=args.eval_mode,
-                       eval_resize=args.eval_resize or int(round(size * 8 / 7)))
+                       eval_resize=args.eval_resize or configs.eval_resize_for(size))
   logits = jax.jit(lambda p, x: model.apply({'params': p}, x))(params, images)
   results = [dict(image=path, top_k=preds)
              for path, preds in zip(args.images, top_k(np.asarray(logits), names, args.top_k))]
