@@ -12,9 +12,9 @@ Command:
 Expected result (measured with this repository on a 2-core CPU machine, 1 CPU device):
   test top-1 accuracy 0.989 (356 of the 360 test digits; top-5 1.000, eval loss 0.037) after
   500 steps of batch 128 (~45 epochs); already 0.983 at step 250; the result is
-  deterministic (two runs gave identical numbers). Wall time 2m38s including imports and
-  compilation (dataset already prepared; ~2m37s of CPU time), measured while another
-  benchmark job shared the two cores; 3m17s under heavier sharing. Source: our own runs.
+  deterministic (runs gave identical numbers). Wall time 1m29s on an otherwise idle machine
+  (fresh clone and venv, including imports, compilation and preparing the dataset; ~970
+  img/s); 2m38s and 3m17s while other jobs shared the two cores. Source: our own runs.
 
 Arguments: `digits.py:N` trains for N steps instead of the default.
 """
