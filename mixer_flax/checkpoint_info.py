@@ -16,25 +16,33 @@ import numpy as np
 from mixer_flax import models
 from mixer_flax.checkpoint import CheckpointError, convert_legacy, flatten
 
-__all__ = ['describe', 'format_description']
+__all__ = ['describe', 'format_description', 'match_variant']
 
 _BLOCK = re.compile(r'^MixerBlock_(\d+)/')
+
+
+def match_variant(*, patch: int, hidden: int, depth: int, channels_mlp: int) -> str | None:
+  """Name of the `MODEL_CONFIGS` entry with these patch/width/depth/D_C (D_S may differ)."""
+  for name, cfg in models.MODEL_CONFIGS.items():
+    if (cfg.patch_size, cfg.hidden_dim, cfg.num_blocks, cfg.channels_mlp_dim) == (
+        patch, hidden, depth, channels_mlp):
+      return name
+  return None
 
 
 def _guess_variant(*, patch: int, hidden: int, depth: int, tokens_mlp: int, channels_mlp: int,
                    grid_factor: int | None) -> str:
   """Name of the `MODEL_CONFIGS` entry the shapes match, or a description."""
-  for name, cfg in models.MODEL_CONFIGS.items():
-    if (cfg.patch_size, cfg.hidden_dim, cfg.num_blocks, cfg.channels_mlp_dim) != (
-        patch, hidden, depth, channels_mlp):
-      continue
-    if tokens_mlp == cfg.tokens_mlp_dim:
-      return name
-    if grid_factor and tokens_mlp == grid_factor ** 2 * cfg.tokens_mlp_dim:
-      return f'{name} (token MLP widened {grid_factor ** 2}x for {grid_factor}x the resolution)'
-    return f'{name} (with tokens_mlp_dim={tokens_mlp})'
-  return (f'unknown (patch_size={patch}, hidden_dim={hidden}, num_blocks={depth}, '
-          f'tokens_mlp_dim={tokens_mlp}, channels_mlp_dim={channels_mlp})')
+  name = match_variant(patch=patch, hidden=hidden, depth=depth, channels_mlp=channels_mlp)
+  if name is None:
+    return (f'unknown (patch_size={patch}, hidden_dim={hidden}, num_blocks={depth}, '
+            f'tokens_mlp_dim={tokens_mlp}, channels_mlp_dim={channels_mlp})')
+  base = models.MODEL_CONFIGS[name].tokens_mlp_dim
+  if tokens_mlp == base:
+    return name
+  if grid_factor and tokens_mlp == grid_factor ** 2 * base:
+    return f'{name} (token MLP widened {grid_factor ** 2}x for {grid_factor}x the resolution)'
+  return f'{name} (with tokens_mlp_dim={tokens_mlp})'
 
 
 def describe(params: Mapping[str, Any], *, source: str = '<params>',

@@ -14,6 +14,7 @@ all local devices, psum'd sums). Extras over the trainer's eval:
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import ml_collections
@@ -38,30 +39,25 @@ def infer_architecture(params: dict[str, Any], *, image_size: int | None = None)
   Returns:
     dict(model_name, num_classes, image_size, overrides) for `create_model`.
   """
-  try:
-    kernel = params['stem']['kernel']
-    token0 = params['MixerBlock_0']['token_mixing']['Dense_0']['kernel']
-    channel0 = params['MixerBlock_0']['channel_mixing']['Dense_0']['kernel']
-  except KeyError as e:
-    raise ValueError(f'Not an MlpMixer parameter tree (missing {e}); keys: {sorted(params)}.') \
-        from e
-  patch, hidden = kernel.shape[0], kernel.shape[-1]
-  blocks = sum(1 for k in params if k.startswith('MixerBlock_'))
-  num_tokens, d_s = token0.shape
-  found = [(n, c) for n, c in models.MODEL_CONFIGS.items()
-           if (c.patch_size, c.hidden_dim, c.num_blocks, c.channels_mlp_dim)
-           == (patch, hidden, blocks, channel0.shape[1])]
-  if not found:
-    raise ValueError(f'No known Mixer variant has patch {patch}, C={hidden}, {blocks} blocks, '
-                     f'D_C={channel0.shape[1]}; known: {", ".join(models.MODEL_CONFIGS)}.')
-  name, cfg = found[0]
+  from mixer_flax import checkpoint_info
+
+  info = checkpoint_info.describe(params)
+  patch, num_tokens, d_s = info['patch_size'], info['num_tokens'], info['tokens_mlp_dim']
+  name = checkpoint_info.match_variant(patch=patch, hidden=info['hidden_dim'],
+                                       depth=info['num_blocks'],
+                                       channels_mlp=info['channels_mlp_dim'])
+  if name is None:
+    raise ValueError(f'No known Mixer variant has patch {patch}, C={info["hidden_dim"]}, '
+                     f'{info["num_blocks"]} blocks, D_C={info["channels_mlp_dim"]}; known: '
+                     f'{", ".join(models.MODEL_CONFIGS)}.')
   side = int(round(np.sqrt(num_tokens))) * patch
   if image_size is not None and (image_size // patch) ** 2 != num_tokens:
     raise ValueError(f'The checkpoint has {num_tokens} tokens (a {side}px input for patch '
                      f'{patch}), but image_size={image_size} gives {(image_size // patch) ** 2}.')
-  head = params.get('head')
-  overrides = {} if d_s == cfg.tokens_mlp_dim else {'tokens_mlp_dim': int(d_s)}
-  return dict(model_name=name, num_classes=int(head['kernel'].shape[1]) if head else 0,
+  overrides = {}
+  if d_s != models.MODEL_CONFIGS[name].tokens_mlp_dim:
+    overrides['tokens_mlp_dim'] = int(d_s)
+  return dict(model_name=name, num_classes=int(info['num_classes'] or 0),
               image_size=image_size or side, overrides=overrides)
 
 
@@ -84,6 +80,46 @@ def eval_config(*, dataset: str, split: str, image_size: int, model_name: str,
               eval_resize=eval_resize or configs.eval_resize_for(image_size))))
 
 
+def eval_sums(eval_step: Any, params: Any, config: ml_collections.ConfigDict, *,
+              progress: bool = False) -> dict[str, float]:
+  """Runs `eval_step` over the whole eval split and returns the summed metrics.
+
+  The one eval loop of the project (the trainer's periodic eval uses it too). Sums
+  stay on the devices until the end: one host sync per pass.
+
+  Args:
+    config: trainer-style config (`dataset`, `eval_split`, `batch_eval`, `pp`, ...).
+    eval_step: from `train_step.make_eval_step`.
+    params: parameters replicated over the local devices.
+    progress: show a tqdm progress bar (batches).
+
+  Returns:
+    dict(correct, correct_top5, loss, count) summed over every scored example;
+    for `MULTI_LABEL_DATASETS` examples without any label are not scored.
+  """
+  import jax
+  import tqdm
+
+  from mixer_flax import input_pipeline, train_utils
+
+  multi_label = config.dataset in MULTI_LABEL_DATASETS
+  total = None
+  if progress:  # ceil(examples / global batch) batches (every process yields as many)
+    total = -(-input_pipeline.get_dataset_info(config).num_eval_examples // config.batch_eval)
+  totals = None
+  for batch in tqdm.tqdm(input_pipeline.get_eval_iterator(config),
+                         desc=f'{config.dataset}[{config.eval_split}]', unit='batch',
+                         total=total, disable=not progress):
+    if multi_label:  # ReaL: examples without any real label do not count.
+      batch = dict(batch)
+      batch['mask'] = np.asarray(batch['mask']) * (np.asarray(batch['labels']).sum(-1) > 0)
+    sums = eval_step(params, batch)
+    totals = sums if totals is None else jax.tree_util.tree_map(operator.add, totals, sums)
+  if totals is None:
+    return dict(correct=0.0, correct_top5=0.0, loss=0.0, count=0.0)
+  return {k: float(v) for k, v in train_utils.unreplicate(totals).items()}
+
+
 def evaluate_params(config: ml_collections.ConfigDict, model: Any, params: Any, *,
                     progress: bool = False) -> dict[str, float]:
   """Top-1/top-5 accuracy of `model` with `params` on `config.dataset[config.eval_split]`.
@@ -99,31 +135,16 @@ def evaluate_params(config: ml_collections.ConfigDict, model: Any, params: Any, 
     scored examples.
   """
   import jax
-  import tqdm
 
-  from mixer_flax import input_pipeline, train_step, train_utils
+  from mixer_flax import train_step, train_utils
 
   devices = jax.local_device_count()
   if config.batch_eval % devices:  # the eval batch must split evenly over the devices
     config = ml_collections.ConfigDict(config.to_dict())
     config.batch_eval = -(-config.batch_eval // devices) * devices
   eval_step = train_step.make_eval_step(model=model, config=config)
-  params = train_utils.replicate(params)
-  multi_label = config.dataset in MULTI_LABEL_DATASETS
-  totals: dict[str, float] = {}
-  batches = input_pipeline.get_eval_iterator(config)
-  total = None
-  if progress:  # ceil(examples / global batch) batches (every process yields as many)
-    total = -(-input_pipeline.get_dataset_info(config).num_eval_examples // config.batch_eval)
-  for batch in tqdm.tqdm(batches, desc=f'{config.dataset}[{config.eval_split}]', unit='batch',
-                         total=total, disable=not progress):
-    if multi_label:  # ReaL: examples without any real label do not count.
-      batch = dict(batch)
-      batch['mask'] = np.asarray(batch['mask']) * (np.asarray(batch['labels']).sum(-1) > 0)
-    sums = train_utils.unreplicate(eval_step(params, batch))
-    for k, v in sums.items():
-      totals[k] = totals.get(k, 0.0) + float(v)
-  count = totals.get('count', 0.0)
+  totals = eval_sums(eval_step, train_utils.replicate(params), config, progress=progress)
+  count = totals['count']
   if not count:
     raise ValueError(f'No examples were scored in {config.dataset}[{config.eval_split}].')
   return dict(top1=totals['correct'] / count, top5=totals['correct_top5'] / count,

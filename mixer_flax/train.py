@@ -35,6 +35,7 @@ import ml_collections
 import numpy as np
 
 from mixer_flax import checkpoint, fileio, input_pipeline, models, train_step, train_utils
+from mixer_flax import evaluate as eval_lib
 from mixer_flax.metrics import MetricsLogger, format_duration
 
 
@@ -87,11 +88,7 @@ def initial_state(config: ml_collections.ConfigDict, model, rng: jax.Array):
 
 def evaluate(eval_step, params, config: ml_collections.ConfigDict) -> dict[str, float]:
   """Top-1/top-5 accuracy and mean loss over the whole eval split (padding masked out)."""
-  totals = None
-  for batch in input_pipeline.get_eval_iterator(config):
-    sums = eval_step(params, batch)
-    totals = sums if totals is None else jax.tree_util.tree_map(lambda a, b: a + b, totals, sums)
-  totals = {k: float(v) for k, v in train_utils.unreplicate(totals).items()}
+  totals = eval_lib.eval_sums(eval_step, params, config)
   count = max(totals['count'], 1.0)
   return {'eval_accuracy': totals['correct'] / count,
           'eval_top5_accuracy': totals['correct_top5'] / count,
