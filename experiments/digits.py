@@ -21,12 +21,12 @@ Arguments: `digits.py:N` trains for N steps instead of the default.
 
 import ml_collections
 
-from mixer_flax import configs
+from mixer_flax import config as config_lib
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The digits config; `arg` optionally overrides `total_steps`."""
-  c = configs.base_config()
+  c = config_lib.base_config()
   c.model_name = 'Mixer-Ti_4'
   c.pretrained_image_size = 16
 

@@ -39,7 +39,8 @@ the reference code (10k steps): i1k B/16 96.72, i1k L/16 96.59, i21k B/16 96.82,
 
 import ml_collections
 
-from mixer_flax import configs
+from mixer_flax import config as config_lib
+from mixer_flax.paper import recipes
 
 PRETRAINED_URLS = {
     'i21k': 'gs://mixer_models/imagenet21k/{model}.npz',
@@ -76,11 +77,11 @@ def parse_arg(arg: str | None) -> dict:
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The fine-tuning config for `arg` (see the module docstring)."""
   a = parse_arg(arg)
-  if a['dataset'] not in configs.FINETUNE_DATASETS:
+  if a['dataset'] not in recipes.FINETUNE_DATASETS:
     raise ValueError(f'finetune.py dataset {a["dataset"]!r} is not one of '
-                     f'{", ".join(configs.FINETUNE_DATASETS)}.')
-  ds = configs.FINETUNE_DATASETS[a['dataset']]
-  c = configs.base_config()
+                     f'{", ".join(recipes.FINETUNE_DATASETS)}.')
+  ds = recipes.FINETUNE_DATASETS[a['dataset']]
+  c = config_lib.base_config()
   c.model_name = a['model']
   c.pretrained_path = PRETRAINED_URLS[a['source']].format(model=a['model'])
   c.pretrained_image_size = PRETRAINED_IMAGE_SIZE
@@ -88,7 +89,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.num_classes = ds['num_classes']
   c.train_split, c.eval_split = ds['test'] if a['test'] else ds['minival']
   c.image_size = a['image_size']
-  c.pp.eval_resize = configs.eval_resize_for(a['image_size'])
+  c.pp.eval_resize = config_lib.eval_resize_for(a['image_size'])
 
   c.optimizer = 'sgd'
   c.momentum = 0.9

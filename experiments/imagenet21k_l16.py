@@ -9,8 +9,8 @@ RandAugment 2 layers magnitude 20, mixup alpha 0.5, stochastic depth 0.1, no dro
 cross-entropy.
 
 Data: ImageNet-21k as a user-built tfds dataset 'imagenet21k' with one split 'full' (not in the
-tfds catalog; see mixer_flax/configs.py for the assumed size); train on `full[51200:]`, evaluate
-on the held-out minival `full[:51200]`.
+tfds catalog; see mixer_flax/paper/recipes.py for the assumed size); train on `full[51200:]`,
+evaluate on the held-out minival `full[:51200]`.
 
 Few-shot: linear 1/5/10/25-shot ImageNet on the pre-logits every 10k steps (PAPER_FACTS 7).
 
@@ -32,10 +32,10 @@ Expected result:
 
 import ml_collections
 
-from mixer_flax import configs
+from mixer_flax.paper import recipes
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The Mixer-L_16 imagenet21k pre-training config (see the module docstring)."""
-  return configs.pretrain_config(model_name='Mixer-L_16', dataset='imagenet21k',
+  return recipes.pretrain_config(model_name='Mixer-L_16', dataset='imagenet21k',
                                    randaug_magnitude=20, mixup_alpha=0.5, arg=arg)

@@ -36,10 +36,10 @@ Expected result:
 
 import ml_collections
 
-from mixer_flax import configs
+from mixer_flax.paper import recipes
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The Mixer-B_16 imagenet2012 pre-training config (see the module docstring)."""
-  return configs.pretrain_config(model_name='Mixer-B_16', dataset='imagenet2012',
+  return recipes.pretrain_config(model_name='Mixer-B_16', dataset='imagenet2012',
                                    randaug_magnitude=15, mixup_alpha=0.5, arg=arg)

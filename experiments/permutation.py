@@ -2,9 +2,9 @@ r"""Paper section 3.4 / Fig. 4 on digits: original vs patch+pixel vs global pixe
 
 The digits config (`experiments/digits.py`: Mixer-Ti_4, 16x16 inputs, S = 16 tokens) trained
 on an image folder of the 1,797 sklearn digits, upscaled 2x by pixel repetition and permuted
-(`mixer_flax/permutation.py`), with plain resize preprocessing (no flip / crop), so the fixed
-permutation is exactly what the model sees. The folders are written on first use under
-`workdirs/permutation/data/<variant>`.
+(`mixer_flax/paper/permutation_experiment.py`), with plain resize preprocessing (no flip /
+crop), so the fixed permutation is exactly what the model sees. The folders are written on
+first use under `workdirs/permutation/data/<variant>`.
 
 Commands (one per variant; or all three and a table: scripts/reproduce_tables.py --table
 permutation):
@@ -19,27 +19,24 @@ Arguments: `permutation.py:<variant>[:<total_steps>]`, variant in original, patc
 global_pixel.
 """
 
-import importlib.util
 import os
 
 import ml_collections
 
-from mixer_flax import permutation
+from mixer_flax import config as config_lib
+from mixer_flax.paper import permutation_experiment
 
 DATA_ROOT = os.path.join('workdirs', 'permutation', 'data')
 
 
 def base_config(steps: str | None = None) -> ml_collections.ConfigDict:
   """experiments/digits.py's config (optionally with `total_steps=steps`)."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'digits.py')
-  spec = importlib.util.spec_from_file_location('digits_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(steps)
+  digits = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'digits.py')
+  return config_lib.load_experiment(f'{digits}:{steps}' if steps else digits)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The config of one variant: `arg` = '<variant>[:<total_steps>]'."""
   kind, _, steps = (arg or 'original').partition(':')
-  return permutation.experiment_config(base_config(steps or None), kind=kind,
-                                       data_root=DATA_ROOT)
+  return permutation_experiment.experiment_config(base_config(steps or None), kind=kind,
+                                                  data_root=DATA_ROOT)

@@ -1,4 +1,11 @@
-"""Device prefetch for pmap (no TensorFlow): keep batches on the devices ahead of the step."""
+"""Devices: the one 'batch' mesh, replication and prefetch (no TensorFlow).
+
+The train state lives on the devices replicated along a leading axis of size
+`jax.local_device_count()` (the `jax.pmap` layout), placed with `jax.device_put` and a
+`NamedSharding` over the 1-D 'batch' mesh of the local devices; batches are split
+along the same axis. Training, prefetch and few-shot feature extraction all use
+this mesh.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +17,51 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+PyTree = Any
 
 
 @functools.lru_cache(maxsize=16)
-def _pmap_sharding(devices: tuple[Any, ...], ndim: int) -> jax.sharding.Sharding:
-  """Sharding of a pmap argument: leading axis split over `devices`, one slice each."""
-  if hasattr(jax.sharding, 'PmapSharding'):  # Older JAX.
-    return jax.sharding.PmapSharding.default((len(devices),) + (1,) * (ndim - 1), 0, devices)
-  mesh = jax.sharding.Mesh(np.asarray(devices), ('batch',))
-  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('batch'))
+def _mesh(devices: tuple[Any, ...]) -> Mesh:
+  return Mesh(np.asarray(devices), ('batch',))
+
+
+def local_mesh(devices: Sequence[Any] | None = None) -> Mesh:
+  """The 1-D 'batch' mesh over `devices` (default: this process's devices): the pmap layout."""
+  return _mesh(tuple(jax.local_devices() if devices is None else devices))
+
+
+def batch_sharding(devices: Sequence[Any] | None = None) -> NamedSharding:
+  """Leading axis split over the 'batch' mesh: slice i on device i (a pmap argument)."""
+  return NamedSharding(local_mesh(devices), PartitionSpec('batch'))
+
+
+def replicated_sharding(devices: Sequence[Any] | None = None) -> NamedSharding:
+  """The whole array on every device of the 'batch' mesh (a jit argument)."""
+  return NamedSharding(local_mesh(devices), PartitionSpec())
+
+
+def replicate(tree: PyTree) -> PyTree:
+  """Copies every leaf to all local devices: leaf `(...)` -> `(local_devices, ...)`."""
+  sharding = batch_sharding()
+  n = jax.local_device_count()
+
+  def put(x):
+    x = np.asarray(x)
+    return jax.device_put(np.broadcast_to(x[None], (n,) + x.shape), sharding)
+
+  return jax.tree_util.tree_map(put, tree)
+
+
+def unreplicate(tree: PyTree) -> PyTree:
+  """Host numpy copy of the first local device's replica: `(local_devices, ...)` -> `(...)`."""
+  def get(x):
+    if isinstance(x, jax.Array):
+      return np.asarray(x.addressable_data(0))[0]
+    return np.asarray(x)[0]
+
+  return jax.device_get(jax.tree_util.tree_map(get, tree))
 
 
 def prefetch_to_device(iterator: Iterable[dict[str, np.ndarray]], size: int,
@@ -39,12 +82,13 @@ def prefetch_to_device(iterator: Iterable[dict[str, np.ndarray]], size: int,
     The same batches as jax.Arrays.
   """
   devices = tuple(jax.local_devices() if devices is None else devices)
+  sharding = batch_sharding(devices)
 
   def put(x: np.ndarray) -> jax.Array:
     if x.shape[:1] != (len(devices),):
       raise ValueError(f'Batch leaf of shape {x.shape} does not start with the number of '
                        f'devices ({len(devices)}).')
-    return jax.device_put(x, _pmap_sharding(devices, x.ndim))
+    return jax.device_put(x, sharding)
 
   queue: collections.deque = collections.deque()
   iterator = iter(iterator)

@@ -34,32 +34,18 @@ import jax
 import ml_collections
 import numpy as np
 
-from mixer_flax import checkpoint, fileio, input_pipeline, models, train_step, train_utils
-from mixer_flax import evaluate as eval_lib
-from mixer_flax.metrics import MetricsLogger, format_duration
+from mixer_flax import checkpoint, devices, fileio, models
+from mixer_flax import config as config_lib
+from mixer_flax.data import pipeline
+from mixer_flax.eval import classification
+from mixer_flax.eval.fewshot import FewShotEvaluator
+from mixer_flax.training import runtime
+from mixer_flax.training import step as step_lib
+from mixer_flax.training.metrics import MetricsLogger, format_duration
 
 
 class NonFiniteLossError(FloatingPointError):
   """The training loss became NaN or Inf."""
-
-
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks settings that would otherwise fail late (after compiling) or silently.
-
-  `train_step.validate_config` checks the trainer keys (batch divisibility, optimizer,
-  model, image size); this adds the loop's intervals and the pretrained file.
-
-  Raises:
-    ValueError / FileNotFoundError naming the offending config key.
-  """
-  train_step.validate_config(config)
-  for key in ('eval_every', 'checkpoint_every', 'progress_every'):
-    if int(config[key]) <= 0:
-      raise ValueError(f'config.{key}={config[key]} must be a positive number of steps.')
-  path = config.get('pretrained_path')
-  if path and not fileio.exists(path):
-    raise FileNotFoundError(f'config.pretrained_path={path!r} does not exist; give the path '
-                            'of an .npz checkpoint (local or gs://) or set it to None.')
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int):
@@ -76,34 +62,23 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int):
 
 def initial_state(config: ml_collections.ConfigDict, model, rng: jax.Array):
   """Unreplicated train state: from scratch, or with `config.pretrained_path` loaded."""
-  state = train_step.create_train_state(config=config, model=model, rng=rng,
-                                        image_size=config.image_size)
+  state = step_lib.create_train_state(config=config, model=model, rng=rng,
+                                      image_size=config.image_size)
   if config.get('pretrained_path'):
     params = checkpoint.load_pretrained(path=config.pretrained_path,
                                         init_params=jax.device_get(state.params))
-    state = train_step.create_train_state(config=config, model=model, rng=rng,
-                                          image_size=config.image_size, params=params)
+    state = step_lib.create_train_state(config=config, model=model, rng=rng,
+                                        image_size=config.image_size, params=params)
   return state
 
 
 def evaluate(eval_step, params, config: ml_collections.ConfigDict) -> dict[str, float]:
   """Top-1/top-5 accuracy and mean loss over the whole eval split (padding masked out)."""
-  totals = eval_lib.eval_sums(eval_step, params, config)
+  totals = classification.eval_sums(eval_step, params, config)
   count = max(totals['count'], 1.0)
   return {'eval_accuracy': totals['correct'] / count,
           'eval_top5_accuracy': totals['correct_top5'] / count,
           'eval_loss': totals['loss'] / count, 'eval_count': totals['count']}
-
-
-def _fewshot_evaluator(config, model, log):
-  if not config.get('fewshot'):
-    return None
-  try:
-    from mixer_flax import fewshot
-  except ImportError as e:
-    log.message(f'config.fewshot is set but mixer_flax.fewshot is unavailable ({e}); skipped.')
-    return None
-  return fewshot.FewShotEvaluator(config=config, model=model)
 
 
 def _scalar(x) -> float:
@@ -126,8 +101,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """
   t_start = time.perf_counter()
   config = ml_collections.ConfigDict(config.to_dict())  # unlocked private copy
-  validate(config)
-  info = input_pipeline.get_dataset_info(config)  # ValueError naming config.dataset
+  config_lib.validate(config)
+  info = pipeline.get_dataset_info(config)  # ValueError naming config.dataset
   config.num_classes = int(config.get('num_classes') or info.num_classes)
   is_main = jax.process_index() == 0
   if is_main:
@@ -138,25 +113,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   rng = jax.random.key(config.seed)
   init_rng, train_rng = jax.random.split(rng)
   state_host = initial_state(config, model, init_rng)
-  ckpts = train_utils.Checkpoints(workdir, keep=config.get('keep_checkpoints', 2))
+  ckpts = runtime.Checkpoints(workdir, keep=config.get('keep_checkpoints', 2))
   start_step = ckpts.latest_step() or 0
   if start_step:
     state_host = ckpts.restore(start_step, jax.device_get(state_host))
-  state = train_utils.replicate(state_host)
+  state = devices.replicate(state_host)
   del state_host
   log = MetricsLogger(workdir=workdir, total_steps=config.total_steps, write_files=is_main,
                       resume_step=start_step)
   if start_step:
     log.message(f'Resuming from the checkpoint of step {start_step} in {ckpts.directory}.')
 
-  p_train_step = train_step.make_train_step(config=config, model=model)
-  p_eval_step = train_step.make_eval_step(model=model, config=config)
-  fewshot = _fewshot_evaluator(config, model, log)
+  p_train_step = step_lib.make_train_step(config=config, model=model)
+  p_eval_step = step_lib.make_eval_step(model=model, config=config)
+  fewshot = FewShotEvaluator(config=config, model=model) if config.get('fewshot') else None
   fewshot_every = int(config.fewshot.get('every') or config.eval_every) if fewshot else 0
   # Batches come already placed on the devices (`config.prefetch` ahead).
-  train_iter = input_pipeline.get_train_iterator(config, seed=config.seed, start_step=start_step)
+  train_iter = pipeline.get_train_iterator(config, seed=config.seed, start_step=start_step)
   # One key for the run; the step folds in the step number, the device and the microbatch.
-  train_rng = train_utils.replicate(jax.random.key_data(train_rng))
+  train_rng = devices.replicate(jax.random.key_data(train_rng))
 
   result: dict[str, Any] = {'resumed_from': start_step, 'preempted': False}
   pending: list[tuple[int, Any]] = []  # (step, device metrics) since the last check
@@ -192,14 +167,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   def save(step: int) -> None:
     if pending:
       check_and_log(step)
-    if not train_utils.all_finite(state.params):
+    if not runtime.all_finite(state.params):
       raise NonFiniteLossError(f'Parameters became non-finite by step {step}; not saved. The '
                                f'last good checkpoint (step {ckpts.latest_step()}) is intact.')
-    ckpts.save(step, train_utils.unreplicate(state))
+    ckpts.save(step, devices.unreplicate(state))
 
   try:
     stop = False
-    with train_utils.PreemptionSignal() as preemption:
+    with runtime.PreemptionSignal() as preemption:
       for step in range(start_step + 1, config.total_steps + 1):
         batch = next(train_iter)
         state, metrics = p_train_step(state, batch, train_rng)
@@ -208,7 +183,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if step % config.progress_every == 0 or is_last:
           check_and_log(step)
           # Multi-host: all processes must stop at the same step, so they agree here.
-          stop = train_utils.any_process(preemption.received is not None)
+          stop = runtime.any_process(preemption.received is not None)
         if jax.process_count() == 1:
           stop = preemption.received is not None
         do_eval = step % config.eval_every == 0 or is_last
@@ -241,9 +216,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if start_step >= config.total_steps:  # nothing to train: evaluate the restored state
     result.update(evaluate(p_eval_step, state.params, config))
   ckpts.close()
-  params = train_utils.unreplicate(state.params)
+  params = devices.unreplicate(state.params)
   result.update(step=step, process_index=jax.process_index(),
-                params_digest=train_utils.digest(params))
+                params_digest=runtime.digest(params))
   if is_main and not result['preempted']:
     checkpoint.save_npz(fileio.join(workdir, 'final.npz'), params)
   result['wall_time_s'] = time.perf_counter() - t_start

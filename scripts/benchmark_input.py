@@ -1,7 +1,6 @@
 r"""Input pipeline throughput (images/s) versus what a training step consumes.
 
-Measures, for one config (default: experiments/digits.py, else a built-in
-digits config: Mixer-Ti_4, 16 px, batch 128):
+Measures, for one experiment config (default: experiments/digits.py):
   1. the train iterator alone (numpy batches, no device prefetch),
   2. the eval iterator alone (one pass),
   3. unless --no-step, the pmapped train step on a fixed batch (what the
@@ -11,124 +10,7 @@ digits config: Mixer-Ti_4, 16 px, batch 128):
       [--data_dir DIR] [--tf_threads N] [--set pp.randaug_layers=2 --set pp.mixup_alpha=0.2]
 """
 
-from __future__ import annotations
-
-import argparse
-import importlib.util
-import os
-import sys
-import time
-
-import ml_collections
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-DEFAULT_CONFIG = os.path.join(ROOT, 'experiments', 'digits.py')
-
-
-def builtin_config() -> ml_collections.ConfigDict:
-  """Digits settings used when experiments/digits.py is absent."""
-  return ml_collections.ConfigDict(dict(
-      model_name='Mixer-Ti_4', model={}, dataset='sklearn_digits', data_dir=None,
-      train_split='train', eval_split='test', num_classes=None, image_size=16, batch=128,
-      batch_eval=256, shuffle_buffer=2000, prefetch=0, tf_threads=0, seed=0,
-      pp=dict(crop='resize', area_min=0.05, flip=False, randaug_layers=0, randaug_magnitude=0,
-              mixup_alpha=0.0, eval_mode='resize', eval_resize=16)))
-
-
-def load_config(path: str | None) -> ml_collections.ConfigDict:
-  """get_config() of a config file, or the built-in digits config."""
-  if path is None and not os.path.exists(DEFAULT_CONFIG):
-    return builtin_config()
-  spec = importlib.util.spec_from_file_location('bench_config', path or DEFAULT_CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return ml_collections.ConfigDict(module.get_config().to_dict())
-
-
-def images_per_second(iterator, *, batches: int, per_batch: int) -> float:
-  """Steady-state rate after one warm-up batch."""
-  next(iterator)
-  start = time.perf_counter()
-  for _ in range(batches):
-    next(iterator)
-  return batches * per_batch / (time.perf_counter() - start)
-
-
-def step_images_per_second(config: ml_collections.ConfigDict, batch: dict, *,
-                           steps: int) -> float:
-  """Train steps/s x batch on a fixed device batch (the trainer's consumption)."""
-  import jax
-
-  from mixer_flax import input_pipeline, models, train_step, train_utils
-
-  info = input_pipeline.get_dataset_info(config)
-  overrides = {k: v for k, v in config.get('model', {}).items() if v is not None}
-  model = models.create_model(config.model_name, num_classes=info.num_classes, **overrides)
-  state = train_utils.replicate(train_step.create_train_state(
-      config=config, model=model, rng=jax.random.key(0), image_size=config.image_size))
-  step = train_step.make_train_step(config=config, model=model)
-  rng = jax.random.key_data(jax.random.key(1))
-  batch = next(input_pipeline.prefetch_to_device(iter([batch]), 1))
-  state, metrics = step(state, batch, rng)  # Compile.
-  jax.block_until_ready(metrics)
-  start = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = step(state, batch, rng)
-  jax.block_until_ready(metrics)
-  return steps * config.batch / (time.perf_counter() - start)
-
-
-def _set(config: ml_collections.ConfigDict, assignment: str) -> None:
-  key, value = assignment.split('=', 1)
-  *parents, leaf = key.split('.')
-  node = config
-  for p in parents:
-    node = node[p]
-  old = node.get(leaf)
-  node[leaf] = type(old)(value) if old is not None and not isinstance(old, bool) else (
-      value.lower() in ('1', 'true') if isinstance(old, bool) else value)
-
-
-def main() -> None:
-  """Parses flags, prints the three rates."""
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--config', default=None, help='config file (default: digits)')
-  parser.add_argument('--batches', type=int, default=50)
-  parser.add_argument('--data_dir', default=None)
-  parser.add_argument('--tf_threads', type=int, default=None)
-  parser.add_argument('--set', action='append', default=[], help='key=value override')
-  parser.add_argument('--no-step', dest='step', action='store_false')
-  args = parser.parse_args()
-
-  config = load_config(args.config)
-  config.prefetch = 0
-  if args.data_dir:
-    config.data_dir = args.data_dir
-  if args.tf_threads is not None:
-    config.tf_threads = args.tf_threads
-  for assignment in args.set:
-    _set(config, assignment)
-
-  from mixer_flax import input_pipeline
-
-  threads = input_pipeline.tf_options(config.get('tf_threads', 0)).threading
-  print(f'dataset={config.dataset} image_size={config.image_size} batch={config.batch} '
-        f'pp={dict(config.pp)} tf threads={threads.private_threadpool_size} '
-        f'cpus={os.cpu_count()}')
-  train = input_pipeline.get_train_iterator(config, seed=0)
-  train_rate = images_per_second(train, batches=args.batches, per_batch=config.batch)
-  print(f'train pipeline: {train_rate:,.0f} images/s')
-  evals = list(input_pipeline.get_eval_iterator(config))
-  start = time.perf_counter()
-  n = sum(1 for _ in input_pipeline.get_eval_iterator(config))
-  eval_rate = n * evals[0]['mask'].size / (time.perf_counter() - start)
-  print(f'eval pipeline:  {eval_rate:,.0f} images/s (one pass incl. start-up, {n} batches)')
-  if args.step:
-    step_rate = step_images_per_second(config, next(train), steps=max(5, args.batches // 2))
-    print(f'train step ({config.model_name}): {step_rate:,.0f} images/s; '
-          f'pipeline / step = {train_rate / step_rate:.1f}x')
-
+from mixer_flax.perf import input_rate
 
 if __name__ == '__main__':
-  main()
+  input_rate.main()

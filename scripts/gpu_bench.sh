@@ -27,6 +27,8 @@ REPEATS=${REPEATS:-5}
 MIN_TIME=${MIN_TIME:-1.0}
 PYTHON=${PYTHON:-python}
 cd "$(dirname "$0")/.."
+# The package from this checkout, installed or not (scripts/ do not edit sys.path).
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT"
 LOG="$OUT/log.txt"
 

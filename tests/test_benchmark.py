@@ -1,6 +1,5 @@
-"""scripts/benchmark.py and scripts/gpu_bench.sh: FLOP accounting and a smoke run of the harness."""
+"""perf/ (benchmark, FLOP counter) and scripts/gpu_bench.sh: FLOP accounting, harness smoke runs."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,23 +11,13 @@ import numpy as np
 import pytest
 
 from mixer_flax import models
+from mixer_flax.perf import benchmark, flops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _load_benchmark():
-  spec = importlib.util.spec_from_file_location('benchmark', os.path.join(ROOT, 'scripts',
-                                                                          'benchmark.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-benchmark = _load_benchmark()
-
-
 def test_analytic_flops_b16():
-  fl = benchmark.analytic_flops(variant='Mixer-B_16', image_size=224, num_classes=1000)
+  fl = flops.analytic_flops(variant='Mixer-B_16', image_size=224, num_classes=1000)
   # 25.2 GFLOP per 224 px image (issue 6); by hand: stem 2*196*768*768, per block
   # 4*768*196*384 (token) + 4*196*768*3072 (channel), head 2*768*1000.
   assert fl['stem'] == 2 * 196 * 768 * 768
@@ -41,10 +30,10 @@ def test_analytic_flops_b16():
 def test_token_mixing_scaling_with_resolution():
   # Doubling the side multiplies S by 4. At a fixed D_S every part grows x4; with the
   # paper's high-resolution fine-tuning (D_S' = K^2 D_S, K = 2) token mixing grows as S^2.
-  f1 = benchmark.analytic_flops(variant='Mixer-B_16', image_size=224, num_classes=0)
-  f2 = benchmark.analytic_flops(variant='Mixer-B_16', image_size=448, num_classes=0)
-  f2k = benchmark.analytic_flops(variant='Mixer-B_16', image_size=448, num_classes=0,
-                                 tokens_mlp_dim=4 * 384)
+  f1 = flops.analytic_flops(variant='Mixer-B_16', image_size=224, num_classes=0)
+  f2 = flops.analytic_flops(variant='Mixer-B_16', image_size=448, num_classes=0)
+  f2k = flops.analytic_flops(variant='Mixer-B_16', image_size=448, num_classes=0,
+                             tokens_mlp_dim=4 * 384)
   assert f2['token_mixing'] == 4 * f1['token_mixing']
   assert f2k['token_mixing'] == 16 * f1['token_mixing']
   assert f2['channel_mixing'] == 4 * f1['channel_mixing'] == f2k['channel_mixing']
@@ -57,9 +46,9 @@ def test_analytic_flops_match_xla_cost_analysis():
   x = jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32)
   params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3))))
   lowered = jax.jit(model.apply).lower(params, x)
-  xla = benchmark._cost_flops(lowered) / 2
-  analytic = benchmark.analytic_flops(variant='Mixer-B_16', image_size=224,
-                                      num_classes=1000)['total']
+  xla = flops.cost_flops(lowered) / 2
+  analytic = flops.analytic_flops(variant='Mixer-B_16', image_size=224,
+                                  num_classes=1000)['total']
   assert analytic <= xla <= 1.03 * analytic
 
 
@@ -72,18 +61,18 @@ def test_harness_smoke(tmp_path):
   assert saved['variant'] == 'Mixer-Ti_16' and saved['matmul']['size'] == 128
   assert saved['matmul']['median_gflop_per_s'] > 0
   assert [row['batch'] for row in saved['results']] == [2]
-  flops = benchmark.analytic_flops(variant='Mixer-Ti_16', image_size=32, num_classes=10)
+  fl = flops.analytic_flops(variant='Mixer-Ti_16', image_size=32, num_classes=10)
   for row in report['results']:
-    assert row['analytic_gflop_per_image'] == pytest.approx(flops['total'] / 1e9)
+    assert row['analytic_gflop_per_image'] == pytest.approx(fl['total'] / 1e9)
     for mode, mult in (('forward', 1), ('train', 3)):
       r = row[mode]
       assert len(r['img_per_s_runs']) == 2 and r['img_per_s'] > 0
       assert r['compile_s'] > 0 and r['fraction_of_peak'] > 0
       # Fraction = analytic FLOP rate / peak of the same run.
-      frac0 = mult * flops['total'] * r['img_per_s_runs'][0] / r['peak_flops_runs'][0]
+      frac0 = mult * fl['total'] * r['img_per_s_runs'][0] / r['peak_flops_runs'][0]
       assert r['fraction_of_peak_runs'][0] == pytest.approx(frac0)
       # XLA's count: matmuls plus element-wise work (a tiny model has relatively more).
-      assert mult * flops['total'] <= 1e9 * r['xla_gflop_per_image'] < 1.5 * mult * flops['total']
+      assert mult * fl['total'] <= 1e9 * r['xla_gflop_per_image'] < 1.5 * mult * fl['total']
       assert any(k.endswith('_mib') for k in r['memory'])
 
 

@@ -1,6 +1,5 @@
 """Mixed precision: bfloat16 compute with float32 parameters trains digits as well as float32."""
 
-import importlib.util
 import os
 
 import jax
@@ -9,17 +8,14 @@ import numpy as np
 import pytest
 
 from mixer_flax import checkpoint, models, train
+from mixer_flax import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 100
 
 
 def _config(data_dir, dtype):
-  spec = importlib.util.spec_from_file_location(
-      'experiment_digits', os.path.join(ROOT, 'experiments', 'digits.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config(str(STEPS))
+  c = config_lib.load_experiment(f'experiments/digits.py:{STEPS}')
   c.data_dir = data_dir
   c.model.update(dict(hidden_dim=64, num_blocks=2, tokens_mlp_dim=32, channels_mlp_dim=128,
                       dtype=dtype))

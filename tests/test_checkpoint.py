@@ -10,8 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mixer_flax import checkpoint, checkpoint_info, download, models
+from mixer_flax import checkpoint, download, models
 from mixer_flax.checkpoint import CheckpointError
+from mixer_flax.checkpoint import cli as checkpoint_cli
+from mixer_flax.checkpoint import info as checkpoint_info
 
 RES = 16  # Mixer-Ti_4 at 16 px: a 4x4 token grid.
 CLASSES = 7
@@ -263,18 +265,13 @@ def test_describe_and_inspect_script(ti4, capsys, tmp_path):
   assert l16['variant'] == 'Mixer-L_16 (token MLP widened 4x for 2x the resolution)'
   assert l16['image_size'] == 448 and l16['num_tokens'] == 784
 
-  sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'scripts'))
-  try:
-    import inspect_checkpoint  # pylint: disable=g-import-not-at-top
-  finally:
-    sys.path.pop(0)
-  assert inspect_checkpoint.main([path]) == 0
+  assert checkpoint_cli.inspect_main([path]) == 0
   out = capsys.readouterr().out
   for line in ('variant:      Mixer-Ti_4', 'resolution:   16 px', f'head classes: {CLASSES}',
                f'parameters:   {models.num_params(ti4[1]):,}', 'dtype:        float32'):
     assert line in out
   (tmp_path / 'junk.npz').write_bytes(b'not a zip')
-  assert inspect_checkpoint.main([str(tmp_path / 'junk.npz')]) == 1
+  assert checkpoint_cli.inspect_main([str(tmp_path / 'junk.npz')]) == 1
   assert 'junk.npz: not a readable .npz' in capsys.readouterr().err
 
 

@@ -1,6 +1,5 @@
-"""scripts/evaluate.py: exact accuracy on a tiny image folder equals the hand-computed one."""
+"""eval/classification.py and the evaluate/predict command lines: exact accuracy, top-k."""
 
-import importlib.util
 import os
 
 import jax
@@ -8,16 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mixer_flax import checkpoint, evaluate, models
+from mixer_flax import checkpoint, models
+from mixer_flax.data import pipeline
+from mixer_flax.eval import classification, cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _script(name):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'scripts', f'{name}.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def _random_checkpoint(path, name, num_classes, size, seed=0):
@@ -60,7 +54,7 @@ def test_evaluate_matches_hand_computed_accuracy(folder, tmp_path):
   top5 = np.mean([labels[i] in np.argsort(-logits[i])[:5] for i in range(len(labels))])
   assert 0 < top1 < 1 and top5 > top1  # the check below is not trivially satisfied
 
-  metrics = _script('evaluate').main([
+  metrics = cli.evaluate_main([
       '--checkpoint', path, '--dataset', 'image_folder', '--folder_root', str(root),
       '--split', 'test', '--eval_mode', 'resize', '--batch', '8', '--no_progress'])
   assert metrics['count'] == 19
@@ -72,15 +66,14 @@ def test_evaluate_matches_hand_computed_accuracy(folder, tmp_path):
 def test_infer_architecture_official_shapes():
   model = models.create_model('Mixer-B_16', num_classes=1000)
   shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), np.zeros((1, 224, 224, 3))))
-  arch = evaluate.infer_architecture(shapes['params'])
+  arch = classification.infer_architecture(shapes['params'])
   assert arch == dict(model_name='Mixer-B_16', num_classes=1000, image_size=224, overrides={})
   with pytest.raises(ValueError, match='image_size=384'):
-    evaluate.infer_architecture(shapes['params'], image_size=384)
+    classification.infer_architecture(shapes['params'], image_size=384)
 
 
 def test_real_labels_exclude_examples_without_labels(monkeypatch):
   """ImageNet ReaL: multi-hot targets, examples with an empty label set are not scored."""
-  from mixer_flax import input_pipeline
 
   model = models.create_model('Mixer-Ti_4', num_classes=5)
   params = model.init(jax.random.PRNGKey(0), np.zeros((1, 8, 8, 3), np.float32))['params']
@@ -94,11 +87,11 @@ def test_real_labels_exclude_examples_without_labels(monkeypatch):
   # All other examples have no real label: excluded.
   batch = {'images': np.zeros((n, 1, 8, 8, 3), np.float32), 'labels': labels,
            'mask': np.ones((n, 1), np.float32)}
-  monkeypatch.setattr(input_pipeline, 'get_eval_iterator', lambda config: iter([batch]))
-  config = evaluate.eval_config(dataset='imagenet2012_real', split='validation', image_size=8,
-                                model_name='Mixer-Ti_4', batch=n)
+  monkeypatch.setattr(pipeline, 'get_eval_iterator', lambda config: iter([batch]))
+  config = classification.eval_config(dataset='imagenet2012_real', split='validation', image_size=8,
+                                      model_name='Mixer-Ti_4', batch=n)
   assert config.label_key == 'real_label'
-  metrics = evaluate.evaluate_params(config, model, params)
+  metrics = classification.evaluate_params(config, model, params)
   assert metrics['count'] == min(n, 2)
   assert metrics['top1'] == pytest.approx(1 / min(n, 2))
 
@@ -107,13 +100,13 @@ def test_predict_names_a_real_photo(tmp_path):
   """A random-weight 1000-class model on sklearn's china.jpg: valid ImageNet-1k names."""
   from sklearn.datasets import load_sample_image
 
-  from mixer_flax import labels
+  from mixer_flax.eval import labels
 
   photo = str(tmp_path / 'china.jpg')
   Image.fromarray(load_sample_image('china.jpg')).save(photo)
   path = str(tmp_path / 'ti16.npz')
   _random_checkpoint(path, 'Mixer-Ti_16', 1000, 224)
-  results = _script('predict').main(['--checkpoint', path, '--top_k', '5', photo, photo])
+  results = cli.predict_main(['--checkpoint', path, '--top_k', '5', photo, photo])
   names = labels.imagenet1k_names()
   assert len(names) == 1000 and len(set(names)) == 1000
   assert names[0].startswith('tench') and labels.imagenet1k_synsets()[0] == 'n01440764'
@@ -128,7 +121,7 @@ def test_predict_names_a_real_photo(tmp_path):
 
 
 def test_class_names_21k_and_custom():
-  from mixer_flax import labels
+  from mixer_flax.eval import labels
 
   names, note = labels.class_names(21843)
   assert len(names) == 21843 and 'not shipped' in note

@@ -13,7 +13,9 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from mixer_flax import configs, models, optim, train_step
+from mixer_flax import config as config_lib
+from mixer_flax import models
+from mixer_flax.training import optim
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / 'experiments'
 PRETRAIN = {'imagenet_b16.py': ('Mixer-B_16', 'imagenet2012', 15, 0.5),
@@ -53,15 +55,15 @@ def test_paper_experiment_files_are_documented():
 
 def build_and_check(config) -> None:
   """Validates `config` and builds model params, optimizer state and schedule abstractly."""
-  for key in configs.TRAINER_KEYS:
+  for key in config_lib.TRAINER_KEYS:
     assert key in config, key
   for key in ('crop', 'area_min', 'flip', 'randaug_layers', 'randaug_magnitude', 'mixup_alpha',
               'eval_mode', 'eval_resize'):
     assert key in config.pp, key
-  train_step.validate_config(config, num_devices=8, process_count=1)
-  train_step.validate_config(config, num_devices=1, process_count=1)
+  config_lib.validate(config, num_devices=8, process_count=1)
+  config_lib.validate(config, num_devices=1, process_count=1)
   # Data spec: a known dataset with splits; the class count is fixed except for image folders.
-  assert config.dataset in configs.FINETUNE_DATASETS or config.dataset == 'imagenet21k'
+  assert config.dataset in config_lib.FINETUNE_DATASETS or config.dataset == 'imagenet21k'
   assert config.train_split and config.eval_split and config.train_split != config.eval_split or (
       config.dataset == 'image_folder')
   assert (config.num_classes is None) == (config.dataset == 'image_folder')
@@ -147,9 +149,10 @@ def test_overrides_and_bad_arguments():
                 '--config.accum_steps=4')
   assert (config.folder_root, config.pretrained_path) == ('/data/pets', '/tmp/own.npz')
   with pytest.raises(ValueError, match=r'config\.folder_root must be set'):
-    train_step.validate_config(load('finetune.py', 'Mixer-B_16,image_folder'), num_devices=1)
+    config_lib.validate(load('finetune.py', 'Mixer-B_16,image_folder'), num_devices=1,
+                        check_files=False)
   assert (config.base_lr, config.accum_steps) == (0.01, 4)
-  train_step.validate_config(config, num_devices=8, process_count=1)
+  config_lib.validate(config, num_devices=8, process_count=1, check_files=False)
   # absl wraps the config's ValueError; the message names the bad argument.
   with pytest.raises(flags.IllegalFlagValueError, match='not a resolution'):
     load('finetune.py', 'Mixer-B_16,cifar10,big')

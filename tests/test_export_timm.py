@@ -6,14 +6,15 @@ MIXER_REQUIRE_TORCH=1 (CI sets it), in which case a missing install fails.
 
 import functools
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mixer_flax import checkpoint, export_timm, models
+from mixer_flax import checkpoint, models
+from mixer_flax.checkpoint import cli as checkpoint_cli
+from mixer_flax.checkpoint import timm as export_timm
 
 RES, CLASSES = 16, 10
 INSTALL = ('pip install torch==2.13.0 && pip install --no-deps torchvision==0.28.0 timm '
@@ -145,14 +146,9 @@ def test_export_script_writes_loadable_files(ti4, tmp_path, capsys):
   params, images, ours = ti4
   src = str(tmp_path / 'ti4.npz')
   checkpoint.save_npz(src, params)
-  sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'scripts'))
-  try:
-    import export_timm as script  # pylint: disable=g-import-not-at-top
-  finally:
-    sys.path.pop(0)
   kwargs = export_timm.timm_model_kwargs(params)
   for name in ('out.safetensors', 'out.pth'):
-    assert script.main([src, str(tmp_path / name)]) == 0
+    assert checkpoint_cli.export_timm_main([src, str(tmp_path / name)]) == 0
   assert 'MlpMixer(**' in capsys.readouterr().out
   from_st = load_file(str(tmp_path / 'out.safetensors'))
   from_pth = torch.load(str(tmp_path / 'out.pth'), weights_only=True)

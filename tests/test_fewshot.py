@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from mixer_flax import fewshot, models
+from mixer_flax import models
+from mixer_flax.eval import fewshot
 
 
 def test_solver_matches_ridge_lstsq():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mixer_flax import input_pipeline
-from mixer_flax.datasets import sklearn_digits
+from mixer_flax.data import pipeline
+from mixer_flax.data.datasets import sklearn_digits
 
 DEVICES = 8  # tests/conftest.py simulates 8 CPU devices.
 
@@ -67,7 +67,7 @@ def ids_of(batch, index):
 
 def test_digits_builds_offline_with_fixed_split(digits_dir):
   import tensorflow_datasets as tfds
-  builder = input_pipeline.data_sources.prepare_tfds(
+  builder = pipeline.data_sources.prepare_tfds(
       'sklearn_digits', data_dir=digits_dir, manual_dir=None)
   assert builder.is_prepared()
   assert builder.info.splits['train'].num_examples == 1437
@@ -81,14 +81,14 @@ def test_digits_builds_offline_with_fixed_split(digits_dir):
   for ex in test[:20]:
     np.testing.assert_array_equal(ex['image'][..., 0], images[ex['id']])
     assert ex['label'] == targets[ex['id']]
-  info = input_pipeline.get_dataset_info(make_config(data_dir=digits_dir))
+  info = pipeline.get_dataset_info(make_config(data_dir=digits_dir))
   assert (info.num_classes, info.num_train_examples, info.num_eval_examples) == (10, 1437, 360)
   assert info.label_names == tuple('0123456789')
 
 
 def test_default_pipeline_yields_real_digits(digits_dir):
   config = make_config(data_dir=digits_dir)
-  batch = next(input_pipeline.get_train_iterator(config, seed=0))
+  batch = next(pipeline.get_train_iterator(config, seed=0))
   assert batch['images'].shape == (DEVICES, 8, 8, 8, 3)
   assert batch['images'].dtype == np.float32 and batch['labels'].dtype == np.float32
   assert batch['labels'].shape == (DEVICES, 8, 10)
@@ -111,7 +111,7 @@ def test_eval_counts_every_digit_once(digits_dir, process_count):
   images, targets = digits_pixels()
   seen, hist, lengths = [], np.zeros(10), []
   for p in range(process_count):
-    batches = list(input_pipeline.get_eval_iterator(
+    batches = list(pipeline.get_eval_iterator(
         config, process_index=p, process_count=process_count, local_device_count=DEVICES))
     lengths.append(len(batches))
     for b in batches:
@@ -133,7 +133,7 @@ def test_eval_of_37_images_each_exactly_once(tmp_path, process_count):
                        batch_eval=16 * process_count)
   ids, lengths = [], []
   for p in range(process_count):
-    batches = list(input_pipeline.get_eval_iterator(
+    batches = list(pipeline.get_eval_iterator(
         config, process_index=p, process_count=process_count, local_device_count=DEVICES))
     lengths.append(len(batches))
     ids += [i for b in batches for i in ids_of(b, index)]
@@ -146,8 +146,8 @@ def test_two_processes_read_disjoint_shards_covering_the_split(tmp_path):
   config = make_config(dataset='image_folder', folder_root=str(tmp_path), image_size=4, batch=16)
   shards = []
   for p in range(2):
-    it = input_pipeline.get_train_iterator(config, seed=3, process_index=p, process_count=2,
-                                           local_device_count=DEVICES)
+    it = pipeline.get_train_iterator(config, seed=3, process_index=p, process_count=2,
+                                     local_device_count=DEVICES)
     shards.append([i for _ in range(3) for i in ids_of(next(it), index)])  # 3 x 8 = one epoch.
   assert len(set(shards[0])) == len(set(shards[1])) == 24
   assert not set(shards[0]) & set(shards[1])
@@ -160,10 +160,10 @@ AUGMENTED = dict(crop='inception', area_min=0.3, flip=True, randaug_layers=2,
 
 def test_augmentations_deterministic_in_range_and_resumable(digits_dir):
   config = make_config(data_dir=digits_dir, image_size=16, batch=256, pp=AUGMENTED)
-  first = input_pipeline.get_train_iterator(config, seed=7)
+  first = pipeline.get_train_iterator(config, seed=7)
   run = [next(first) for _ in range(8)]  # 8 x 256 > 1437: crosses an epoch boundary.
-  again = next(input_pipeline.get_train_iterator(config, seed=7))
-  other = next(input_pipeline.get_train_iterator(config, seed=8))
+  again = next(pipeline.get_train_iterator(config, seed=7))
+  other = next(pipeline.get_train_iterator(config, seed=8))
   np.testing.assert_array_equal(again['images'], run[0]['images'])
   np.testing.assert_array_equal(again['labels'], run[0]['labels'])
   assert not np.array_equal(other['images'], run[0]['images'])
@@ -171,7 +171,7 @@ def test_augmentations_deterministic_in_range_and_resumable(digits_dir):
     assert b['images'].min() >= -1 and b['images'].max() <= 1
     np.testing.assert_allclose(b['labels'].sum(-1), 1.0, rtol=1e-6)
     assert 0.5 <= b['labels'].max(-1).min() < 1.0  # Mixed, dominant share >= 1/2.
-  resumed = input_pipeline.get_train_iterator(config, seed=7, start_step=5)
+  resumed = pipeline.get_train_iterator(config, seed=7, start_step=5)
   for step in range(5, 8):
     b = next(resumed)
     np.testing.assert_array_equal(b['images'], run[step]['images'])
@@ -188,7 +188,7 @@ def test_folder_converts_grey_palette_and_rgba_to_rgb(tmp_path):
     image.save(tmp_path / 'test' / name / 'im.png')
   config = make_config(dataset='image_folder', folder_root=str(tmp_path), image_size=4,
                        eval_split='test', batch_eval=8)
-  batch = next(input_pipeline.get_eval_iterator(config, process_count=1))
+  batch = next(pipeline.get_eval_iterator(config, process_count=1))
   images = to_uint8(batch['images']).reshape(-1, 4, 4, 3)
   labels = batch['labels'].reshape(-1, 3).argmax(-1)
   mask = batch['mask'].reshape(-1)
@@ -207,53 +207,53 @@ def test_folder_errors_name_the_file_or_directory(tmp_path):
   config = make_config(dataset='image_folder', folder_root=str(tmp_path / 'ok'), image_size=4,
                        batch=8)
   with pytest.raises(ValueError, match='broken.jpg'):
-    input_pipeline.get_train_iterator(config, seed=0)
+    pipeline.get_train_iterator(config, seed=0)
   # The test split has no bad file and still works.
-  assert next(input_pipeline.get_eval_iterator(config, batch_size=8))['mask'].sum() == 2
+  assert next(pipeline.get_eval_iterator(config, batch_size=8))['mask'].sum() == 2
 
   truncated = tmp_path / 'trunc'
   write_folder(str(truncated), {'test': {'a': 1}}, size=32)
   buf = (truncated / 'test' / 'a' / '0.png').read_bytes()
   (truncated / 'test' / 'a' / '0.png').write_bytes(buf[:len(buf) // 2])
   with pytest.raises(ValueError, match=r'0\.png'):
-    input_pipeline.get_eval_iterator(make_config(
+    pipeline.get_eval_iterator(make_config(
         dataset='image_folder', folder_root=str(truncated), image_size=4, batch_eval=8))
 
   write_folder(str(tmp_path / 'empty'), {'train': {'a': 2}})
   os.makedirs(tmp_path / 'empty' / 'train' / 'b')
   (tmp_path / 'empty' / 'train' / 'b' / 'notes.txt').write_text('no images here')
   with pytest.raises(ValueError, match=r'train/b holds no'):
-    input_pipeline.get_dataset_info(make_config(
+    pipeline.get_dataset_info(make_config(
         dataset='image_folder', folder_root=str(tmp_path / 'empty')))
   with pytest.raises(FileNotFoundError, match='folder_root'):
-    input_pipeline.get_dataset_info(make_config(
+    pipeline.get_dataset_info(make_config(
         dataset='image_folder', folder_root=str(tmp_path / 'missing')))
 
 
 def test_unknown_or_unprepared_datasets_say_what_to_do(tmp_path):
   with pytest.raises(ValueError, match="'no_such_dataset'.*image_folder"):
-    input_pipeline.get_dataset_info(make_config(dataset='no_such_dataset',
-                                                data_dir=str(tmp_path)))
+    pipeline.get_dataset_info(make_config(dataset='no_such_dataset',
+                                          data_dir=str(tmp_path)))
   manual = tmp_path / 'manual'
   manual.mkdir()
   with pytest.raises(FileNotFoundError, match=r'(?s)ILSVRC2012_img_train\.tar.*manual'):
-    input_pipeline.get_dataset_info(make_config(
+    pipeline.get_dataset_info(make_config(
         dataset='imagenet2012', data_dir=str(tmp_path), manual_dir=str(manual)))
   with pytest.raises(FileNotFoundError, match='tfds build cifar10'):
-    input_pipeline.get_dataset_info(make_config(dataset='cifar10', data_dir=str(tmp_path)))
+    pipeline.get_dataset_info(make_config(dataset='cifar10', data_dir=str(tmp_path)))
 
 
 def test_bad_batch_sizes_name_the_key(digits_dir):
   with pytest.raises(ValueError, match='config.batch=60'):
-    input_pipeline.get_train_iterator(make_config(data_dir=digits_dir, batch=60), seed=0)
+    pipeline.get_train_iterator(make_config(data_dir=digits_dir, batch=60), seed=0)
   with pytest.raises(ValueError, match='config.batch_eval=24'):
-    input_pipeline.get_eval_iterator(make_config(data_dir=digits_dir, batch_eval=24),
-                                     process_count=2, local_device_count=DEVICES)
+    pipeline.get_eval_iterator(make_config(data_dir=digits_dir, batch_eval=24),
+                               process_count=2, local_device_count=DEVICES)
 
 
 def test_prefetch_to_device_shards_over_devices_for_pmap(digits_dir):
   config = make_config(data_dir=digits_dir, prefetch=2)
-  batch = next(input_pipeline.get_eval_iterator(config))
+  batch = next(pipeline.get_eval_iterator(config))
   assert isinstance(batch['images'], jax.Array)
   devices = jax.local_devices()
   for i, shard in enumerate(sorted(batch['images'].addressable_shards,
@@ -268,7 +268,7 @@ def test_prefetch_to_device_shards_over_devices_for_pmap(digits_dir):
   np.testing.assert_allclose(np.asarray(sums), np.asarray(batch['images']).sum((1, 2, 3, 4)),
                              rtol=1e-5)
   # Already-placed batches pass through prefetch_to_device unchanged.
-  again = next(input_pipeline.prefetch_to_device(iter([batch]), 2))
+  again = next(devices.prefetch_to_device(iter([batch]), 2))
   assert again['images'] is batch['images']
 
 
@@ -296,9 +296,9 @@ def test_imagenet21k_prepares_offline_from_manual_dir(tmp_path):
   config = make_config(dataset='imagenet21k', data_dir=str(tmp_path / 'data'),
                        manual_dir=str(manual), train_split='full[1:]', eval_split='full',
                        image_size=4, batch_eval=8)
-  info = input_pipeline.get_dataset_info(config)
+  info = pipeline.get_dataset_info(config)
   assert (info.num_classes, info.num_train_examples, info.num_eval_examples) == (21843, 3, 4)
-  batch = next(input_pipeline.get_eval_iterator(config, process_count=1))
+  batch = next(pipeline.get_eval_iterator(config, process_count=1))
   mask = batch['mask'].reshape(-1) > 0
   labels = batch['labels'].reshape(-1, 21843)[mask].argmax(-1)
   blue = to_uint8(batch['images']).reshape(-1, 4, 4, 3)[mask][:, 0, 0, 2] > 128

@@ -17,7 +17,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from mixer_flax import checkpoint, input_pipeline
+from mixer_flax import checkpoint
+from mixer_flax.data import pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 400
@@ -37,12 +38,13 @@ import sys
 import numpy as np
 from absl import flags
 from ml_collections import config_flags
-from mixer_flax import input_pipeline, train
+from mixer_flax import train
+from mixer_flax.data import pipeline
 
 config_flag = config_flags.DEFINE_config_file('config', None, '')
 flags.DEFINE_string('workdir', None, '')
 flags.FLAGS(sys.argv)
-original = input_pipeline.get_train_iterator
+original = pipeline.get_train_iterator
 
 def two_process_batches(config, *, seed, start_step=0):
   config = config.copy_and_resolve_references()
@@ -52,7 +54,7 @@ def two_process_batches(config, *, seed, start_step=0):
   for parts in zip(*shards):
     yield {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
-input_pipeline.get_train_iterator = two_process_batches
+pipeline.get_train_iterator = two_process_batches
 result = train.train_and_evaluate(config_flag.value, flags.FLAGS.workdir)
 print('REFERENCE ' + __import__('json').dumps(result))
 '''
@@ -79,7 +81,7 @@ def data_dir(tmp_path_factory):
 def test_two_processes_agree_and_match_single_process(tmp_path, data_dir):
   config = ['--config=experiments/digits.py', *OVERRIDES, f'--config.data_dir={data_dir}']
   # Prepare the dataset here, so that the three processes below do not race to build it.
-  input_pipeline.get_dataset_info(ml_collections.ConfigDict(
+  pipeline.get_dataset_info(ml_collections.ConfigDict(
       {'dataset': 'sklearn_digits', 'data_dir': data_dir}))
   ref_dir, multi_dir = str(tmp_path / 'single'), str(tmp_path / 'multi')
   port = free_port()

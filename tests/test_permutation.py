@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from mixer_flax import models, permutation
+from mixer_flax import models
+from mixer_flax.paper import permutation, permutation_experiment
 
 
 @pytest.fixture(scope='module')
@@ -56,8 +57,8 @@ def test_digits_folder_feeds_the_trainer_exactly_the_permuted_pixels(tmp_path):
   """The image folder + config of the experiment give the model apply(perm, upscaled digits)."""
   from sklearn.datasets import load_digits
 
-  from mixer_flax import input_pipeline
-  from mixer_flax.datasets.sklearn_digits import digits_split
+  from mixer_flax.data import pipeline
+  from mixer_flax.data.datasets.sklearn_digits import digits_split
 
   base = __import__('ml_collections').ConfigDict(dict(
       model_name='Mixer-Ti_4', model={}, image_size=16, dataset='sklearn_digits',
@@ -67,9 +68,10 @@ def test_digits_folder_feeds_the_trainer_exactly_the_permuted_pixels(tmp_path):
                                 randaug_magnitude=0, mixup_alpha=0.0),
       batch=8, batch_eval=360, total_steps=10, eval_every=5, checkpoint_every=5, prefetch=0,
       shuffle_buffer=10, tf_threads=0))
-  config = permutation.experiment_config(base, kind='patch_pixel', data_root=str(tmp_path))
+  config = permutation_experiment.experiment_config(base, kind='patch_pixel',
+                                                    data_root=str(tmp_path))
   assert config.pp.crop == 'resize' and not config.pp.flip and config.eval_every == 10
-  batches = list(input_pipeline.get_eval_iterator(config))
+  batches = list(pipeline.get_eval_iterator(config))
   images = np.concatenate([np.asarray(b['images']).reshape(-1, 16, 16, 3) for b in batches])
   labels = np.concatenate([np.asarray(b['labels']).reshape(-1, 10).argmax(-1) for b in batches])
   mask = np.concatenate([np.asarray(b['mask']).reshape(-1) for b in batches]) > 0

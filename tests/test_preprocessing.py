@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageEnhance, ImageOps
 
-from mixer_flax import preprocessing, randaugment
+from mixer_flax.data import preprocessing, randaugment
 
 SEED = tf.constant([3, 4], tf.int64)
 

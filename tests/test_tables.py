@@ -1,16 +1,14 @@
 """Paper tables: Table 1 from the model equals the paper's; throughput/FLOPs; accuracy rows."""
 
-import importlib.util
-import os
+import json
 
 import numpy as np
 import pytest
 
-from mixer_flax import tables
+from mixer_flax.paper import reproduce, tables, throughput
+from mixer_flax.perf import flops
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# The paper's Table 1, copied independently of mixer_flax.tables (PAPER_FACTS 2).
+# The paper's Table 1, copied independently of mixer_flax.paper.tables (PAPER_FACTS 2).
 PAPER_TABLE1_MD = """\
 | | S/32 | S/16 | B/32 | B/16 | L/32 | L/16 | H/14 |
 |---|---|---|---|---|---|---|---|
@@ -25,15 +23,8 @@ EXACT_1000 = {'Mixer-S_32': 19_104_624, 'Mixer-S_16': 18_528_264, 'Mixer-B_32': 
               'Mixer-B_16': 59_880_472, 'Mixer-L_16': 208_196_168}
 
 
-def _script(name):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'scripts', f'{name}.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_table1_equals_paper(tmp_path):
-  markdown = _script('reproduce_tables').main(['--table', '1', '--out', str(tmp_path)])
+  markdown = reproduce.main(['--table', '1', '--out', str(tmp_path)])
   lines = markdown.splitlines()
   assert '\n'.join(lines[:9]) == PAPER_TABLE1_MD
   assert (tmp_path / 'table_1.md').read_text().startswith(PAPER_TABLE1_MD)
@@ -53,11 +44,12 @@ def test_table1_mismatch_is_flagged(monkeypatch):
 def test_flops_analytic_vs_xla_and_throughput(tmp_path):
   # B/16: 12 blocks x (4*768*196*384 + 4*196*768*3072) + stem + head.
   b16 = 12 * (4 * 768 * 196 * 384 + 4 * 196 * 768 * 3072) + 2 * 196 * 768 * 768 + 2 * 768 * 1000
-  assert tables.analytic_flops('Mixer-B_16') == b16
-  markdown = _script('reproduce_tables').main([
+  assert flops.analytic_flops(variant='Mixer-B_16', image_size=224,
+                              num_classes=1000)['total'] == b16
+  markdown = reproduce.main([
       '--table', 'throughput', '--out', str(tmp_path), '--variants', 'Mixer-S_32,Mixer-Ti_16',
       '--batch', '1', '--iters', '1'])
-  data = {r['name']: r for r in __import__('json').loads(
+  data = {r['name']: r for r in json.loads(
       (tmp_path / 'table_throughput.json').read_text())}
   for r in data.values():
     assert r['img_per_sec'] > 0
@@ -71,15 +63,15 @@ def test_flops_analytic_vs_xla_and_throughput(tmp_path):
 
 def test_rank_agreement():
   paper = {'a': 3.0, 'b': 2.0, 'c': 1.0}
-  assert tables.rank_agreement({'a': 30, 'b': 20, 'c': 10}, paper) == (pytest.approx(1.0), 3)
-  assert tables.rank_agreement({'a': 1, 'b': 2, 'c': 3}, paper) == (pytest.approx(-1.0), 3)
-  assert np.isnan(tables.rank_agreement({'a': 1}, paper)[0])
+  assert throughput.rank_agreement({'a': 30, 'b': 20, 'c': 10}, paper) == (pytest.approx(1.0), 3)
+  assert throughput.rank_agreement({'a': 1, 'b': 2, 'c': 3}, paper) == (pytest.approx(-1.0), 3)
+  assert np.isnan(throughput.rank_agreement({'a': 1}, paper)[0])
 
 
 def test_accuracy_rows_say_what_is_missing(tmp_path):
   (tmp_path / 'ckpt' / 'i21k_L_16').mkdir(parents=True)
   (tmp_path / 'ckpt' / 'i21k_L_16' / 'cifar10.npz').write_bytes(b'')
-  markdown = _script('reproduce_tables').main([
+  markdown = reproduce.main([
       '--table', 'cifar10', '--out', str(tmp_path / 'out'),
       '--checkpoint_dir', str(tmp_path / 'ckpt'), '--data_dir', str(tmp_path / 'tfds')])
   assert '| ImageNet-21k L/16 | 98.34 | not run [4] |' in markdown

@@ -4,7 +4,6 @@ All runs use a tiny Mixer (hidden 32, 2 blocks) on 16 px digits over the 8 simul
 devices of conftest.py; one reference run is shared by several tests.
 """
 
-import importlib.util
 import json
 import os
 import shutil
@@ -14,23 +13,22 @@ import jax
 import numpy as np
 import pytest
 
-from mixer_flax import checkpoint, configs, fewshot, input_pipeline, train, train_step, train_utils
-from mixer_flax.metrics import read_metrics
+from mixer_flax import checkpoint, train
+from mixer_flax import config as config_lib
+from mixer_flax.data import pipeline
+from mixer_flax.eval import fewshot
+from mixer_flax.training import runtime
+from mixer_flax.training import step as step_lib
+from mixer_flax.training.metrics import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 60
 
 
-def load_experiment(name):
-  spec = importlib.util.spec_from_file_location(
-      f'experiment_{name}', os.path.join(ROOT, 'experiments', f'{name}.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def load_digits_config():
-  return load_experiment('digits').get_config()
+  return config_lib.load_experiment('experiments/digits.py')
 
 
 def tiny_config(data_dir, **overrides):
@@ -79,10 +77,10 @@ def flat(tree):
 
 def test_digits_config_defines_every_trainer_key_and_validates():
   config = load_digits_config()
-  assert set(configs.TRAINER_KEYS) <= set(config.keys())
+  assert set(config_lib.TRAINER_KEYS) <= set(config.keys())
   assert not config.pp.flip  # digits are not mirror-symmetric
-  assert load_experiment('digits').get_config('7').total_steps == 7
-  train.validate(config)
+  assert config_lib.load_experiment('experiments/digits.py:7').total_steps == 7
+  config_lib.validate(config)
 
 
 def test_short_run_learns_and_writes_outputs(reference, data_dir):
@@ -104,7 +102,7 @@ def test_short_run_learns_and_writes_outputs(reference, data_dir):
     saved = json.load(f)
   assert saved['total_steps'] == STEPS and saved['model']['hidden_dim'] == 32
   assert saved['num_classes'] == 10  # resolved from the dataset
-  ckpts = train_utils.Checkpoints(workdir, keep=2)
+  ckpts = runtime.Checkpoints(workdir, keep=2)
   assert ckpts.all_steps() == [40, 60]
   # final.npz: official flat layout, identical to the last checkpoint's params.
   params = final_params(workdir)
@@ -124,7 +122,7 @@ def test_short_run_learns_and_writes_outputs(reference, data_dir):
 
 def _sigterm_at(step_to_kill):
   """Wraps get_train_iterator so that SIGTERM arrives while fetching the batch of a step."""
-  original = input_pipeline.get_train_iterator
+  original = pipeline.get_train_iterator
 
   def wrapped(config, *, seed, start_step=0):
     for i, batch in enumerate(original(config, seed=seed, start_step=start_step)):
@@ -139,11 +137,11 @@ def test_sigterm_then_resume_equals_uninterrupted(reference, data_dir, tmp_path,
   _, ref_dir = reference
   workdir = str(tmp_path)
   with monkeypatch.context() as m:
-    m.setattr(input_pipeline, 'get_train_iterator', _sigterm_at(25))
+    m.setattr(pipeline, 'get_train_iterator', _sigterm_at(25))
     first = train.train_and_evaluate(tiny_config(data_dir), workdir)
   assert first['preempted'] and first['step'] == 25
   assert not os.path.exists(os.path.join(workdir, 'final.npz'))
-  assert train_utils.Checkpoints(workdir, keep=2).latest_step() == 25
+  assert runtime.Checkpoints(workdir, keep=2).latest_step() == 25
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
 
   second = train.train_and_evaluate(tiny_config(data_dir), workdir)
@@ -164,7 +162,7 @@ def test_longer_rerun_continues_from_final_checkpoint(reference, data_dir, tmp_p
   result = train.train_and_evaluate(tiny_config(data_dir, total_steps=STEPS + 10), workdir)
   assert result['resumed_from'] == STEPS and result['step'] == STEPS + 10
   assert [r['step'] for r in read_metrics(workdir)] == list(range(10, STEPS + 11, 10))
-  assert train_utils.Checkpoints(workdir, keep=2).all_steps() == [STEPS, STEPS + 10]
+  assert runtime.Checkpoints(workdir, keep=2).all_steps() == [STEPS, STEPS + 10]
 
 
 def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(reference, data_dir,
@@ -175,13 +173,13 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(reference, da
   config = tiny_config(data_dir, total_steps=STEPS + 40, base_lr=1e30)
   with pytest.raises(train.NonFiniteLossError, match='non-finite.*last good checkpoint'):
     train.train_and_evaluate(config, workdir)
-  ckpts = train_utils.Checkpoints(workdir, keep=2)
+  ckpts = runtime.Checkpoints(workdir, keep=2)
   assert ckpts.latest_step() == STEPS  # nothing saved after the blow-up
   model = train.build_model(config, 10)
   template = jax.device_get(train.initial_state(config, model, jax.random.key(1)))
   restored = ckpts.restore(STEPS, template)
   ckpts.close()
-  assert train_utils.all_finite(restored.params)
+  assert runtime.all_finite(restored.params)
   a, b = flat(restored.params), flat(final_params(ref_dir))
   for k in a:
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)
@@ -203,14 +201,14 @@ def test_finetune_from_npz_with_other_class_count_replaces_head(reference, data_
       datasets=('sklearn_digits',), shots=(5,), seeds=(0,), image_size=16, batch=360,
       pp=dict(eval_mode='resize', eval_resize=16), data_dir=data_dir, every=10)
   loaded = []
-  create = train_step.create_train_state
+  create = step_lib.create_train_state
 
   def spy(**kwargs):
     if kwargs.get('params') is not None:
       loaded.append(jax.device_get(kwargs['params']))
     return create(**kwargs)
 
-  monkeypatch.setattr(train_step, 'create_train_state', spy)
+  monkeypatch.setattr(step_lib, 'create_train_state', spy)
   result = train.train_and_evaluate(config, str(tmp_path / 'ft'))
   # Initialised from the checkpoint: body as saved, head replaced by a zero 10-class head.
   (init,) = loaded
@@ -242,8 +240,8 @@ def test_checkpoint_from_another_optimizer_is_rejected_clearly(reference, data_d
 def _no_compile(monkeypatch):
   def fail(*args, **kwargs):
     raise AssertionError('validation must fail before building or compiling anything')
-  monkeypatch.setattr(train_step, 'create_train_state', fail)
-  monkeypatch.setattr(train_step, 'make_train_step', fail)
+  monkeypatch.setattr(step_lib, 'create_train_state', fail)
+  monkeypatch.setattr(step_lib, 'make_train_step', fail)
 
 
 @pytest.mark.parametrize('overrides, error, pattern', [

@@ -14,7 +14,10 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mixer_flax import models, optim, train_step
+from mixer_flax import config as config_lib
+from mixer_flax import models
+from mixer_flax.training import losses, optim
+from mixer_flax.training import step as step_lib
 
 NUM_CLASSES = 10
 IMAGE = 16
@@ -64,10 +67,10 @@ def run_steps(config, *, num_devices: int, steps: int = 3, model=None):
   """Losses per step and final unreplicated params of `steps` updates on fixed batches."""
   model = model or tiny_model()
   devices = jax.local_devices()[:num_devices]
-  state = train_step.create_train_state(config=config, model=model, rng=jax.random.key(0),
-                                        image_size=IMAGE)
+  state = step_lib.create_train_state(config=config, model=model, rng=jax.random.key(0),
+                                      image_size=IMAGE)
   state = replicate(state, num_devices)
-  p_step = train_step.make_train_step(config=config, model=model, devices=devices)
+  p_step = step_lib.make_train_step(config=config, model=model, devices=devices)
   losses = []
   for i in range(steps):
     images, labels = global_batch(i)
@@ -157,7 +160,7 @@ def test_softmax_xent_with_label_smoothing_by_hand():
   logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 0.5]], np.float32)
   labels = np.array([[1.0, 0.0, 0.0], [0.0, 0.3, 0.7]], np.float32)
   eps = 0.3
-  got = train_step.softmax_xent(jnp.asarray(logits), jnp.asarray(labels), label_smoothing=eps)
+  got = losses.softmax_xent(jnp.asarray(logits), jnp.asarray(labels), label_smoothing=eps)
   log_p = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
   targets = (1 - eps) * labels + eps / 3
   np.testing.assert_allclose(got, -np.sum(targets * log_p, axis=1), rtol=1e-6)
@@ -168,7 +171,7 @@ def test_softmax_xent_with_label_smoothing_by_hand():
 def test_sigmoid_xent_by_hand():
   logits = np.array([[3.0, -2.0, 0.0, -6.9]], np.float32)
   labels = np.array([[1.0, 0.0, 1.0, 0.0]], np.float32)
-  got = train_step.sigmoid_xent(jnp.asarray(logits), jnp.asarray(labels))
+  got = losses.sigmoid_xent(jnp.asarray(logits), jnp.asarray(labels))
   want = (np.log1p(np.exp(-3.0)) + np.log1p(np.exp(-2.0)) + math.log(2.0)
           + np.log1p(np.exp(-6.9)))
   assert float(got[0]) == pytest.approx(want, rel=1e-6)
@@ -179,13 +182,13 @@ def test_sigmoid_xent_by_hand():
 
 def test_create_train_state_from_scratch_and_from_params():
   model = tiny_model()
-  state = train_step.create_train_state(config=make_config(), model=model,
-                                        rng=jax.random.key(0), image_size=IMAGE)
+  state = step_lib.create_train_state(config=make_config(), model=model,
+                                      rng=jax.random.key(0), image_size=IMAGE)
   assert int(state.step) == 0
   assert state.params['head']['kernel'].shape == (32, NUM_CLASSES)
   given = jax.tree_util.tree_map(lambda x: np.full(x.shape, 0.5, np.float32), state.params)
-  state2 = train_step.create_train_state(config=make_config(), model=model,
-                                         rng=jax.random.key(1), image_size=IMAGE, params=given)
+  state2 = step_lib.create_train_state(config=make_config(), model=model,
+                                       rng=jax.random.key(1), image_size=IMAGE, params=given)
   np.testing.assert_array_equal(state2.params['stem']['kernel'], 0.5)
 
 
@@ -210,9 +213,9 @@ def test_stochastic_depth_rng_and_non_finite_guard():
   config = make_config()
   model = tiny_model(stoch_depth=0.5, num_blocks=2)  # block 0 never drops
   devices = jax.local_devices()[:2]
-  p_step = train_step.make_train_step(config=config, model=model, devices=devices)
-  state0 = train_step.create_train_state(config=config, model=model, rng=jax.random.key(0),
-                                         image_size=IMAGE)
+  p_step = step_lib.make_train_step(config=config, model=model, devices=devices)
+  state0 = step_lib.create_train_state(config=config, model=model, rng=jax.random.key(0),
+                                       image_size=IMAGE)
   images, labels = global_batch(0)
   batch = {'images': shard(images, 2), 'labels': shard(labels, 2)}
   key = jax.random.key(7)
@@ -239,8 +242,8 @@ def test_stochastic_depth_rng_and_non_finite_guard():
 def test_eval_step_masks_padding_and_counts_top5():
   model = tiny_model()
   config = make_config(loss='softmax_xent')
-  params = train_step.create_train_state(config=config, model=model, rng=jax.random.key(0),
-                                         image_size=IMAGE).params
+  params = step_lib.create_train_state(config=config, model=model, rng=jax.random.key(0),
+                                       image_size=IMAGE).params
   # Zero head kernel: logits = head bias for every image, ranking classes 9 > 8 > ... > 0.
   bias = np.arange(NUM_CLASSES, dtype=np.float32) * 0.5
   params['head']['kernel'] = jnp.zeros_like(params['head']['kernel'])
@@ -252,7 +255,7 @@ def test_eval_step_masks_padding_and_counts_top5():
   mask[[13, 14, 15]] = 0.0  # padding (two of them would be "correct")
   images, _ = global_batch(0)
   batch = {'images': shard(images, 8), 'labels': shard(labels, 8), 'mask': shard(mask, 8)}
-  sums = train_step.make_eval_step(model=model, config=config)(replicate(params, 8), batch)
+  sums = step_lib.make_eval_step(model=model, config=config)(replicate(params, 8), batch)
   sums = {k: np.asarray(v) for k, v in sums.items()}
   for v in sums.values():
     assert np.all(v == v[0])  # psum'd: replicated
@@ -271,35 +274,35 @@ def test_eval_step_masks_padding_and_counts_top5():
 # Config validation.
 
 def test_validate_config_accepts_good_and_names_bad_keys():
-  train_step.validate_config(make_config(), num_devices=8, process_count=1)
+  config_lib.validate(make_config(), num_devices=8, process_count=1)
   with pytest.raises(ValueError, match=r'config\.batch=16 is not divisible .* 32'):
-    train_step.validate_config(make_config(accum_steps=4), num_devices=8, process_count=1)
+    config_lib.validate(make_config(accum_steps=4), num_devices=8, process_count=1)
   with pytest.raises(ValueError, match=r'config\.batch=16 is not divisible'):
-    train_step.validate_config(make_config(), num_devices=8, process_count=4)
+    config_lib.validate(make_config(), num_devices=8, process_count=4)
   bad = make_config(optimizer='lamb', batch_eval=12, label_smoothing=0.1, loss='sigmoid_xent',
                     warmup_steps=-1, image_size=18)
   with pytest.raises(ValueError) as err:
-    train_step.validate_config(bad, num_devices=8, process_count=1)
+    config_lib.validate(bad, num_devices=8, process_count=1)
   for key in ('optimizer', 'batch_eval', 'label_smoothing', 'warmup_steps', 'image_size'):
     assert f'config.{key}' in str(err.value)
   bad = make_config(dataset='image_folder', folder_root=None, pretrained_path='ft.npz',
                     pretrained_image_size=12)
   with pytest.raises(ValueError) as err:
-    train_step.validate_config(bad, num_devices=1, process_count=1)
+    config_lib.validate(bad, num_devices=1, process_count=1)
   for key in ('folder_root', 'pretrained_image_size=12'):
     assert f'config.{key}' in str(err.value)
   bad = make_config()
   bad.model = ml_collections.ConfigDict(dict(stoch_depth=0.1, widht=3))
   with pytest.raises(ValueError, match=r'config\.model has unknown key'):
-    train_step.validate_config(bad, num_devices=1, process_count=1)
+    config_lib.validate(bad, num_devices=1, process_count=1)
   del bad['total_steps']
   with pytest.raises(ValueError, match=r'config\.total_steps is missing'):
-    train_step.validate_config(bad, num_devices=1, process_count=1)
+    config_lib.validate(bad, num_devices=1, process_count=1)
 
 
 def test_modules_import_without_tensorflow():
   """benchmark.py runs them on GPU machines without TensorFlow."""
-  code = ('import sys; import mixer_flax.optim, mixer_flax.train_step; '
+  code = ('import sys; import mixer_flax.perf.benchmark, mixer_flax.config; '
           'assert "tensorflow" not in sys.modules, "TensorFlow was imported"')
   root = pathlib.Path(__file__).resolve().parent.parent
   subprocess.run([sys.executable, '-c', code], check=True, cwd=root,

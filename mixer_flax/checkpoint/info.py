@@ -1,6 +1,7 @@
 """Describes a Mixer checkpoint from its parameter shapes alone.
 
-Used by `scripts/inspect_checkpoint.py`. Works on arrays or on shape/dtype
+Used by `scripts/inspect_checkpoint.py` and to rebuild the model of an `.npz`
+(`infer_architecture`). Works on arrays or on shape/dtype
 structs (`jax.eval_shape`), so it never needs the values.
 """
 
@@ -14,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from mixer_flax import models
-from mixer_flax.checkpoint import CheckpointError, convert_legacy, flatten
+from mixer_flax.checkpoint.legacy import CheckpointError, convert_legacy, flatten
 
-__all__ = ['describe', 'format_description', 'match_variant']
+__all__ = ['describe', 'format_description', 'match_variant', 'infer_architecture']
 
 _BLOCK = re.compile(r'^MixerBlock_(\d+)/')
 
@@ -109,3 +110,33 @@ def format_description(info: Mapping[str, Any]) -> str:
       f'parameters:   {info["num_params"]:,}',
       f'dtype:        {info["dtype"]}',
   ])
+
+
+def infer_architecture(params: dict[str, Any], *, image_size: int | None = None) -> dict[str, Any]:
+  """Finds the `MODEL_CONFIGS` variant whose shapes match a parameter tree.
+
+  Args:
+    params: nested MlpMixer parameters (e.g. from `checkpoint.load_npz`).
+    image_size: input side; default: the size at which the variant has exactly
+      the checkpoint's token count.
+
+  Returns:
+    dict(model_name, num_classes, image_size, overrides) for `create_model`.
+  """
+  info = describe(params)
+  patch, num_tokens, d_s = info['patch_size'], info['num_tokens'], info['tokens_mlp_dim']
+  name = match_variant(patch=patch, hidden=info['hidden_dim'], depth=info['num_blocks'],
+                       channels_mlp=info['channels_mlp_dim'])
+  if name is None:
+    raise ValueError(f'No known Mixer variant has patch {patch}, C={info["hidden_dim"]}, '
+                     f'{info["num_blocks"]} blocks, D_C={info["channels_mlp_dim"]}; known: '
+                     f'{", ".join(models.MODEL_CONFIGS)}.')
+  side = round(math.sqrt(num_tokens)) * patch
+  if image_size is not None and (image_size // patch) ** 2 != num_tokens:
+    raise ValueError(f'The checkpoint has {num_tokens} tokens (a {side}px input for patch '
+                     f'{patch}), but image_size={image_size} gives {(image_size // patch) ** 2}.')
+  overrides = {}
+  if d_s != models.MODEL_CONFIGS[name].tokens_mlp_dim:
+    overrides['tokens_mlp_dim'] = int(d_s)
+  return dict(model_name=name, num_classes=int(info['num_classes'] or 0),
+              image_size=image_size or side, overrides=overrides)

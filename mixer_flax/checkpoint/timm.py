@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from mixer_flax.checkpoint import CheckpointError, convert_legacy, flatten
-from mixer_flax.checkpoint_info import describe
+from mixer_flax.checkpoint.info import describe
+from mixer_flax.checkpoint.legacy import CheckpointError, convert_legacy, flatten
 
 __all__ = ['to_timm_state_dict', 'timm_model_kwargs', 'timm_model_name', 'save_state_dict',
            'import_timm_mlp_mixer']
@@ -146,3 +146,25 @@ def import_timm_mlp_mixer():
 def count(state: Mapping[str, np.ndarray]) -> int:
   """Number of scalars in a state_dict."""
   return sum(math.prod(v.shape) for v in state.values())
+
+
+def verify(params: dict, state: dict, *, seed: int = 0) -> float:
+  """Max |logits difference| between our Flax model and timm on random images."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+
+  from mixer_flax import models  # pylint: disable=g-import-not-at-top
+  kwargs = timm_model_kwargs(params)
+  timm_model = import_timm_mlp_mixer().MlpMixer(**kwargs).eval()
+  timm_model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
+  info = describe(params)
+  ours = models.MlpMixer(num_classes=info['num_classes'], patch_size=info['patch_size'],
+                         hidden_dim=info['hidden_dim'], num_blocks=info['num_blocks'],
+                         tokens_mlp_dim=info['tokens_mlp_dim'],
+                         channels_mlp_dim=info['channels_mlp_dim'])
+  size = info['image_size']
+  images = np.random.default_rng(seed).uniform(-1, 1, (2, size, size, 3)).astype(np.float32)
+  expected = np.asarray(jax.jit(ours.apply)({'params': params}, images))
+  with torch.no_grad():
+    got = timm_model(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy()
+  return float(np.abs(got - expected).max())

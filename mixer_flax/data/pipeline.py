@@ -1,7 +1,7 @@
 """Input pipeline: train / eval batches for pmap from tfds datasets or image folders.
 
 Contract (docs/design.md): `get_dataset_info`, `get_train_iterator`,
-`get_eval_iterator`, `prefetch_to_device`. Batches are dicts of numpy arrays
+`get_eval_iterator`. Batches are dicts of numpy arrays
 (device arrays sharded over the local devices when `config.prefetch > 0`):
 
   images  float32 [local_devices, per_device, H, W, 3] in [-1, 1]
@@ -24,36 +24,25 @@ Eval: one pass over this process's shard, padded (mask 0) to a number of
 batches that is the same on every process, so each example of the split is
 counted exactly once over all hosts and devices.
 
-Threads: tf.data runs in a private pool of `config.tf_threads` threads (0:
-half the CPU cores, at least 1, at most 16) with intra-op parallelism 1, so
-the input pipeline leaves the other cores to XLA. TensorFlow is hidden from
-GPUs.
+Threads: tf.data runs in a private pool of `config.tf_threads` threads
+(`sources.tf_options`), so the input pipeline leaves the other cores to XLA.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import jax
 import tensorflow as tf
 
-from mixer_flax import data_sources, preprocessing, randaugment
-from mixer_flax.device_prefetch import prefetch_to_device
+from mixer_flax import config as config_lib
+from mixer_flax.data import preprocessing, randaugment, sources
+from mixer_flax.devices import prefetch_to_device
 
-try:  # TF must never take GPU memory from JAX.
-  tf.config.set_visible_devices([], 'GPU')
-except (RuntimeError, ValueError):  # Already initialised or no GPU support: nothing to do.
-  pass
-
-PP_DEFAULTS = dict(crop='inception', area_min=0.05, flip=True, randaug_layers=0,
-                   randaug_magnitude=0, mixup_alpha=0.0, eval_mode='resize_small_crop',
-                   eval_resize=256)
-__all__ = ['DatasetInfo', 'get_dataset_info', 'get_train_iterator', 'get_eval_iterator',
-           'prefetch_to_device', 'tf_options']
+__all__ = ['DatasetInfo', 'get_dataset_info', 'get_train_iterator', 'get_eval_iterator']
 
 TF_PREFETCH = 2  # Batches tf.data prepares ahead (on top of config.prefetch on devices).
 
@@ -73,29 +62,20 @@ def _get(config: Any, key: str, default: Any = None) -> Any:
 
 
 def _pp(config: Any) -> dict[str, Any]:
-  pp = dict(PP_DEFAULTS)
+  """`config.pp` over `config.PP_DEFAULTS` (values are checked by `config.validate`)."""
   given = _get(config, 'pp', {})
-  pp.update({k: given[k] for k in given} if hasattr(given, 'keys') else {})
-  if pp['crop'] not in preprocessing.TRAIN_CROPS:
-    raise ValueError(f"config.pp.crop={pp['crop']!r}: expected one of {preprocessing.TRAIN_CROPS}.")
-  if pp['eval_mode'] not in preprocessing.EVAL_MODES:
-    raise ValueError(f"config.pp.eval_mode={pp['eval_mode']!r}: expected one of "
-                     f'{preprocessing.EVAL_MODES}.')
-  if not 0.0 < pp['area_min'] <= 1.0:
-    raise ValueError(f"config.pp.area_min={pp['area_min']} must be in (0, 1].")
-  if pp['mixup_alpha'] < 0 or pp['randaug_layers'] < 0 or pp['randaug_magnitude'] < 0:
-    raise ValueError('config.pp.mixup_alpha, randaug_layers and randaug_magnitude must be >= 0.')
-  return pp
+  return dict(config_lib.PP_DEFAULTS, **({k: given[k] for k in given} if hasattr(given, 'keys')
+                                         else {}))
 
 
-def _source(config: Any) -> data_sources.Source:
-  return data_sources.get_source(
+def _source(config: Any) -> sources.Source:
+  return sources.get_source(
       dataset=_get(config, 'dataset', 'sklearn_digits'), data_dir=_get(config, 'data_dir'),
       manual_dir=_get(config, 'manual_dir'), folder_root=_get(config, 'folder_root'),
       image_key=_get(config, 'image_key', 'image'), label_key=_get(config, 'label_key', 'label'))
 
 
-def _num_classes(config: Any, source: data_sources.Source) -> int:
+def _num_classes(config: Any, source: sources.Source) -> int:
   num_classes = _get(config, 'num_classes', source.num_classes)
   if num_classes < source.num_classes:
     raise ValueError(f'config.num_classes={num_classes} is smaller than the '
@@ -128,20 +108,8 @@ def _split_batch(batch: int, *, key: str, process_count: int, local_devices: int
   return batch // process_count
 
 
-def tf_options(threads: int = 0) -> tf.data.Options:
-  """Deterministic tf.data options with a bounded private thread pool (0: auto)."""
-  if threads <= 0:
-    threads = max(1, min(16, (os.cpu_count() or 2) // 2))
-  options = tf.data.Options()
-  options.deterministic = True
-  options.threading.private_threadpool_size = threads
-  options.threading.max_intra_op_parallelism = 1
-  options.autotune.cpu_budget = threads
-  return options
-
-
 def _threads(config: Any) -> int:
-  return tf_options(_get(config, 'tf_threads', 0)).threading.private_threadpool_size
+  return sources.tf_options(_get(config, 'tf_threads', 0)).threading.private_threadpool_size
 
 
 def _to_devices(batch: dict[str, tf.Tensor], local_devices: int) -> dict[str, tf.Tensor]:
@@ -213,7 +181,7 @@ def get_train_iterator(config: Any, *, seed: int, start_step: int = 0,
   ds = tf.data.Dataset.range(first // n, 2**62).flat_map(epoch).skip(first % n)
   ds = ds.map(preprocess, num_parallel_calls=threads)
   ds = ds.batch(batch, drop_remainder=True).enumerate(start=start_step).map(finish)
-  ds = ds.prefetch(TF_PREFETCH).with_options(tf_options(_get(config, 'tf_threads', 0)))
+  ds = ds.prefetch(TF_PREFETCH).with_options(sources.tf_options(_get(config, 'tf_threads', 0)))
   return _maybe_prefetch(ds.as_numpy_iterator(), config, ld)
 
 
@@ -256,7 +224,7 @@ def get_eval_iterator(config: Any, *, split: str | None = None, batch_size: int 
   ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat(
       num_batches * batch - counts[pi]))
   ds = ds.batch(batch, drop_remainder=True).map(functools.partial(_to_devices, local_devices=ld))
-  ds = ds.prefetch(TF_PREFETCH).with_options(tf_options(_get(config, 'tf_threads', 0)))
+  ds = ds.prefetch(TF_PREFETCH).with_options(sources.tf_options(_get(config, 'tf_threads', 0)))
   return _maybe_prefetch(ds.as_numpy_iterator(), config, ld)
 
 

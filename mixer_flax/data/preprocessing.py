@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-TRAIN_CROPS = ('inception', 'resize')
-EVAL_MODES = ('resize_small_crop', 'resize_crop', 'resize')
+from mixer_flax.config import EVAL_MODES, TRAIN_CROPS
 
 
 def decode_rgb(image_bytes: tf.Tensor) -> tf.Tensor:

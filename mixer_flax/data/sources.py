@@ -10,6 +10,9 @@ except (a) the bundled `sklearn_digits`, prepared offline on first use, and
 (b) datasets built from archives you downloaded yourself (ImageNet), prepared
 from `manual_dir` on first use.
 
+Threads: `tf_options` runs tf.data in a private pool (0: half the CPU cores, at
+least 1, at most 16) with intra-op parallelism 1. TensorFlow is hidden from GPUs.
+
 Per-process sharding: process p of P reads `tfds.split_for_jax_process(split)`
 (tfds datasets) or the same even division of the split (image folders): the
 first N mod P processes get one example more.
@@ -25,8 +28,13 @@ from collections.abc import Callable, Sequence
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from mixer_flax import datasets as _registered  # noqa: F401  (registers sklearn_digits)
-from mixer_flax import image_folder
+from mixer_flax.data import datasets as _registered  # noqa: F401  (registers sklearn_digits)
+from mixer_flax.data import image_folder
+
+try:  # TF must never take GPU memory from JAX.
+  tf.config.set_visible_devices([], 'GPU')
+except (RuntimeError, ValueError):  # Already initialised or no GPU support: nothing to do.
+  pass
 
 LOCAL_DATASETS = ('sklearn_digits',)  # Prepared offline from data installed with the package.
 
@@ -181,3 +189,15 @@ def _tfds_source(name: str, data_dir: str | None, manual_dir: str | None, image_
 
   return Source(name=name, num_classes=label.num_classes, label_names=list(label.names),
                 count=count, records=records)
+
+
+def tf_options(threads: int = 0) -> tf.data.Options:
+  """Deterministic tf.data options with a bounded private thread pool (0: auto)."""
+  if threads <= 0:
+    threads = max(1, min(16, (os.cpu_count() or 2) // 2))
+  options = tf.data.Options()
+  options.deterministic = True
+  options.threading.private_threadpool_size = threads
+  options.threading.max_intra_op_parallelism = 1
+  options.autotune.cpu_budget = threads
+  return options

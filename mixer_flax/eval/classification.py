@@ -2,8 +2,8 @@
 
 The library behind `scripts/evaluate.py` and `scripts/reproduce_tables.py`. It
 builds a trainer-style config (`dataset`, `eval_split`, `image_size`, `pp`) and
-reuses the trainer's pieces: `input_pipeline.get_eval_iterator` (every example
-exactly once, padded and masked) and `train_step.make_eval_step` (pmapped over
+reuses the trainer's pieces: `pipeline.get_eval_iterator` (every example
+exactly once, padded and masked) and `training.step.make_eval_step` (pmapped over
 all local devices, psum'd sums). Extras over the trainer's eval:
 
 * `imagenet2012_real`: labels are multi-hot ReaL sets; examples whose ReaL set
@@ -20,45 +20,14 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from mixer_flax import configs, models
+from mixer_flax import config as config_lib
+from mixer_flax import models
+from mixer_flax.checkpoint.info import infer_architecture
 
 # Datasets whose label sets may be empty for some examples (excluded from scoring).
 MULTI_LABEL_DATASETS = ('imagenet2012_real',)
 # tfds label feature of datasets whose labels are not in 'label'.
 LABEL_KEYS = {'imagenet2012_real': 'real_label'}
-
-
-def infer_architecture(params: dict[str, Any], *, image_size: int | None = None) -> dict[str, Any]:
-  """Finds the `MODEL_CONFIGS` variant whose shapes match a parameter tree.
-
-  Args:
-    params: nested MlpMixer parameters (e.g. from `checkpoint.load_npz`).
-    image_size: input side; default: the size at which the variant has exactly
-      the checkpoint's token count.
-
-  Returns:
-    dict(model_name, num_classes, image_size, overrides) for `create_model`.
-  """
-  from mixer_flax import checkpoint_info
-
-  info = checkpoint_info.describe(params)
-  patch, num_tokens, d_s = info['patch_size'], info['num_tokens'], info['tokens_mlp_dim']
-  name = checkpoint_info.match_variant(patch=patch, hidden=info['hidden_dim'],
-                                       depth=info['num_blocks'],
-                                       channels_mlp=info['channels_mlp_dim'])
-  if name is None:
-    raise ValueError(f'No known Mixer variant has patch {patch}, C={info["hidden_dim"]}, '
-                     f'{info["num_blocks"]} blocks, D_C={info["channels_mlp_dim"]}; known: '
-                     f'{", ".join(models.MODEL_CONFIGS)}.')
-  side = int(round(np.sqrt(num_tokens))) * patch
-  if image_size is not None and (image_size // patch) ** 2 != num_tokens:
-    raise ValueError(f'The checkpoint has {num_tokens} tokens (a {side}px input for patch '
-                     f'{patch}), but image_size={image_size} gives {(image_size // patch) ** 2}.')
-  overrides = {}
-  if d_s != models.MODEL_CONFIGS[name].tokens_mlp_dim:
-    overrides['tokens_mlp_dim'] = int(d_s)
-  return dict(model_name=name, num_classes=int(info['num_classes'] or 0),
-              image_size=image_size or side, overrides=overrides)
 
 
 def eval_config(*, dataset: str, split: str, image_size: int, model_name: str,
@@ -67,7 +36,7 @@ def eval_config(*, dataset: str, split: str, image_size: int, model_name: str,
                 num_classes: int | None = None) -> ml_collections.ConfigDict:
   """A trainer-style config for evaluation (schema: docs/design.md).
 
-  `eval_resize` defaults to `configs.eval_resize_for(image_size)` (256 for 224).
+  `eval_resize` defaults to `config.eval_resize_for(image_size)` (256 for 224).
   """
   return ml_collections.ConfigDict(dict(
       model_name=model_name, dataset=dataset, eval_split=split, train_split='train',
@@ -77,7 +46,7 @@ def eval_config(*, dataset: str, split: str, image_size: int, model_name: str,
       shuffle_buffer=1, loss='softmax_xent', label_smoothing=0.0,
       pp=dict(crop='resize', area_min=0.05, flip=False, randaug_layers=0, randaug_magnitude=0,
               mixup_alpha=0.0, eval_mode=eval_mode,
-              eval_resize=eval_resize or configs.eval_resize_for(image_size))))
+              eval_resize=eval_resize or config_lib.eval_resize_for(image_size))))
 
 
 def eval_sums(eval_step: Any, params: Any, config: ml_collections.ConfigDict, *,
@@ -89,7 +58,7 @@ def eval_sums(eval_step: Any, params: Any, config: ml_collections.ConfigDict, *,
 
   Args:
     config: trainer-style config (`dataset`, `eval_split`, `batch_eval`, `pp`, ...).
-    eval_step: from `train_step.make_eval_step`.
+    eval_step: from `training.step.make_eval_step`.
     params: parameters replicated over the local devices.
     progress: show a tqdm progress bar (batches).
 
@@ -100,14 +69,15 @@ def eval_sums(eval_step: Any, params: Any, config: ml_collections.ConfigDict, *,
   import jax
   import tqdm
 
-  from mixer_flax import input_pipeline, train_utils
+  from mixer_flax import devices
+  from mixer_flax.data import pipeline
 
   multi_label = config.dataset in MULTI_LABEL_DATASETS
   total = None
   if progress:  # ceil(examples / global batch) batches (every process yields as many)
-    total = -(-input_pipeline.get_dataset_info(config).num_eval_examples // config.batch_eval)
+    total = -(-pipeline.get_dataset_info(config).num_eval_examples // config.batch_eval)
   totals = None
-  for batch in tqdm.tqdm(input_pipeline.get_eval_iterator(config),
+  for batch in tqdm.tqdm(pipeline.get_eval_iterator(config),
                          desc=f'{config.dataset}[{config.eval_split}]', unit='batch',
                          total=total, disable=not progress):
     if multi_label:  # ReaL: examples without any real label do not count.
@@ -117,7 +87,7 @@ def eval_sums(eval_step: Any, params: Any, config: ml_collections.ConfigDict, *,
     totals = sums if totals is None else jax.tree_util.tree_map(operator.add, totals, sums)
   if totals is None:
     return dict(correct=0.0, correct_top5=0.0, loss=0.0, count=0.0)
-  return {k: float(v) for k, v in train_utils.unreplicate(totals).items()}
+  return {k: float(v) for k, v in devices.unreplicate(totals).items()}
 
 
 def evaluate_params(config: ml_collections.ConfigDict, model: Any, params: Any, *,
@@ -136,14 +106,15 @@ def evaluate_params(config: ml_collections.ConfigDict, model: Any, params: Any, 
   """
   import jax
 
-  from mixer_flax import train_step, train_utils
+  from mixer_flax import devices
+  from mixer_flax.training import step as step_lib
 
-  devices = jax.local_device_count()
-  if config.batch_eval % devices:  # the eval batch must split evenly over the devices
+  n = jax.local_device_count()
+  if config.batch_eval % n:  # the eval batch must split evenly over the devices
     config = ml_collections.ConfigDict(config.to_dict())
-    config.batch_eval = -(-config.batch_eval // devices) * devices
-  eval_step = train_step.make_eval_step(model=model, config=config)
-  totals = eval_sums(eval_step, train_utils.replicate(params), config, progress=progress)
+    config.batch_eval = -(-config.batch_eval // n) * n
+  eval_step = step_lib.make_eval_step(model=model, config=config)
+  totals = eval_sums(eval_step, devices.replicate(params), config, progress=progress)
   count = totals['count']
   if not count:
     raise ValueError(f'No examples were scored in {config.dataset}[{config.eval_split}].')

@@ -9,9 +9,8 @@ float64 numpy; feature extraction is a jitted forward pass sharded over all
 local devices.
 
 Stand-alone: `scripts/fewshot.py`; inside training: the trainer builds a
-`FewShotEvaluator(config=config, model=model)` when `config.fewshot` is set and
-logs `evaluator.run(params)` at every evaluation (params may be pmap-replicated;
-`config.fewshot.every` is informational for schedulers that want a sparser probe).
+`FewShotEvaluator(config=config, model=model)` when `config.fewshot` is set and logs
+`evaluator.run(params)` every `config.fewshot.every` steps and at the end.
 """
 
 from __future__ import annotations
@@ -24,7 +23,8 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from mixer_flax import devices
 
 BIAS_FEATURE = 100.0
 DEFAULT_L2 = 2.0**10
@@ -154,10 +154,9 @@ def extract_features(model: Any, params: Any,
   Returns:
     `(features (N, C) float32, labels (N,) int)`.
   """
-  devices = jax.local_devices()
-  mesh = Mesh(np.array(devices), ('batch',))
-  data_sharding = NamedSharding(mesh, PartitionSpec('batch'))
-  params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
+  local = jax.local_devices()
+  data_sharding = devices.batch_sharding(local)
+  params = jax.device_put(params, devices.replicated_sharding(local))
   fwd = jax.jit(lambda p, x: model.apply({'params': p}, x, return_prelogits=True)[1])
   feats, labels = [], []
   for batch in batches:
@@ -167,7 +166,7 @@ def extract_features(model: Any, params: Any,
     lab = lab.reshape((images.shape[0], -1)).argmax(-1) if lab.size != images.shape[0] \
         else lab.reshape(-1)
     mask = np.asarray(batch.get('mask', np.ones(images.shape[0]))).reshape(-1) > 0
-    pad = -images.shape[0] % len(devices)
+    pad = -images.shape[0] % len(local)
     if pad:
       images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
     out = np.asarray(fwd(params, jax.device_put(images, data_sharding)))[:mask.size]
@@ -227,12 +226,12 @@ class FewShotEvaluator:
   def features(self, params: Any, tfds_name: str,
                split: str) -> tuple[np.ndarray, np.ndarray]:
     """Pre-logits `(N, C)` and labels `(N,)` of one split, eval preprocessing."""
-    from mixer_flax import input_pipeline  # TensorFlow only when data is needed.
+    from mixer_flax.data import pipeline  # TensorFlow only when data is needed.
     cfg = self._eval_config(tfds_name)
-    devices = jax.local_device_count()
-    batch = -(-int(cfg.batch_eval) // devices) * devices  # a multiple of the device count
+    n = jax.local_device_count()
+    batch = -(-int(cfg.batch_eval) // n) * n  # a multiple of the device count
     return extract_features(self.model, params,
-                            input_pipeline.get_eval_iterator(cfg, split=split, batch_size=batch))
+                            pipeline.get_eval_iterator(cfg, split=split, batch_size=batch))
 
   def run(self, params: Any) -> dict[str, float]:
     """Returns `{'fewshot/<dataset>_<k>shot': accuracy}` (mean over seeds)."""

@@ -6,7 +6,7 @@
   `imagenet2012` builder's `labels.txt` (same order). Nothing is downloaded.
 * ImageNet-21k: tfds ships no ImageNet-21k class list, so classes are reported
   as indices ('imagenet21k class 1234') unless the user passes a names file.
-* Any other dataset: `input_pipeline.get_dataset_info(config).label_names`.
+* Any other dataset: `data.pipeline.get_dataset_info(config).label_names`.
 """
 
 from __future__ import annotations

@@ -22,14 +22,8 @@ Options the reference lacks (all off by default): computation `dtype`,
 stochastic depth (`stoch_depth`), `dropout`, `head_bias_init`.
 
 Performance options (same parameters, same function):
-  * `inference_chunk`: at inference (`train=False`) the batch is processed in
-    chunks of this many images (`jax.lax.map`), so activations stay cache-sized
-    and XLA's per-call scratch buffer (freshly page-faulted on every call with
-    glibc malloc) shrinks. `None` (default) picks it automatically: on the CPU
-    backend the largest power of two whose biggest activation (S x D_C values)
-    fits in `CHUNK_BYTES`; elsewhere (GPU/TPU want big batches) no chunking.
-    0 disables. Mixer-B/16 float32 at batch 32: XLA scratch 459 -> 41 MiB;
-    measured effect in docs/performance.md.
+  * `inference_chunk`: at inference the batch runs in chunks of this many
+    images (None: automatic on CPU, 0: off); see `models/chunking.py`.
   * `remat`: recompute each Mixer block's activations in the backward pass
     (`nn.remat`) instead of storing them: ~1/3 more FLOPs for far less
     activation memory (big models / big batches).
@@ -48,17 +42,13 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
+
+from mixer_flax.models import chunking
 
 Dtype = Any
 
 # Layer norm epsilon of the reference code.
 LN_EPS = 1e-6
-
-# Automatic CPU inference chunking: budget for the largest activation of one
-# chunk (the channel-MLP hidden layer, S x D_C values per image) -- about the
-# size of a server CPU's last-level cache.
-CHUNK_BYTES = 32 * 2 ** 20
 
 
 def _gelu(x: jax.Array) -> jax.Array:
@@ -220,32 +210,7 @@ class MlpMixer(nn.Module):
 
   def chunk_size(self, images_shape: tuple[int, ...]) -> int:
     """Images per inference chunk for inputs of `images_shape` (0: no chunking)."""
-    if self.inference_chunk is not None:
-      return max(int(self.inference_chunk), 0)
-    if jax.default_backend() != 'cpu':
-      return 0
-    _, h, w, _ = images_shape
-    tokens = (h // self.patch_size) * (w // self.patch_size)
-    widest = max(tokens * self.channels_mlp_dim, self.tokens_mlp_dim * self.hidden_dim)
-    fit = CHUNK_BYTES // (widest * jnp.dtype(self.dtype).itemsize)
-    return 1 << (int(fit).bit_length() - 1) if fit >= 1 else 1
-
-  def _apply_in_chunks(self, images: jax.Array, chunk: int, return_prelogits: bool):
-    """Inference on `images (N, H, W, 3)` `chunk` images at a time (same outputs)."""
-    inner = self.clone(parent=None, inference_chunk=0)
-    variables = self.variables
-
-    def apply(x):
-      return inner.apply(variables, x, return_prelogits=return_prelogits)
-
-    n = images.shape[0]
-    full = n - n % chunk
-    outs = jax.lax.map(apply, images[:full].reshape((full // chunk, chunk) + images.shape[1:]))
-    outs = jax.tree_util.tree_map(lambda o: o.reshape((full,) + o.shape[2:]), outs)
-    if full < n:
-      rest = apply(images[full:])
-      outs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), outs, rest)
-    return outs
+    return chunking.chunk_size(self, images_shape)
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool = False,
@@ -264,7 +229,7 @@ class MlpMixer(nn.Module):
     if not train and not self.is_initializing():
       chunk = self.chunk_size(images.shape)
       if 0 < chunk < images.shape[0]:
-        return self._apply_in_chunks(images, chunk, return_prelogits)
+        return chunking.apply_in_chunks(self, images, chunk, return_prelogits)
     block = nn.remat(MixerBlock, static_argnums=(2,)) if self.remat else MixerBlock
     x = Stem(self.hidden_dim, self.patch_size, dtype=self.dtype, name='stem')(images)
     for i in range(self.num_blocks):
@@ -280,79 +245,3 @@ class MlpMixer(nn.Module):
                       dtype=self.dtype, name='head')(pre_logits.astype(self.dtype))
     logits = logits.astype(jnp.float32)
     return (logits, pre_logits) if return_prelogits else logits
-
-
-# ---------------------------------------------------------------------------
-# Model zoo.
-
-def _config(name: str, *, patch_size: int, hidden_dim: int, num_blocks: int,
-            tokens_mlp_dim: int, channels_mlp_dim: int) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
-      name=name, patch_size=patch_size, hidden_dim=hidden_dim, num_blocks=num_blocks,
-      tokens_mlp_dim=tokens_mlp_dim, channels_mlp_dim=channels_mlp_dim))
-
-
-_S = dict(hidden_dim=512, num_blocks=8, tokens_mlp_dim=256, channels_mlp_dim=2048)
-_B = dict(hidden_dim=768, num_blocks=12, tokens_mlp_dim=384, channels_mlp_dim=3072)
-_L = dict(hidden_dim=1024, num_blocks=24, tokens_mlp_dim=512, channels_mlp_dim=4096)
-_H = dict(hidden_dim=1280, num_blocks=32, tokens_mlp_dim=640, channels_mlp_dim=5120)
-
-# Paper variants (Table 1; `D_S` is for 224 px inputs) under the released
-# checkpoint file names, plus two small variants that are NOT from the paper,
-# sized for CPU runs: Mixer-Ti_4 (for the 8x8-upscaled digits, 16-32 px) and
-# Mixer-Ti_16 (224 px smoke runs).
-MODEL_CONFIGS: dict[str, ml_collections.ConfigDict] = {
-    'Mixer-S_32': _config('Mixer-S_32', patch_size=32, **_S),
-    'Mixer-S_16': _config('Mixer-S_16', patch_size=16, **_S),
-    'Mixer-S_8': _config('Mixer-S_8', patch_size=8, **_S),
-    'Mixer-B_32': _config('Mixer-B_32', patch_size=32, **_B),
-    'Mixer-B_16': _config('Mixer-B_16', patch_size=16, **_B),
-    'Mixer-L_32': _config('Mixer-L_32', patch_size=32, **_L),
-    'Mixer-L_16': _config('Mixer-L_16', patch_size=16, **_L),
-    'Mixer-H_14': _config('Mixer-H_14', patch_size=14, **_H),
-    'Mixer-Ti_4': _config('Mixer-Ti_4', patch_size=4, hidden_dim=128, num_blocks=4,
-                          tokens_mlp_dim=64, channels_mlp_dim=512),
-    'Mixer-Ti_16': _config('Mixer-Ti_16', patch_size=16, hidden_dim=192, num_blocks=4,
-                           tokens_mlp_dim=96, channels_mlp_dim=768),
-}
-
-# Constructor arguments of MlpMixer that `create_model` accepts as overrides.
-OVERRIDABLE = ('patch_size', 'hidden_dim', 'num_blocks', 'tokens_mlp_dim', 'channels_mlp_dim',
-               'stoch_depth', 'dropout', 'head_bias_init', 'dtype', 'inference_chunk', 'remat')
-
-
-def get_config(name: str) -> ml_collections.ConfigDict:
-  """Returns a copy of the architecture config of variant `name` (e.g. 'Mixer-B_16')."""
-  if name not in MODEL_CONFIGS:
-    raise KeyError(f'Unknown model {name!r}; known models: {", ".join(MODEL_CONFIGS)}.')
-  return ml_collections.ConfigDict(MODEL_CONFIGS[name].to_dict())
-
-
-def create_model(name: str, *, num_classes: int | None, **overrides: Any) -> MlpMixer:
-  """Builds variant `name` with a `num_classes` head.
-
-  Args:
-    name: a key of `MODEL_CONFIGS`.
-    num_classes: head width (0/None: the model returns pre-logits).
-    **overrides: any of `OVERRIDABLE`; `dtype` may be a string ('bfloat16').
-      For fine-tuning at K times the pre-training resolution pass
-      `tokens_mlp_dim=K*K*D_S` (see `checkpoint.load_pretrained`).
-
-  Returns:
-    An `MlpMixer` module.
-  """
-  unknown = sorted(set(overrides) - set(OVERRIDABLE))
-  if unknown:
-    raise TypeError(f'Unknown model override(s) {unknown} for {name!r}; '
-                    f'allowed: {", ".join(OVERRIDABLE)}.')
-  kwargs = get_config(name).to_dict()
-  del kwargs['name']
-  kwargs.update({k: v for k, v in overrides.items() if v is not None})
-  if isinstance(kwargs.get('dtype'), str):
-    kwargs['dtype'] = jnp.dtype(kwargs['dtype'])
-  return MlpMixer(num_classes=num_classes, **kwargs)
-
-
-def num_params(params: Any) -> int:
-  """Total number of scalars in a parameter tree."""
-  return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))

@@ -1,10 +1,9 @@
-"""Trainer plumbing: device replication, orbax checkpoints, preemption signals, finiteness.
+"""Trainer runtime: orbax checkpoints, preemption signals, finiteness, digests.
 
-The train state lives on the devices replicated along a leading axis of size
-`jax.local_device_count()` (the `jax.pmap` layout), placed with `jax.device_put` and a
-`NamedSharding` over the local devices. Checkpoints hold the *unreplicated* state as host
-numpy arrays (`flax.serialization.to_state_dict` layout), so they do not depend on the
-device count and a run may resume on a different number of devices.
+Checkpoints hold the *unreplicated* state as host numpy arrays
+(`flax.serialization.to_state_dict` layout), so they do not depend on the device
+count and a run may resume on a different number of devices. Replication and the
+device mesh are in `mixer_flax/devices.py`.
 """
 
 from __future__ import annotations
@@ -19,40 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mixer_flax import fileio
 
 PyTree = Any
 
 CHECKPOINT_DIR = 'checkpoints'
-
-
-def local_mesh() -> Mesh:
-  """A 1-D mesh ('batch') over this process's devices: the pmap layout."""
-  return Mesh(np.array(jax.local_devices()), ('batch',))
-
-
-def replicate(tree: PyTree) -> PyTree:
-  """Copies every leaf to all local devices: leaf `(...)` -> `(local_devices, ...)`."""
-  sharding = NamedSharding(local_mesh(), PartitionSpec('batch'))
-  n = jax.local_device_count()
-
-  def put(x):
-    x = np.asarray(x)
-    return jax.device_put(np.broadcast_to(x[None], (n,) + x.shape), sharding)
-
-  return jax.tree_util.tree_map(put, tree)
-
-
-def unreplicate(tree: PyTree) -> PyTree:
-  """Host numpy copy of the first local device's replica: `(local_devices, ...)` -> `(...)`."""
-  def get(x):
-    if isinstance(x, jax.Array):
-      return np.asarray(x.addressable_data(0))[0]
-    return np.asarray(x)[0]
-
-  return jax.device_get(jax.tree_util.tree_map(get, tree))
 
 
 @jax.jit

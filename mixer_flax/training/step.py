@@ -1,4 +1,4 @@
-"""Train state, the pmapped train / eval steps and config validation (pure JAX, no TF).
+"""Train state and the pmapped train / eval steps (pure JAX, no TF).
 
 Data parallelism: `jax.pmap` over local devices with axis name 'batch'. Each
 device receives `per_device = batch // (process_count * local_devices)`
@@ -29,14 +29,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
-from mixer_flax import models, optim
-from mixer_flax.losses import LOSSES, get_loss_fn, sigmoid_xent, softmax_xent
+from mixer_flax.training import optim
+from mixer_flax.training.losses import get_loss_fn
 
-__all__ = ['TrainState', 'create_train_state', 'make_train_step', 'make_eval_step',
-           'validate_config', 'get_loss_fn', 'softmax_xent', 'sigmoid_xent', 'LOSSES']
+__all__ = ['TrainState', 'create_train_state', 'make_train_step', 'make_eval_step']
 
 
 @flax.struct.dataclass
@@ -222,116 +220,3 @@ def make_eval_step(*, model: nn.Module, config: ml_collections.ConfigDict,
     return jax.lax.psum(sums, axis_name='batch')
 
   return jax.pmap(eval_step, axis_name='batch', devices=devices)
-
-
-# ---------------------------------------------------------------------------
-# Config validation (call before compiling anything).
-
-_REQUIRED = ('model_name', 'batch', 'total_steps', 'base_lr', 'warmup_steps', 'decay_type',
-             'optimizer', 'loss', 'image_size')
-
-
-def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | None = None,
-                    process_count: int | None = None) -> None:
-  """Checks the trainer keys of `config`; raises one ValueError listing every problem.
-
-  Args:
-    config: the run config.
-    num_devices: local devices the steps are pmapped over (default
-      `jax.local_device_count()`).
-    process_count: number of processes (default `jax.process_count()`).
-
-  Raises:
-    ValueError: naming each offending config key and what to do.
-  """
-  process_count = jax.process_count() if process_count is None else process_count
-  num_devices = jax.local_device_count() if num_devices is None else num_devices
-  problems = [f'config.{k} is missing' for k in _REQUIRED if k not in config]
-  if problems:
-    raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
-
-  def is_int(v):
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-  get = config.get
-  accum = get('accum_steps', 1)
-  for key in ('batch', 'total_steps'):
-    if not is_int(config[key]) or config[key] <= 0:
-      problems.append(f'config.{key}={config[key]!r} must be a positive int')
-  if not is_int(accum) or accum <= 0:
-    problems.append(f'config.accum_steps={accum!r} must be a positive int')
-  # warmup_steps >= total_steps is allowed (short test runs): the whole run is warm-up.
-  if not is_int(config.warmup_steps) or config.warmup_steps < 0:
-    problems.append(f'config.warmup_steps={config.warmup_steps!r} must be an int >= 0')
-  if not problems:
-    shards = process_count * num_devices * accum
-    if config.batch % shards:
-      problems.append(
-          f'config.batch={config.batch} is not divisible by processes ({process_count}) x local '
-          f'devices ({num_devices}) x config.accum_steps ({accum}) = {shards}; choose a multiple '
-          'of it or change accum_steps')
-  batch_eval = get('batch_eval', None)
-  if batch_eval is not None and (not is_int(batch_eval) or batch_eval <= 0
-                                 or batch_eval % (process_count * num_devices)):
-    problems.append(f'config.batch_eval={batch_eval!r} must be a positive multiple of processes '
-                    f'x local devices = {process_count * num_devices}')
-  if not isinstance(config.base_lr, (int, float)) or config.base_lr <= 0:
-    problems.append(f'config.base_lr={config.base_lr!r} must be a number > 0')
-  end_lr = get('end_lr', 0.0)
-  if not isinstance(end_lr, (int, float)) or end_lr < 0:
-    problems.append(f'config.end_lr={end_lr!r} must be a number >= 0')
-  choices = {'decay_type': optim.DECAY_TYPES, 'optimizer': optim.OPTIMIZERS, 'loss': LOSSES}
-  for key, allowed in choices.items():
-    if config[key] not in allowed:
-      problems.append(f'config.{key}={config[key]!r} must be one of {allowed}')
-  if get('optim_dtype', 'float32') not in optim.OPTIM_DTYPES:
-    problems.append(f'config.optim_dtype={get("optim_dtype")!r} must be one of '
-                    f'{optim.OPTIM_DTYPES}')
-  wd = get('weight_decay', 0.0)
-  if not isinstance(wd, (int, float)) or wd < 0:
-    problems.append(f'config.weight_decay={wd!r} must be a number >= 0')
-  clip = get('grad_norm_clip', None)
-  if clip is not None and (not isinstance(clip, (int, float)) or clip < 0):
-    problems.append(f'config.grad_norm_clip={clip!r} must be None or a number >= 0')
-  if config.optimizer == 'sgd' and not isinstance(get('momentum', None), (int, float)):
-    problems.append(f'config.momentum={get("momentum", None)!r} must be a number for '
-                    "optimizer='sgd' (0 disables momentum)")
-  ls = get('label_smoothing', 0.0) or 0.0
-  if not isinstance(ls, (int, float)) or not 0.0 <= ls < 1.0:
-    problems.append(f'config.label_smoothing={ls!r} must be in [0, 1)')
-  elif ls and config.loss != 'softmax_xent':
-    problems.append(f"config.label_smoothing={ls} is only defined for loss='softmax_xent'")
-  problems += _model_problems(config)
-  if get('dataset', None) == 'image_folder' and not get('folder_root', None):
-    problems.append("config.folder_root must be set for dataset='image_folder' "
-                    '(a directory with train/<class>/* and test/<class>/*)')
-  pre_size = get('pretrained_image_size', None)
-  if (get('pretrained_path', None) and isinstance(pre_size, int) and pre_size > 0
-      and isinstance(config.image_size, int) and config.image_size % pre_size):
-    problems.append(f'config.image_size={config.image_size} must be an integer multiple of '
-                    f'config.pretrained_image_size={pre_size} to adapt the pre-trained '
-                    'token-mixing MLPs')
-  if problems:
-    raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
-
-
-def _model_problems(config: ml_collections.ConfigDict) -> list[str]:
-  """Problems with `model_name`, `model` overrides and `image_size`."""
-  if config.model_name not in models.MODEL_CONFIGS:
-    return [f'config.model_name={config.model_name!r} is unknown; known: '
-            f'{", ".join(models.MODEL_CONFIGS)}']
-  problems = []
-  overrides = dict(config.get('model', None) or {})
-  unknown = sorted(set(overrides) - set(models.OVERRIDABLE))
-  if unknown:
-    problems.append(f'config.model has unknown key(s) {unknown}; allowed: '
-                    f'{", ".join(models.OVERRIDABLE)}')
-  patch = overrides.get('patch_size') or models.MODEL_CONFIGS[config.model_name].patch_size
-  size = config.image_size
-  if not isinstance(size, int) or size <= 0 or size % patch:
-    problems.append(f'config.image_size={size!r} must be a positive multiple of the patch size '
-                    f'{patch} of {config.model_name}')
-  dtype = overrides.get('dtype') or 'float32'
-  if str(dtype) not in ('float32', 'bfloat16', 'float16'):
-    problems.append(f"config.model.dtype={dtype!r} must be 'float32', 'bfloat16' or 'float16'")
-  return problems

@@ -10,9 +10,9 @@ Importing this package registers them with tfds (by class name), so that
 
 import tensorflow_datasets as tfds
 
-from mixer_flax.datasets.sklearn_digits import SklearnDigits
+from mixer_flax.data.datasets.sklearn_digits import SklearnDigits
 
 if 'imagenet21k' not in tfds.list_builders(with_community_datasets=False):
-  from mixer_flax.datasets.imagenet21k import Imagenet21k  # noqa: F401
+  from mixer_flax.data.datasets.imagenet21k import Imagenet21k  # noqa: F401
 
 __all__ = ['SklearnDigits']

@@ -12,7 +12,7 @@ count of the released ImageNet-21k checkpoints.
 
 Preparation reads the archive once, on one process, and copies every JPEG
 unchanged into TFRecords (~1.3 TB, many hours; run it once, e.g. with
-`python -c "from mixer_flax import input_pipeline as ip; ip.get_dataset_info(cfg)"` or a first
+`python -c "from mixer_flax.data import pipeline; pipeline.get_dataset_info(cfg)"` or a first
 training run, before starting a multi-host job).
 """
 

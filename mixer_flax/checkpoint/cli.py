@@ -1,0 +1,66 @@
+"""Command lines of `scripts/inspect_checkpoint.py` and `scripts/export_timm.py`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mixer_flax import checkpoint
+from mixer_flax.checkpoint import info as checkpoint_info
+from mixer_flax.checkpoint import timm as export_timm
+
+INSPECT_DOC = ('Prints what a Mixer checkpoint is: variant, resolution, head, parameter count, '
+               'dtype.')
+EXPORT_TIMM_DOC = 'Exports a Mixer checkpoint to a timm `MlpMixer` state_dict (PyTorch).'
+
+
+def inspect_main(argv: list[str] | None = None) -> int:
+  """`scripts/inspect_checkpoint.py`; returns the exit status."""
+  parser = argparse.ArgumentParser(description=INSPECT_DOC)
+  parser.add_argument('path', help='checkpoint .npz (local path or gs:// / https:// URL)')
+  parser.add_argument('--pretrained_image_size', type=int, default=None,
+                      help='resolution of the original pre-training, to recognise a token MLP '
+                           'widened for fine-tuning at a higher resolution (default: 224 px)')
+  parser.add_argument('--keys', action='store_true', help='also list every parameter and shape')
+  args = parser.parse_args(argv)
+  try:
+    params = checkpoint.load_npz(args.path)
+    tokens = None
+    if args.pretrained_image_size:
+      patch = checkpoint.flatten(params)['stem/kernel'].shape[0]
+      tokens = (args.pretrained_image_size // patch) ** 2
+    info = checkpoint_info.describe(params, source=args.path, pretrained_tokens=tokens)
+  except (OSError, checkpoint.CheckpointError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  print(f'file:         {args.path}')
+  print(checkpoint_info.format_description(info))
+  if args.keys:
+    for key, value in sorted(checkpoint.flatten(params).items()):
+      print(f'  {key:55s} {tuple(value.shape)}')
+  return 0
+
+
+def export_timm_main(argv: list[str] | None = None) -> int:
+  """`scripts/export_timm.py`; returns the exit status."""
+  parser = argparse.ArgumentParser(description=EXPORT_TIMM_DOC)
+  parser.add_argument('src', help='our checkpoint .npz (local path, gs:// or https:// URL)')
+  parser.add_argument('dst', help='output file: .safetensors (needs safetensors) or .pth (torch)')
+  parser.add_argument('--verify', action='store_true',
+                      help='build the timm model, load the export strictly and compare logits')
+  args = parser.parse_args(argv)
+  params = checkpoint.load_npz(args.src)
+  state = export_timm.to_timm_state_dict(params)
+  kwargs = export_timm.timm_model_kwargs(params)
+  export_timm.save_state_dict(args.dst, state, metadata={
+      'format': 'pt', 'source': args.src, 'timm_mlp_mixer_kwargs': json.dumps(kwargs)})
+  print(f'wrote {args.dst}: {len(state)} tensors, {export_timm.count(state):,} parameters')
+  name = export_timm.timm_model_name(params)
+  if name:
+    print(f"timm:  timm.create_model('{name}', num_classes={kwargs['num_classes']})")
+  print(f'timm:  timm.models.mlp_mixer.MlpMixer(**{kwargs})')
+  if args.verify:
+    print(f'verify: max |logits(timm) - logits(flax)| = {export_timm.verify(params, state):.3g} '
+          '(exact vs tanh GELU)')
+  return 0

@@ -1,0 +1,1 @@
+"""Input data: tfds / image-folder sources, host preprocessing, the batch iterators."""

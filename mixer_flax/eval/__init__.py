@@ -1,0 +1,1 @@
+"""Evaluators run on the parameters during and after training: classification, few-shot."""

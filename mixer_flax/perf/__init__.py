@@ -1,0 +1,1 @@
+"""Performance: FLOP counts, timing harness and the benchmark behind scripts/benchmark.py."""

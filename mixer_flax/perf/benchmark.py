@@ -1,0 +1,208 @@
+r"""Speed of Mixer on the current backend (`scripts/benchmark.py`): matmul peak, forward, train.
+
+In one run, on the default JAX backend (CPU, GPU or TPU), for one model variant,
+resolution and computation dtype:
+
+* the dense matmul peak of the device in that dtype (an `M x M x M` matmul,
+  M = 2048 on CPU, 8192 elsewhere);
+* forward (inference) and train-step (gradients + optimizer update, the
+  trainer's `training.step.make_train_step` pmapped over one device, state
+  donated) images/s for each `--batch`;
+* achieved FLOP/s as a fraction of that peak, with analytic FLOPs (matmuls of
+  stem, token and channel MLPs and head; train = 3 x forward) and XLA's
+  `cost_analysis` FLOPs;
+* compile time and memory (XLA's buffer assignment; device `memory_stats` peak
+  when the backend has it, else the process' peak RSS).
+
+Timing: after a warm-up call, each of `--repeats` timed runs (of enough steps to
+last `--min_time` seconds) is bracketed by two matmul-peak measurements, and
+the fraction of peak is the median over runs of `rate / peak(same run)`, so a
+shared, noisy machine biases rate and peak alike. Medians are reported.
+
+`--end_to_end` instead compares the full trainer (`train.train_and_evaluate`:
+tfds input pipeline, prefetch, logging) on a config (default the digits config)
+with the bare pmapped step on a device-resident batch. Only this mode imports
+TensorFlow (lazily).
+
+Examples:
+  python scripts/benchmark.py --variant Mixer-B_16 --batch 8,32
+  python scripts/benchmark.py --variant Mixer-B_16 --batch 256 --dtype bfloat16 --json out.json
+  python scripts/benchmark.py --end_to_end --json e2e.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from mixer_flax import models
+from mixer_flax.perf import end_to_end, host
+from mixer_flax.perf import report as report_lib
+from mixer_flax.perf.flops import analytic_flops, cost_flops, grad_cost_flops
+from mixer_flax.perf.timing import MatmulPeak, measure, memory
+from mixer_flax.training import step as step_lib
+
+
+def _train_config(args: argparse.Namespace, batch: int) -> Any:
+  return ml_collections.ConfigDict(dict(
+      model_name=args.variant, model=_model_overrides(args),
+      image_size=args.image_size, batch=batch, accum_steps=args.accum_steps, total_steps=10_000,
+      base_lr=1e-3, warmup_steps=100, decay_type='linear', end_lr=1e-5, optimizer='adam',
+      weight_decay=0.1, optim_dtype='float32', grad_norm_clip=1.0, loss='softmax_xent',
+      label_smoothing=0.0))
+
+
+def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
+  out: dict[str, Any] = {'dtype': args.dtype}
+  if args.remat:
+    out['remat'] = True
+  if args.inference_chunk >= 0:
+    out['inference_chunk'] = args.inference_chunk
+  return out
+
+
+def _bench_forward(args: argparse.Namespace, model: Any, images: jax.Array, peak: MatmulPeak,
+                   flops: float) -> dict[str, Any]:
+  """Inference (`train=False`) on `images (B, H, W, 3)`, jitted on the default device."""
+  batch = images.shape[0]
+  params = jax.jit(lambda r: model.init(r, images[:1])['params'])(jax.random.key(0))
+  fwd = jax.jit(lambda p, x: model.apply({'params': p}, x))
+  t0 = time.perf_counter()
+  compiled = fwd.lower(params, images).compile()
+  compile_s = time.perf_counter() - t0
+  res = measure(lambda: compiled(params, images), peak=peak, images_per_step=batch,
+                flops_per_step=batch * flops, repeats=args.repeats, min_time=args.min_time)
+  # XLA counts a loop body once: ask for the unchunked program's count (lowered, not compiled).
+  plain = model.clone(inference_chunk=0)
+  xla = cost_flops(jax.jit(lambda p, x: plain.apply({'params': p}, x)).lower(params, images))
+  res.update(compile_s=compile_s, memory=memory(compiled),
+             xla_gflop_per_image=xla / batch / 1e9 if xla else None)
+  return res
+
+
+def _bench_train(args: argparse.Namespace, model: Any, images: jax.Array, peak: MatmulPeak,
+                 flops: float) -> dict[str, Any]:
+  """The trainer's pmapped, donating train step (Adam) over one device; 3x forward FLOPs."""
+  batch = images.shape[0]
+  device = jax.devices()[0]
+  config = _train_config(args, batch)
+  state = step_lib.create_train_state(config=config, model=model, rng=jax.random.key(0),
+                                      image_size=args.image_size)
+  state = jax.device_put(jax.tree_util.tree_map(lambda x: x[None], state), device)
+  step = step_lib.make_train_step(config=config, model=model, devices=[device])
+  labels = jax.nn.one_hot(jnp.arange(batch) % args.num_classes, args.num_classes)
+  dev_batch = jax.device_put({'images': images[None], 'labels': labels[None]}, device)
+  rng = jax.random.key_data(jax.random.key(2))
+  t0 = time.perf_counter()
+  state, metrics = step(state, dev_batch, rng)
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - t0  # includes one step
+  holder = {'state': state}
+  del state
+
+  def run_step():
+    holder['state'], m = step(holder['state'], dev_batch, rng)
+    return m
+
+  res = measure(run_step, peak=peak, images_per_step=batch, flops_per_step=3 * batch * flops,
+                repeats=args.repeats, min_time=args.min_time)
+  xla = grad_cost_flops(model, holder['state'].params, images, labels)
+  res.update(compile_s=compile_s, memory=memory(None),
+             xla_gflop_per_image=xla / batch / 1e9 if xla else None)
+  return res
+
+
+def bench_model(args: argparse.Namespace, peak: MatmulPeak) -> list[dict[str, Any]]:
+  """Forward and train-step measurements for every batch size in `args.batch`."""
+  model = models.create_model(args.variant, num_classes=args.num_classes,
+                              **_model_overrides(args))
+  flops = analytic_flops(variant=args.variant, image_size=args.image_size,
+                         num_classes=args.num_classes)['total']
+  size = args.image_size
+  results = []
+  for batch in args.batch:
+    row: dict[str, Any] = {'batch': batch, 'analytic_gflop_per_image': flops / 1e9}
+    images = jax.random.uniform(jax.random.key(1), (batch, size, size, 3), jnp.float32, -1, 1)
+    if 'forward' in args.modes:
+      row['forward'] = _bench_forward(args, model, images, peak, flops)
+    if 'train' in args.modes:
+      row['train'] = _bench_train(args, model, images, peak, flops)
+    results.append(row)
+  return results
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--variant', default='Mixer-B_16', help='a key of models.MODEL_CONFIGS')
+  p.add_argument('--batch', default='8', help='comma-separated batch sizes')
+  p.add_argument('--image_size', type=int, default=224)
+  p.add_argument('--num_classes', type=int, default=1000)
+  p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
+  p.add_argument('--modes', default='forward,train', help='subset of forward,train')
+  p.add_argument('--accum_steps', type=int, default=1,
+                 help='train step microbatches (config.accum_steps)')
+  p.add_argument('--remat', action='store_true', help='rematerialise Mixer blocks (training)')
+  p.add_argument('--inference_chunk', type=int, default=-1,
+                 help='model inference_chunk: -1 auto (default), 0 off, k images per chunk')
+  p.add_argument('--matmul_size', type=int, default=0, help='0: 2048 on CPU, 8192 otherwise')
+  p.add_argument('--repeats', type=int, default=5, help='timed runs (median reported)')
+  p.add_argument('--min_time', type=float, default=1.0, help='seconds per timed run')
+  p.add_argument('--json', default='', help='write the results to this JSON file')
+  p.add_argument('--allocator', default='default',
+                 choices=('default', 'glibc', 'tcmalloc', 'hugepages'),
+                 help='host allocator settings (re-executes this script with them)')
+  p.add_argument('--end_to_end', action='store_true',
+                 help='trainer vs bare step rate on --config (needs TensorFlow)')
+  p.add_argument('--config', default='experiments/digits.py', help='config for --end_to_end')
+  p.add_argument('--steps', type=int, default=300, help='trainer steps for --end_to_end')
+  p.add_argument('--data_dir', default='', help='tfds data_dir for --end_to_end (default: config)')
+  args = p.parse_args(argv)
+  args.batch = [int(b) for b in str(args.batch).split(',') if b]
+  args.modes = [m for m in args.modes.split(',') if m]
+  bad = sorted(set(args.modes) - {'forward', 'train'})
+  if bad:
+    p.error(f'--modes: unknown {bad}; use forward and/or train')
+  if args.variant not in models.MODEL_CONFIGS:
+    p.error(f'--variant {args.variant!r} unknown; known: {", ".join(models.MODEL_CONFIGS)}')
+  return args
+
+
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+  """Runs the benchmark described by command-line `argv`; returns the report."""
+  args = _parse(argv)
+  if argv is None and args.allocator != 'default':
+    host.reexec_with_allocator(args.allocator)
+  report: dict[str, Any] = {'environment': host.environment(), 'variant': args.variant,
+                            'image_size': args.image_size, 'dtype': args.dtype,
+                            'num_classes': args.num_classes, 'remat': args.remat,
+                            'inference_chunk': args.inference_chunk,
+                            'analytic_flops': analytic_flops(
+                                variant=args.variant, image_size=args.image_size,
+                                num_classes=args.num_classes)}
+  if args.end_to_end:
+    e = report['end_to_end'] = end_to_end.end_to_end(args)
+    report.update(variant=e['model_name'], image_size=e['image_size'], dtype=e['dtype'],
+                  num_classes=e['num_classes'], analytic_flops=analytic_flops(
+                      variant=e['model_name'], image_size=e['image_size'],
+                      num_classes=e['num_classes'], **e['model_overrides']))
+  else:
+    size = args.matmul_size or (2048 if jax.default_backend() == 'cpu' else 8192)
+    peak = MatmulPeak(size=size, dtype=jnp.dtype(args.dtype), min_time=min(args.min_time, 0.3))
+    report['results'] = bench_model(args, peak)
+    runs = [p for row in report['results'] for m in ('forward', 'train') if m in row
+            for p in row[m]['peak_flops_runs']]
+    report['matmul'] = {'size': size, 'median_gflop_per_s': statistics.median(runs) / 1e9
+                        if runs else peak()[0] / 1e9}
+  if args.json:
+    with open(args.json, 'w') as f:
+      json.dump(report, f, indent=2, default=float)
+  report_lib.print_table(report)
+  return report

@@ -1,0 +1,39 @@
+"""Readable summary of a benchmark report (`perf/benchmark.py`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def print_table(report: dict[str, Any]) -> None:
+  """Readable summary of a `run` report."""
+  env = report['environment']
+  if 'end_to_end' in report:
+    e = report['end_to_end']
+    print(f"{env['backend']} ({env['device']}), jax {env['jax']}, {e['config']}: "
+          f"{e['model_name']} @{e['image_size']}px, batch {e['batch']}, {e['steps']} steps")
+    print(f"trainer {e['trainer_img_per_s']:.0f} img/s, bare step {e['bare_img_per_s']:.0f} "
+          f"img/s, ratio {e['ratio']:.3f} (medians over logging intervals)")
+    return
+  print(f"{env['backend']} ({env['device']}), jax {env['jax']}, {report['variant']} "
+        f"@{report['image_size']}px {report['dtype']}")
+  if 'matmul' in report:
+    mm = report['matmul']
+    print(f"matmul {mm['size']}^3 {report['dtype']} peak (median): "
+          f"{mm['median_gflop_per_s']:.0f} GFLOP/s")
+  hdr = (f"{'mode':8} {'batch':>5} {'img/s':>9} {'of peak':>8} {'(cpu t)':>8} {'GF/img':>7} "
+         f"{'XLA GF':>7} {'compile':>8} {'mem MiB':>9}")
+  print(hdr)
+  for row in report.get('results', []):
+    for mode in ('forward', 'train'):
+      if mode not in row:
+        continue
+      r = row[mode]
+      mult = 3 if mode == 'train' else 1
+      mem = r['memory']
+      mib = mem.get('device_peak_mib', mem.get('host_peak_rss_mib', float('nan')))
+      xla = r.get('xla_gflop_per_image')
+      print(f"{mode:8} {row['batch']:5d} {r['img_per_s']:9.2f} {r['fraction_of_peak']:8.3f} "
+            f"{r['cpu_time_fraction_of_peak']:8.3f} "
+            f"{mult * row['analytic_gflop_per_image']:7.1f} "
+            f"{(f'{xla:.1f}' if xla else '-'):>7} {r['compile_s']:7.1f}s {mib:9.0f}")

@@ -1,0 +1,1 @@
+"""Training: train state and steps, losses, optimizer, checkpoints and preemption, metrics."""
