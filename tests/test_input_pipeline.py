@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mixer_flax.data import pipeline
+from mixer_flax import devices
+from mixer_flax.data import pipeline, sources
 from mixer_flax.data.datasets import sklearn_digits
 
 DEVICES = 8  # tests/conftest.py simulates 8 CPU devices.
@@ -67,7 +68,7 @@ def ids_of(batch, index):
 
 def test_digits_builds_offline_with_fixed_split(digits_dir):
   import tensorflow_datasets as tfds
-  builder = pipeline.data_sources.prepare_tfds(
+  builder = sources.prepare_tfds(
       'sklearn_digits', data_dir=digits_dir, manual_dir=None)
   assert builder.is_prepared()
   assert builder.info.splits['train'].num_examples == 1437
@@ -255,10 +256,10 @@ def test_prefetch_to_device_shards_over_devices_for_pmap(digits_dir):
   config = make_config(data_dir=digits_dir, prefetch=2)
   batch = next(pipeline.get_eval_iterator(config))
   assert isinstance(batch['images'], jax.Array)
-  devices = jax.local_devices()
+  local = jax.local_devices()
   for i, shard in enumerate(sorted(batch['images'].addressable_shards,
                                    key=lambda s: s.index[0].start)):
-    assert shard.device == devices[i] and shard.data.shape == (1, 8, 8, 8, 3)
+    assert shard.device == local[i] and shard.data.shape == (1, 8, 8, 8, 3)
   total = jax.pmap(lambda x: x.sum(), axis_name='i')
   total(batch['images'])  # Compile.
   with jax.transfer_guard('disallow'):  # pmap consumes the batch where it lies: no copy.
