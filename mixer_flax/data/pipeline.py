@@ -72,11 +72,15 @@ def _source(config: Any) -> sources.Source:
   return sources.get_source(
       dataset=_get(config, 'dataset', 'sklearn_digits'), data_dir=_get(config, 'data_dir'),
       manual_dir=_get(config, 'manual_dir'), folder_root=_get(config, 'folder_root'),
-      image_key=_get(config, 'image_key', 'image'), label_key=_get(config, 'label_key', 'label'))
+      image_key=_get(config, 'image_key', 'image'), label_key=_get(config, 'label_key', 'label'),
+      record_fn=_get(config, 'record_fn'))
 
 
 def _num_classes(config: Any, source: sources.Source) -> int:
   num_classes = _get(config, 'num_classes', source.num_classes)
+  if num_classes <= 0:
+    raise ValueError(f'config.num_classes is not set and {source.name} with config.record_fn='
+                     f"{_get(config, 'record_fn')!r} has no class count of its own: set it.")
   if num_classes < source.num_classes:
     raise ValueError(f'config.num_classes={num_classes} is smaller than the '
                      f'{source.num_classes} classes of {source.name}.')

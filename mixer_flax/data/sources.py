@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import os
 from collections.abc import Callable, Sequence
 
@@ -63,14 +64,19 @@ class Source:
 
 def get_source(*, dataset: str, data_dir: str | None = None, manual_dir: str | None = None,
                folder_root: str | None = None, image_key: str = 'image',
-               label_key: str = 'label') -> Source:
-  """Opens `dataset` (a tfds name or 'image_folder'); see the module doc."""
+               label_key: str = 'label', record_fn: str | None = None) -> Source:
+  """Opens `dataset` (a tfds name or 'image_folder'); see the module doc.
+
+  `record_fn` ('module:function') maps each full tfds example (image still encoded)
+  to {'image', 'label'}: labels derived from other features (VTAB's CLEVR counts,
+  binned distances). Its class count then comes from config.num_classes.
+  """
   if dataset == 'image_folder':
     if not folder_root:
       raise ValueError("config.dataset='image_folder' needs config.folder_root: a directory "
                        'with <split>/<class>/<image> files, e.g. root/train/cat/1.jpg.')
     return _folder_source(os.path.abspath(os.path.expanduser(folder_root)))
-  return _tfds_source(dataset, data_dir, manual_dir, image_key, label_key)
+  return _tfds_source(dataset, data_dir, manual_dir, image_key, label_key, record_fn)
 
 
 @functools.lru_cache(maxsize=8)
@@ -162,17 +168,22 @@ def prepare_tfds(name: str, *, data_dir: str | None,
 
 @functools.lru_cache(maxsize=8)
 def _tfds_source(name: str, data_dir: str | None, manual_dir: str | None, image_key: str,
-                 label_key: str) -> Source:
+                 label_key: str, record_fn: str | None = None) -> Source:
   builder = prepare_tfds(name, data_dir=data_dir, manual_dir=manual_dir)
   features = builder.info.features
-  for key in (image_key, label_key):
-    if key not in features:
-      raise ValueError(f'Dataset {name!r} has no feature {key!r}; its features are '
-                       f'{list(features)}. Set config.image_key / config.label_key.')
-  label = features[label_key]
-  label = getattr(label, 'feature', label)  # Sequence(ClassLabel) -> ClassLabel (multi-label).
-  if not isinstance(label, tfds.features.ClassLabel):
-    raise ValueError(f'Feature {label_key!r} of {name!r} is {label}, not a ClassLabel.')
+  if record_fn:  # Labels computed by `record_fn`; the class count comes from the config.
+    to_record, num_classes, names = _import_fn(record_fn), 0, []
+  else:
+    for key in (image_key, label_key):
+      if key not in features:
+        raise ValueError(f'Dataset {name!r} has no feature {key!r}; its features are '
+                         f'{list(features)}. Set config.image_key / config.label_key.')
+    label = features[label_key]
+    label = getattr(label, 'feature', label)  # Sequence(ClassLabel) -> ClassLabel (multi-label).
+    if not isinstance(label, tfds.features.ClassLabel):
+      raise ValueError(f'Feature {label_key!r} of {name!r} is {label}, not a ClassLabel.')
+    num_classes, names = label.num_classes, list(label.names)
+    to_record = lambda ex: {'image': ex[image_key], 'label': ex[label_key]}  # noqa: E731
 
   def sub(split: str, pi: int, pc: int):
     return tfds.split_for_jax_process(split, process_index=pi, process_count=pc)
@@ -185,10 +196,20 @@ def _tfds_source(name: str, data_dir: str | None, manual_dir: str | None, image_
         split=sub(split, pi, pc), shuffle_files=False,
         decoders={image_key: tfds.decode.SkipDecoding()},
         read_config=tfds.ReadConfig(try_autocache=False, skip_prefetch=True))
-    return ds.map(lambda ex: {'image': ex[image_key], 'label': ex[label_key]})
+    return ds.map(to_record)
 
-  return Source(name=name, num_classes=label.num_classes, label_names=list(label.names),
-                count=count, records=records)
+  return Source(name=name, num_classes=num_classes, label_names=names, count=count,
+                records=records)
+
+
+def _import_fn(path: str) -> Callable[[dict], dict]:
+  """'package.module:function' -> the function (config values must stay JSON-able)."""
+  module, _, attr = path.partition(':')
+  try:
+    return getattr(importlib.import_module(module), attr)
+  except (ImportError, AttributeError, ValueError) as e:
+    raise ValueError(f'config.record_fn={path!r} is not an importable "module:function" '
+                     f'({e}).') from e
 
 
 def tf_options(threads: int = 0) -> tf.data.Options:
