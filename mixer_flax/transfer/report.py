@@ -1,0 +1,65 @@
+"""The paper-style table of a suite's results.jsonl: per task, group means, overall mean."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from mixer_flax.paper import tables
+
+# Paper metric of a suite's overall mean (keys of `tables.AccuracyRow.paper`).
+SUITE_METRIC = {'vtab1k': 'VTAB', 'avg5': 'Avg5'}
+
+
+def group_means(rows: Sequence[Mapping[str, Any]], groups: Sequence[str]) -> dict[str, float]:
+  """Mean top-1 (%) per group present in `rows`, plus 'mean' over all rows."""
+  out = {}
+  for g in groups:
+    acc = [r['accuracy'] for r in rows if r['group'] == g]
+    if acc:
+      out[g] = 100 * float(np.mean(acc))
+  if rows:
+    out['mean'] = 100 * float(np.mean([r['accuracy'] for r in rows]))
+  return out
+
+
+def paper_number(suite: str, paper_row: str | None) -> float | None:
+  """The paper's suite mean for a `tables.ACCURACY_ROWS` key (None if it has none)."""
+  metric = SUITE_METRIC[suite]
+  for row in tables.ACCURACY_ROWS:
+    if row.key == paper_row and metric in row.paper:
+      return row.paper[metric]
+  return None
+
+
+def markdown(rows: Sequence[Mapping[str, Any]], *, suite: str, groups: Sequence[str],
+             expected: int, paper_row: str | None = None) -> str:
+  """Markdown table: one line per task, then group means and the mean vs the paper.
+
+  Args:
+    rows: results rows (`suite.run_task`).
+    suite: 'vtab1k' or 'avg5'.
+    groups: group names in display order.
+    expected: number of tasks of the full suite (a partial mean is marked as such).
+    paper_row: `tables.ACCURACY_ROWS` key of the pre-trained model, for the paper column.
+  """
+  lines = ['| task | group | lr | train / test split | ours top-1 (%) |', '|---|---|---|---|---|']
+  for r in rows:
+    lines.append(f"| {r['label']} | {r['group']} | {r['lr']:g} | {r['train_split']} / "
+                 f"{r['test_split']} | {100 * r['accuracy']:.2f} |")
+  means = group_means(rows, groups)
+  for g in groups:
+    if g in means and len(groups) > 1:
+      lines.append(f'| **{g} mean** | | | | {means[g]:.2f} |')
+  paper = paper_number(suite, paper_row)
+  partial = '' if len(rows) == expected else f' ({len(rows)} of {expected} tasks: partial)'
+  if 'mean' in means:
+    lines.append(f'| **{SUITE_METRIC[suite]} mean{partial}** | | | | {means["mean"]:.2f} |')
+  paper_s = (f'paper ({paper_row}): {paper:.2f}' if paper is not None
+             else 'paper: no number for this model' + (f' ({paper_row})' if paper_row else
+                                                        ' (pass --paper_row)'))
+  lines += ['', f'{SUITE_METRIC[suite]}: ours {means.get("mean", float("nan")):.2f}{partial}; '
+            f'{paper_s}.']
+  return '\n'.join(lines)
