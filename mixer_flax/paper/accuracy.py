@@ -60,6 +60,11 @@ def evaluate_rows(rows, *, checkpoint_dir: str | None, data_dir: str | None,
   ours: dict[tuple[str, str], float | str] = {}
   for row in rows:
     for metric in row.paper:
+      if metric == 'VTAB':  # a fine-tuning suite, not a checkpoint: see `transfer_results`
+        ours[(row.key, metric)] = ('no VTAB-1k suite results: run python -m mixer_flax.transfer '
+                                   f'--suite=vtab1k --paper_row={row.key} ... and pass its '
+                                   'results.jsonl to --transfer_results')
+        continue
       if metric != 'Avg5':
         ours[(row.key, metric)] = top1(row, metric)
         continue

@@ -30,6 +30,7 @@ import platform
 from mixer_flax import config as config_lib
 from mixer_flax.paper import accuracy, tables, throughput
 from mixer_flax.paper.plots import plot_fig3
+from mixer_flax.transfer import report as transfer_report
 
 TABLES = ('1', 'throughput', '2', '3', 'cifar10', 'permutation')
 
@@ -50,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument('--data_dir', default=None, help='tfds data_dir with the prepared datasets.')
   p.add_argument('--manual_dir', default=None, help='tfds manual_dir (ImageNet archives).')
   p.add_argument('--eval_batch', type=int, default=256)
+  p.add_argument('--transfer_results', nargs='*', default=[], metavar='RESULTS_JSONL',
+                 help='accuracy tables: results.jsonl of `python -m mixer_flax.transfer` suites '
+                      '(their --paper_row picks the row); give Avg-5 and VTAB-1k.')
   p.add_argument('--steps', type=int, default=None,
                  help='permutation: training steps per variant (default: digits config).')
   p.add_argument('--same_start', action='store_true',
@@ -105,6 +109,8 @@ def run_accuracy(args: argparse.Namespace) -> str:
   rows = [r for r in tables.ACCURACY_ROWS if r.table == args.table]
   ours = accuracy.evaluate_rows(rows, checkpoint_dir=args.checkpoint_dir, data_dir=args.data_dir,
                        manual_dir=args.manual_dir, batch=args.eval_batch)
+  suites = transfer_report.suite_results(args.transfer_results)
+  ours.update({k: v for k, v in suites.items() if k in ours})
   markdown = tables.accuracy_markdown(rows, ours)
   _write(args.out, args.table, markdown, {f'{k}/{m}': v for (k, m), v in ours.items()})
   speed = {224: tables.PAPER_IMG_PER_SEC_CORE, 448: tables.PAPER_IMG_PER_SEC_CORE_448}

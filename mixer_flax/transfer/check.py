@@ -51,7 +51,7 @@ def check_datasets(names: Iterable[str], data_dir: str | None) -> list[DatasetSt
 
 
 def _gib(n: int) -> str:
-  return f'{n / 2**30:.2f} GiB' if n else 'size not listed by tfds'
+  return f'{n / 2**30:.2f} GiB' if n >= 2**20 else 'size not listed by tfds'
 
 
 def status_report(statuses: list[DatasetStatus], data_dir: str | None) -> str:
@@ -65,7 +65,7 @@ def status_report(statuses: list[DatasetStatus], data_dir: str | None) -> str:
   missing = [s for s in statuses if not s.prepared]
   total = sum(s.download_bytes for s in missing)
   lines.append(f'{len(statuses) - len(missing)} of {len(statuses)} prepared; missing downloads '
-               f'total {_gib(total)} (manual archives not counted).')
+               f'total {_gib(total)} (tfds checksum files; unlisted archives not counted).')
   return '\n'.join(lines)
 
 

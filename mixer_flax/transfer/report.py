@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from mixer_flax.paper import tables
+from mixer_flax.transfer import vtab
 
 # Paper metric of a suite's overall mean (keys of `tables.AccuracyRow.paper`).
 SUITE_METRIC = {'vtab1k': 'VTAB', 'avg5': 'Avg5'}
+SUITE_SIZE = {'vtab1k': len(vtab.TASKS), 'avg5': len(tables.AVG5_METRICS)}
 
 
 def group_means(rows: Sequence[Mapping[str, Any]], groups: Sequence[str]) -> dict[str, float]:
@@ -63,3 +66,28 @@ def markdown(rows: Sequence[Mapping[str, Any]], *, suite: str, groups: Sequence[
   lines += ['', f'{SUITE_METRIC[suite]}: ours {means.get("mean", float("nan")):.2f}{partial}; '
             f'{paper_s}.']
   return '\n'.join(lines)
+
+
+def suite_results(paths: Sequence[str]) -> dict[tuple[str, str], float | str]:
+  """(paper row, 'VTAB' | 'Avg5') -> mean top-1 (%) from suite results.jsonl files.
+
+  Rows are grouped by the `paper_row` and `suite` they were run with
+  (`python -m mixer_flax.transfer --paper_row=...`); an incomplete suite gives a string
+  naming how many tasks are done.
+  """
+  groups: dict[tuple[str, str], dict[str, float]] = {}
+  for path in paths:
+    with open(path) as f:
+      for line in f:
+        row = json.loads(line) if line.strip() else None
+        if row and row.get('paper_row') and row.get('suite') in SUITE_METRIC:
+          key = (row['paper_row'], SUITE_METRIC[row['suite']])
+          groups.setdefault(key, {})[row['task']] = row['accuracy']
+  out: dict[tuple[str, str], float | str] = {}
+  for (paper_row, metric), acc in groups.items():
+    suite = next(s for s, m in SUITE_METRIC.items() if m == metric)
+    expected = SUITE_SIZE[suite]
+    out[(paper_row, metric)] = (100 * float(np.mean(list(acc.values())))
+                                if len(acc) == expected else
+                                f'{len(acc)} of {expected} {suite} tasks finished')
+  return out
