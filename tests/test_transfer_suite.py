@@ -8,8 +8,6 @@ the data path of all 19 tasks.
 """
 
 import json
-import os
-import signal
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +15,7 @@ import numpy as np
 import pytest
 import transfer_mock
 from jax.experimental.compilation_cache import compilation_cache as cc
+from test_train import _sigterm_at  # SIGTERM while fetching a step's batch
 
 from mixer_flax import checkpoint, models, train
 from mixer_flax.data import pipeline
@@ -89,18 +88,6 @@ def test_sweep_selects_on_val_then_scores_train_plus_val_on_test(env, tmp_path):
   assert suite.read_results(str(tmp_path)) == {'kitti_distance': row}
   table = report.markdown(rows, suite='vtab1k', groups=('structured',), expected=19)
   assert f'{100 * row["accuracy"]:.2f}' in table and '1 of 19 tasks: partial' in table
-
-
-def _sigterm_at(step_to_kill):
-  original = pipeline.get_train_iterator
-
-  def wrapped(config, *, seed, start_step=0):
-    for i, batch in enumerate(original(config, seed=seed, start_step=start_step)):
-      if start_step + i + 1 == step_to_kill:
-        os.kill(os.getpid(), signal.SIGTERM)
-      yield batch
-
-  return wrapped
 
 
 def test_killed_suite_resumes_and_matches_uninterrupted(env, tmp_path, monkeypatch):
