@@ -195,12 +195,13 @@ class FewShotEvaluator:
       config: the trainer config (`data_dir`, `pp` and `eval_every` are the fallbacks).
       model: the `MlpMixer` whose pre-logits are probed (any head).
       name: prefix of the metric names.
-      options: the settings (see `get_fewshot_config`); default `config.fewshot`.
+      options: the settings (`get_fewshot_config` keys); default `config.fewshot`.
     """
     if options is None and config.get('fewshot') is None:
       raise ValueError('FewShotEvaluator needs config.fewshot (see fewshot.get_fewshot_config).')
     self.config, self.model, self.name = config, model, name
-    self.fs = options if options is not None else config.fewshot
+    # Keys the entry leaves out take get_fewshot_config's defaults.
+    self.fs = get_fewshot_config(**dict(options if options is not None else config.fewshot))
     self.every = int(self.fs.get('every') or config.get('eval_every', 1) or 1)
     self.datasets = [parse_dataset(s) for s in self.fs.datasets]
 

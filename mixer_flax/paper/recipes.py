@@ -70,7 +70,13 @@ def pretrain_config(*, model_name: str, dataset: str, randaug_magnitude: int,
   style: 1e-4 per step at peak, see mixer_flax/training/optim.py), batch 4096, 10k
   warm-up steps then linear decay to 1e-5, 300 epochs, global-norm clip 1,
   224 px Inception crop + flip, RandAugment 2 layers, stochastic depth 0.1,
-  no dropout, softmax cross-entropy.
+  no dropout, softmax cross-entropy; linear 1/5/10/25-shot ImageNet probes on the
+  pre-logits every 10k steps (paper section 3).
+
+  Batch 4096 does not fit one accelerator: add `--config.accum_steps=N` (the global batch
+  and the result stay the same; batch must divide by processes x devices x N), and
+  optionally `--config.model.dtype=bfloat16 --config.optim_dtype=bfloat16` for speed and
+  memory (the paper's numbers are float32).
 
   Args:
     model_name: 'Mixer-B_16' or 'Mixer-L_16'.
