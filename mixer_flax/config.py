@@ -49,6 +49,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.train_split = 'train[:99%]'  # tfds split string
   c.eval_split = 'train[99%:]'  # tfds split string of the classification evaluator
   c.num_classes = config_dict.placeholder(int)  # head width (None: from the dataset)
+  c.label_key = 'label'  # tfds label feature (e.g. 'label_azimuth' of smallnorb)
+  # 'module:function' mapping each full tfds example to {image, label} (VTAB label maps).
+  c.record_fn = config_dict.placeholder(str)
   c.image_size = 224  # train crop / eval crop side
   c.pp = ml_collections.ConfigDict(PP_DEFAULTS)  # preprocessing, see PP_DEFAULTS
   c.shuffle_buffer = 50_000  # records in the train shuffle buffer
