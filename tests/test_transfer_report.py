@@ -2,10 +2,16 @@
 
 import json
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
+from mixer_flax import checkpoint, models
+from mixer_flax import config as config_lib
 from mixer_flax.paper import reproduce
-from mixer_flax.transfer import report, suite, vtab
+from mixer_flax.transfer import __main__ as cli
+from mixer_flax.transfer import report, suite, tasks, vtab
 
 
 def _rows(accuracy_of, paper_row='i21k_L_16_448'):
@@ -52,3 +58,28 @@ def test_results_rows_are_appended_whole(tmp_path):
   assert suite.read_results(str(tmp_path)) == {
       'dtd': {'task': 'dtd', 'accuracy': 0.5}, 'svhn': {'task': 'svhn', 'accuracy': 0.25}}
   assert not (tmp_path / f'{suite.RESULTS}.tmp').exists()
+
+
+def test_avg5_runs_are_finetune_py_with_the_swept_lr(tmp_path):
+  model = models.create_model('Mixer-Ti_16', num_classes=1000)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 224, 224, 3))))
+  path = str(tmp_path / 'ti16.npz')
+  checkpoint.save_npz(path, jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype),
+                                                   shapes['params']))
+  (cifar,) = tasks.build('avg5', ['cifar10'], pretrained=path, data_dir=None)
+  val, test = cifar.make_config('val', 0.06), cifar.make_config('test', 0.003)
+  reference = config_lib.load_experiment('experiments/finetune.py:Mixer-Ti_16,cifar10,224,test')
+  assert (val.train_split, val.eval_split, val.base_lr) == ('train[:98%]', 'train[98%:]', 0.06)
+  assert (test.train_split, test.eval_split, test.base_lr) == ('train', 'test', 0.003)
+  assert test.pretrained_path == path and test.model_name == 'Mixer-Ti_16'
+  for key in ('total_steps', 'batch', 'optimizer', 'momentum', 'warmup_steps', 'grad_norm_clip'):
+    assert test[key] == reference[key], key
+
+
+def test_unknown_override_key_is_named():
+  config = config_lib.base_config()
+  with pytest.raises(KeyError, match="no key 'pp.crops'"):
+    suite.run_task(suite.SuiteTask('t', 't', 'g', 'd', lambda stage, lr: config),
+                   directory='/nonexistent', lrs=[0.1], overrides={'pp.crops': 'resize'})
+  assert cli.parse_overrides(['batch=256', 'pp.eval_mode=resize_crop']) == {
+      'batch': 256, 'pp.eval_mode': 'resize_crop'}

@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import jax
 import ml_collections
 
 from mixer_flax import train
@@ -192,7 +193,8 @@ def run_suite(tasks: Sequence[SuiteTask], *, directory: str, lrs: Sequence[float
       continue
     row = {**run_task(task, directory=directory, lrs=lrs, overrides=overrides, log=log,
                       trainer=trainer), **(extra or {})}
-    append_result(directory, row)
+    if jax.process_index() == 0:  # every process runs the suite; one writes the rows
+      append_result(directory, row)
     done[task.name] = row
     log(f'[{task.name}] test accuracy {100 * row["accuracy"]:.2f}%')
   return [done[t.name] for t in tasks]
