@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from mixer_flax.paper import tables
 from mixer_flax.transfer import avg5, check, report, suite, tasks, vtab
 
 SUITES = ('vtab1k', 'avg5')
@@ -31,7 +32,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--suite', required=True, choices=SUITES)
   p.add_argument('--pretrained', help='pre-trained .npz (local or gs://).')
-  p.add_argument('--workdir', help='suite directory (one trainer workdir per run inside).')
+  p.add_argument('--workdir', help='local suite directory (one trainer workdir per run inside).')
   p.add_argument('--tasks', default='', help='comma-separated subset (default: all).')
   p.add_argument('--check', action='store_true', help='only list prepared/missing datasets.')
   p.add_argument('--data_dir', default=None, help='tfds data_dir of the prepared datasets.')
@@ -86,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if message is None else 1
   if not args.pretrained or not args.workdir:
     raise SystemExit('--pretrained and --workdir are required (unless --check).')
+  rows_known = sorted({r.key for r in tables.ACCURACY_ROWS})
+  if args.paper_row and args.paper_row not in rows_known:
+    raise SystemExit(f'--paper_row={args.paper_row!r} is not a paper row; use one of '
+                     f'{", ".join(rows_known)}.')
   lrs = ([float(x) for x in args.lrs.split(',')] if args.lrs
          else list(vtab.VTAB_LRS if args.suite == 'vtab1k' else avg5.AVG5_LRS))
   resolutions = tuple(int(x) for x in args.resolutions.split(','))

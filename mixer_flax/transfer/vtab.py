@@ -7,8 +7,9 @@ then the model is fine-tuned again on all 1,000 and scored on the task's full te
 
 Mixer paper settings: fine-tuning as for the other datasets (SGD momentum 0.9, batch 512,
 global-norm clip 1, cosine decay after a linear warm-up, no weight decay, new zero head;
-Section 3 "Fine-tuning" and Appendix C, which follows ViT: 2,500 steps for VTAB-1k) with the
-learning rate picked from {0.003, 0.01, 0.03} (Appendix C, point 2). Resolution follows the
+Section 3 "Fine-tuning") in the setup of ViT that Appendix C follows (2,500 steps for
+VTAB-1k: Dosovitskiy et al. 2021, Appendix B.1.1), with the learning rate picked from
+{0.003, 0.01, 0.03} (Appendix C, point 2). Resolution follows the
 BiT-HyperRule (Section 3): 224 px for datasets with small images (area < 96x96), 448 px for the
 others. Images are resized to that square (no crop, no flip: flips change the labels of the
 location/orientation/azimuth/distance tasks, and Appendix A.2 found Inception crops did not
