@@ -94,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   lrs = ([float(x) for x in args.lrs.split(',')] if args.lrs
          else list(vtab.VTAB_LRS if args.suite == 'vtab1k' else avg5.AVG5_LRS))
   resolutions = tuple(int(x) for x in args.resolutions.split(','))
+  if not lrs or len(resolutions) != 2:
+    raise SystemExit('--lrs needs at least one value and --resolutions two (small,large).')
   suite_tasks = tasks.build(args.suite, names, pretrained=args.pretrained, data_dir=data_dir,
                             resolutions=resolutions, image_size=args.image_size)
   extra = dict(suite=args.suite, paper_row=args.paper_row)
