@@ -21,7 +21,8 @@ set -u
 OUT=${OUT:?set OUT to the output folder}
 if [ "${DRY_RUN:-0}" = 1 ]; then
   : "${VARIANT:=Mixer-Ti_16}" "${IMAGE:=32}" "${BATCH_FWD:=4}" "${BATCH_TRAIN:=2}"
-  : "${MATMUL:=128}" "${REPEATS:=1}" "${MIN_TIME:=0.01}" "${TIMM_COMPILE:=0}" "${BUDGET:=1200}"
+  : "${MATMUL:=128}" "${REPEATS:=1}" "${MIN_TIME:=0.01}" "${TIMM_COMPILE:=0}" "${BUDGET:=3000}"
+  : "${CAP_SCALE:=10}"  # a shared CPU is slow; the caps below are for a GPU
 fi
 VARIANT=${VARIANT:-Mixer-B_16}
 IMAGE=${IMAGE:-224}
@@ -32,7 +33,8 @@ REPEATS=${REPEATS:-3}
 MIN_TIME=${MIN_TIME:-0.5}
 TIMM_COMPILE=${TIMM_COMPILE:-1}
 BUDGET=${BUDGET:-240}
-PYTHON=${PYTHON:-python}
+CAP_SCALE=${CAP_SCALE:-1}
+PYTHON=${PYTHON:-$(command -v python || command -v python3)}
 STAGES=${STAGES:-fwd train old_defaults}
 cd "$(dirname "$0")/.."
 # The package from this checkout, installed or not (scripts/ do not edit sys.path).
@@ -63,7 +65,7 @@ fi
 } >>"$LOG"
 
 bench() {  # name, cap in seconds, then benchmark.py arguments
-  local name=$1 cap=$2; shift 2
+  local name=$1 cap=$(($2 * CAP_SCALE)); shift 2
   local left=$((END - SECONDS)) t0=$SECONDS
   if [ "$left" -lt 30 ]; then echo "== $name: skipped (budget spent)" >>"$LOG"; return; fi
   [ "$cap" -gt "$left" ] && cap=$left
@@ -78,9 +80,9 @@ PEER=(--compare_timm --timm_compile "$TIMM_COMPILE")
 for stage in $STAGES; do
   case $stage in
     fwd) bench fwd 110 --batch "$BATCH_FWD" --modes forward --bound "${PEER[@]}" \
-           --timm_timeout 60 ;;
-    train) bench train 150 --batch "$BATCH_TRAIN" --modes train --bound "${PEER[@]}" \
-             --timm_timeout 80 ;;
+           --timm_timeout $((70 * CAP_SCALE)) ;;
+    train) bench train 130 --batch "$BATCH_TRAIN" --modes train --bound "${PEER[@]}" \
+             --timm_timeout $((85 * CAP_SCALE)) ;;
     old_defaults)
       MIXER_FLAX_XLA_DEFAULTS=0 bench old_defaults_fwd 40 --batch "$BATCH_FWD" --modes forward
       MIXER_FLAX_XLA_DEFAULTS=0 bench old_defaults_train 60 --batch "$BATCH_TRAIN" --modes train
