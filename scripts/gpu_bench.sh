@@ -1,36 +1,49 @@
 #!/usr/bin/env bash
-# One-shot accelerator benchmark of Mixer (run once on a GPU box; writes JSON to $OUT).
+# One-shot accelerator benchmark of Mixer-B/16 bf16: ours / matmul-only bound / timm peer.
 #
-# Needs jax (CUDA), flax, optax and ml_collections (a pure-Python wheel; no TensorFlow,
-# tfds or clu). Measures, in this order (most important first, so a timeout keeps it):
-#   1. B/16 @224 bfloat16: forward and train step (Adam) at batch $BATCH_BF16, with the
-#      bf16 matmul peak (8192^3) measured around every timed run;
-#   2. B/16 @224 float32 (JAX's default matmul precision): forward and train at $BATCH_F32;
-#   3. B/16 @224 bfloat16 forward at a larger batch (inference throughput);
-#   4. 1 and 3 again with XLA_FLAGS=--xla_gpu_enable_triton_gemm=false (cuBLAS instead of
-#      XLA's Triton GEMMs: +25% inference, +5% training on an H200, docs/performance.md).
-# Each step's results go to $OUT/<name>.json as soon as it finishes; the log to $OUT/log.txt.
-# Expected wall time on one H100: about 3-4 minutes including compiles.
+# Needs jax (CUDA), flax, optax and ml_collections (a pure-Python wheel; no TensorFlow, tfds
+# or clu); torch + timm for the peer (without them its rows say why they are missing).
+# Stages, most important first; each writes $OUT/<name>.json when it finishes, and the
+# log (with each stage's table) goes to $OUT/log.txt:
+#   fwd      inference at batch $BATCH_FWD with the project's default XLA flags, the matmul
+#            peak around every timed run, --bound (the matmul chain alone) and
+#            --compare_timm (timm + torch.compile, bf16 autocast, in a subprocess first);
+#   train    the trainer's Adam step at batch $BATCH_TRAIN, --bound (gradient of the chain),
+#            --compare_timm (AdamW step);
+#   old_defaults  fwd and train again with MIXER_FLAX_XLA_DEFAULTS=0 (JAX's own XLA flags),
+#            only while the budget lasts.
+# Expected wall time on one H100/H200: about 4 minutes; nothing runs past $BUDGET s (240) and
+# the timm peer (80 s / 100 s at most, torch.compile included) only gets time that leaves the
+# JAX part of its stage enough.
 #
-# Sizes can be overridden for a dry run on CPU (what tests/test_benchmark.py does):
-#   OUT=/tmp/out VARIANT=Mixer-Ti_16 IMAGE=32 BATCH_BF16=4 BATCH_F32=2 BATCH_BIG=8 \
-#     MATMUL=256 REPEATS=1 MIN_TIME=0.05 bash scripts/gpu_bench.sh
+# STAGES picks a subset (default "fwd train old_defaults").
+# Dry run on CPU with tiny sizes (what tests/test_benchmark.py does):
+#   OUT=/tmp/out DRY_RUN=1 PYTHON=.venv/bin/python bash scripts/gpu_bench.sh
 set -u
 OUT=${OUT:?set OUT to the output folder}
+if [ "${DRY_RUN:-0}" = 1 ]; then
+  : "${VARIANT:=Mixer-Ti_16}" "${IMAGE:=32}" "${BATCH_FWD:=4}" "${BATCH_TRAIN:=2}"
+  : "${MATMUL:=128}" "${REPEATS:=1}" "${MIN_TIME:=0.01}" "${TIMM_COMPILE:=0}" "${BUDGET:=3000}"
+  : "${CAP_SCALE:=10}"  # a shared CPU is slow; the caps below are for a GPU
+fi
 VARIANT=${VARIANT:-Mixer-B_16}
 IMAGE=${IMAGE:-224}
-BATCH_BF16=${BATCH_BF16:-256}
-BATCH_F32=${BATCH_F32:-128}
-BATCH_BIG=${BATCH_BIG:-1024}
+BATCH_FWD=${BATCH_FWD:-1024}
+BATCH_TRAIN=${BATCH_TRAIN:-512}
 MATMUL=${MATMUL:-8192}
-REPEATS=${REPEATS:-5}
-MIN_TIME=${MIN_TIME:-1.0}
-PYTHON=${PYTHON:-python}
+REPEATS=${REPEATS:-3}
+MIN_TIME=${MIN_TIME:-0.5}
+TIMM_COMPILE=${TIMM_COMPILE:-1}
+BUDGET=${BUDGET:-240}
+CAP_SCALE=${CAP_SCALE:-1}
+PYTHON=${PYTHON:-$(command -v python || command -v python3)}
+STAGES=${STAGES:-fwd train old_defaults}
 cd "$(dirname "$0")/.."
 # The package from this checkout, installed or not (scripts/ do not edit sys.path).
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT"
 LOG="$OUT/log.txt"
+END=$((SECONDS + BUDGET))
 
 # ml_collections is pure Python: if it is not installed, import it straight from the wheel
 # (carry .whl/, which .gitignore excludes: run(..., carry=[".whl"])). Needs absl-py and
@@ -50,25 +63,40 @@ fi
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv 2>&1 || true
   "$PYTHON" -c 'import jax, flax, optax; print("jax", jax.__version__, "flax", flax.__version__,
 "optax", optax.__version__, jax.devices())' 2>&1
+  "$PYTHON" -c 'import torch; print("torch", torch.__version__)' 2>&1 | tail -n 1
 } >>"$LOG"
 
-bench() {  # name, then benchmark.py arguments
-  local name=$1; shift
-  local t0=$SECONDS
-  echo "== $name: $*" >>"$LOG"
-  "$PYTHON" scripts/benchmark.py --variant "$VARIANT" --image_size "$IMAGE" \
-    --matmul_size "$MATMUL" --repeats "$REPEATS" --min_time "$MIN_TIME" \
+bench() {  # name, cap in seconds, then benchmark.py arguments
+  local name=$1 cap=$(($2 * CAP_SCALE)); shift 2
+  local left=$((END - SECONDS)) t0=$SECONDS
+  if [ "$left" -lt 30 ]; then echo "== $name: skipped (budget spent)" >>"$LOG"; return; fi
+  [ "$cap" -gt "$left" ] && cap=$left
+  echo "== $name (cap ${cap} s): $*" >>"$LOG"
+  timeout -k 5 "$cap" "$PYTHON" scripts/benchmark.py --variant "$VARIANT" --image_size "$IMAGE" \
+    --dtype bfloat16 --matmul_size "$MATMUL" --repeats "$REPEATS" --min_time "$MIN_TIME" \
     --json "$OUT/$name.json" "$@" >>"$LOG" 2>&1
   echo "== $name: exit $? after $((SECONDS - t0)) s" >>"$LOG"
 }
 
-bench bf16 --dtype bfloat16 --batch "$BATCH_BF16" --modes forward,train
-bench f32 --dtype float32 --batch "$BATCH_F32" --modes forward,train
-bench bf16_big_forward --dtype bfloat16 --batch "$BATCH_BIG" --modes forward
-if [ "$("$PYTHON" -c 'import jax; print(jax.default_backend())' 2>/dev/null)" = gpu ]; then
-  export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_gpu_enable_triton_gemm=false"
-  bench bf16_cublas --dtype bfloat16 --batch "$BATCH_BF16" --modes forward,train
-  bench bf16_cublas_big_forward --dtype bfloat16 --batch "$BATCH_BIG" --modes forward
-fi
+peer() {  # timm peer arguments: at most $1 s, and never the time the JAX part ($2 s) needs
+  local t=$(((END - SECONDS - $2 * CAP_SCALE)))
+  [ "$t" -gt $(($1 * CAP_SCALE)) ] && t=$(($1 * CAP_SCALE))
+  if [ "$t" -ge $((20 * CAP_SCALE)) ]; then
+    echo --compare_timm --timm_compile "$TIMM_COMPILE" --timm_timeout "$t"
+  fi
+}
+for stage in $STAGES; do
+  case $stage in
+    # shellcheck disable=SC2046  # word splitting of the peer arguments is intended
+    fwd) bench fwd 130 --batch "$BATCH_FWD" --modes forward --bound $(peer 80 120) ;;
+    # shellcheck disable=SC2046
+    train) bench train 170 --batch "$BATCH_TRAIN" --modes train --bound $(peer 100 70) ;;
+    old_defaults)
+      MIXER_FLAX_XLA_DEFAULTS=0 bench old_defaults_fwd 40 --batch "$BATCH_FWD" --modes forward
+      MIXER_FLAX_XLA_DEFAULTS=0 bench old_defaults_train 60 --batch "$BATCH_TRAIN" --modes train
+      ;;
+    *) echo "unknown stage $stage (use: fwd train old_defaults)" >>"$LOG" ;;
+  esac
+done
 echo "total $SECONDS s" >>"$LOG"
 cat "$LOG"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mixer_flax import models
-from mixer_flax.perf import benchmark, flops
+from mixer_flax.perf import benchmark, bound, flops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,10 +53,12 @@ def test_analytic_flops_match_xla_cost_analysis():
 
 
 def test_harness_smoke(tmp_path):
+  # Ours, the matmul-only bound and the timm peer (a subprocess; uncompiled here) in one run.
   out = tmp_path / 'bench.json'
   report = benchmark.run(['--variant', 'Mixer-Ti_16', '--image_size', '32', '--batch', '2',
                           '--repeats', '2', '--min_time', '0.01', '--matmul_size', '128',
-                          '--num_classes', '10', '--json', str(out)])
+                          '--num_classes', '10', '--bound', '--compare_timm',
+                          '--timm_compile', '0', '--json', str(out)])
   saved = json.loads(out.read_text())
   assert saved['variant'] == 'Mixer-Ti_16' and saved['matmul']['size'] == 128
   assert saved['matmul']['median_gflop_per_s'] > 0
@@ -74,6 +76,45 @@ def test_harness_smoke(tmp_path):
       # XLA's count: matmuls plus element-wise work (a tiny model has relatively more).
       assert mult * fl['total'] <= 1e9 * r['xla_gflop_per_image'] < 1.5 * mult * fl['total']
       assert any(k.endswith('_mib') for k in r['memory'])
+    jax_peak = saved['matmul']['median_gflop_per_s'] * 1e9
+    for mode, mult in (('forward_bound', 1), ('grad_bound', 3), ('forward_timm', 1),
+                       ('train_timm', 3)):
+      r = row[mode]
+      assert len(r['img_per_s_runs']) == 2 and r['img_per_s'] > 0
+      if mode.endswith('_timm'):  # against the JAX peak of this run
+        assert r['fraction_of_peak'] == pytest.approx(
+            mult * fl['total'] * r['img_per_s'] / jax_peak)
+        assert r['fraction_of_torch_peak'] > 0
+      else:
+        frac0 = mult * fl['total'] * r['img_per_s_runs'][0] / r['peak_flops_runs'][0]
+        assert r['fraction_of_peak_runs'][0] == pytest.approx(frac0)
+  # The peer is the same network: timm's parameter count equals ours.
+  ours = models.create_model('Mixer-Ti_16', num_classes=10)
+  shapes = jax.eval_shape(lambda: ours.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
+  assert saved['timm']['num_params'] == models.num_params(shapes) and not saved['timm'].get(
+      'error')
+  assert saved['token_layout'] == 'nsc'  # the CPU default
+
+
+@pytest.mark.parametrize('token_layout', ['nsc', 'snc'])
+def test_bound_is_the_models_matmul_chain(token_layout):
+  # numpy oracle: the same matmuls, no LayerNorm / GELU / bias / residual.
+  model = models.create_model('Mixer-Ti_16', num_classes=10)
+  images = jax.random.uniform(jax.random.key(1), (3, 32, 32, 3), minval=-1, maxval=1)
+  params = model.init(jax.random.key(0), images)['params']
+  params = jax.tree_util.tree_map(lambda v: v + 0.1, params)
+  chain = bound.matmul_chain(patch_size=16, token_layout=token_layout, dtype=jnp.float32)
+  p = jax.tree_util.tree_map(lambda v: np.asarray(v, np.float64), params)
+  x = np.asarray(images, np.float64).reshape(3, 2, 16, 2, 16, 3).transpose(0, 1, 3, 2, 4, 5)
+  x = x.reshape(3, 4, -1) @ p['stem']['kernel'].reshape(-1, 192)
+  for i in range(4):
+    tok, ch = p[f'MixerBlock_{i}']['token_mixing'], p[f'MixerBlock_{i}']['channel_mixing']
+    x = np.swapaxes(np.swapaxes(x, 1, 2) @ tok['Dense_0']['kernel'] @ tok['Dense_1']['kernel'],
+                    1, 2)
+    x = x @ ch['Dense_0']['kernel'] @ ch['Dense_1']['kernel']
+  expected = x.mean(1) @ p['head']['kernel']
+  got = np.asarray(jax.jit(chain)(params, images), np.float64)
+  assert np.linalg.norm(got - expected) <= 1e-5 * np.linalg.norm(expected)
 
 
 def test_bad_variant_is_rejected():
@@ -82,18 +123,18 @@ def test_bad_variant_is_rejected():
 
 
 def test_gpu_script_dry_run_on_cpu(tmp_path):
-  env = dict(os.environ, OUT=str(tmp_path), VARIANT='Mixer-Ti_16', IMAGE='32', BATCH_BF16='4',
-             BATCH_F32='2', BATCH_BIG='8', MATMUL='128', REPEATS='1', MIN_TIME='0.01',
+  env = dict(os.environ, OUT=str(tmp_path), DRY_RUN='1', STAGES='fwd train',
              PYTHON=sys.executable)
   subprocess.run(['bash', os.path.join(ROOT, 'scripts', 'gpu_bench.sh')], env=env, check=True,
-                 capture_output=True, timeout=600)
-  for name, modes in (('bf16', {'forward', 'train'}), ('f32', {'forward', 'train'}),
-                      ('bf16_big_forward', {'forward'})):
+                 capture_output=True, timeout=900)
+  for name, modes in (('fwd', {'forward', 'forward_bound', 'forward_timm'}),
+                      ('train', {'train', 'grad_bound', 'train_timm'})):
     report = json.loads((tmp_path / f'{name}.json').read_text())
-    assert report['dtype'] == ('float32' if name == 'f32' else 'bfloat16')
+    assert report['dtype'] == 'bfloat16' and report['variant'] == 'Mixer-Ti_16'
     (row,) = report['results']
-    assert modes <= set(row) and row['forward']['img_per_s'] > 0
-  assert 'exit 0' in (tmp_path / 'log.txt').read_text()
+    assert set(row) - {'batch', 'analytic_gflop_per_image'} == modes
+    assert all(row[m]['img_per_s'] > 0 for m in modes)
+  assert (tmp_path / 'log.txt').read_text().count('exit 0') == 2
 
 
 def test_end_to_end_smoke(tmp_path):

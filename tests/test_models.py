@@ -173,3 +173,67 @@ def test_bad_inputs():
   model = models.create_model('Mixer-Ti_4', num_classes=2)
   with pytest.raises(ValueError, match='not divisible by patch_size=4'):
     model.init(jax.random.PRNGKey(0), jnp.zeros((1, 18, 16, 3)))
+
+
+def _rel(a, b):
+  a, b = np.ravel(np.asarray(a, np.float64)), np.ravel(np.asarray(b, np.float64))
+  return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+@pytest.mark.parametrize('token_layout, remat', [('nsc', False), ('snc', False), ('snc', True)])
+def test_token_layouts_match_reference_logits_and_grads(token_layout, remat):
+  # Same parameters, same function as the swapaxes + Dense reference, in f32: logits and the
+  # gradient of a loss w.r.t. every parameter (rel <= 1e-5).
+  cfg = dict(patch_size=4, hidden_dim=32, num_blocks=2, tokens_mlp_dim=24, channels_mlp_dim=48)
+  ours = models.MlpMixer(num_classes=7, token_layout=token_layout, remat=remat,
+                         inference_chunk=0, **cfg)
+  ref = _RefMixer(num_classes=7, **cfg)
+  images = jax.random.uniform(jax.random.PRNGKey(1), (3, 16, 12, 3), minval=-1, maxval=1)
+  params = ours.init(jax.random.PRNGKey(0), images)['params']
+  assert jax.tree_util.tree_map(jnp.shape, params) == jax.tree_util.tree_map(
+      jnp.shape, ref.init(jax.random.PRNGKey(0), images)['params'])
+  params = _random_params(params, seed=4)
+  labels = jax.nn.one_hot(jnp.arange(3) % 7, 7)
+
+  def loss(model, train):
+    return lambda p: -jnp.mean(jnp.sum(labels * jax.nn.log_softmax(
+        model.apply({'params': p}, images, **train)), -1))
+
+  assert _rel(jax.jit(ours.apply)({'params': params}, images),
+              jax.jit(ref.apply)({'params': params}, images)) <= 1e-5
+  grads = jax.jit(jax.grad(loss(ours, {'train': True})))(params)
+  ref_grads = jax.jit(jax.grad(loss(ref, {})))(params)
+  leaves, ref_leaves = jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(ref_grads)
+  assert _rel(np.concatenate([np.ravel(g) for g in leaves]),
+              np.concatenate([np.ravel(g) for g in ref_leaves])) <= 1e-5
+  total = np.sqrt(sum(np.sum(np.square(g, dtype=np.float64)) for g in ref_leaves))
+  for g, r in zip(leaves, ref_leaves):
+    # The token-mixing output bias shifts a token uniformly over channels, which the next
+    # LayerNorm removes: its true gradient is 0 and both sides hold rounding only.
+    scale = np.linalg.norm(r) if np.linalg.norm(r) > 1e-4 * total else total
+    assert np.linalg.norm(np.asarray(g, np.float64) - r) <= 1e-5 * scale
+
+
+def test_token_layouts_agree_on_chunks_stochastic_depth_and_bf16():
+  kw = dict(num_classes=5, stoch_depth=0.5)
+  nsc = models.create_model('Mixer-Ti_4', token_layout='nsc', **kw)
+  snc = models.create_model('Mixer-Ti_4', token_layout='snc', **kw)
+  images = jax.random.uniform(jax.random.PRNGKey(1), (5, 16, 16, 3), minval=-1, maxval=1)
+  params = _random_params(nsc.init(jax.random.PRNGKey(0), images)['params'], seed=2)
+  rngs = {'dropout': jax.random.PRNGKey(3)}
+  # Stochastic depth drops the same examples in both layouts (one draw per example).
+  a, b = (jax.jit(lambda p, m=m: m.apply({'params': p}, images, train=True, rngs=rngs))(params)
+          for m in (nsc, snc))
+  assert _rel(b, a) <= 1e-5
+
+  def infer(model):
+    return jax.jit(lambda p: model.apply({'params': p}, images, return_prelogits=True))(params)
+
+  logits, pre = infer(nsc)
+  c_logits, c_pre = infer(snc.clone(inference_chunk=2))  # 2 + 2 + remainder 1
+  assert _rel(c_logits, logits) <= 1e-5 and _rel(c_pre, pre) <= 1e-5 and c_pre.shape == (5, 128)
+  a, b = (infer(m.clone(dtype=jnp.bfloat16))[0] for m in (nsc, snc))
+  assert b.dtype == jnp.float32 and _rel(b, a) <= 3e-2 and _rel(b, logits) <= 3e-2
+  with pytest.raises(ValueError, match="token_layout='ncs'"):
+    models.create_model('Mixer-Ti_4', num_classes=5, token_layout='ncs').init(
+        jax.random.PRNGKey(0), images)

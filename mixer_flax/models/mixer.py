@@ -22,6 +22,8 @@ Options the reference lacks (all off by default): computation `dtype`,
 stochastic depth (`stoch_depth`), `dropout`, `head_bias_init`.
 
 Performance options (same parameters, same function):
+  * `token_layout`: residual stream `(N, S, C)` or `(S, N, C)` (None: per
+    backend); see `models/layout.py`.
   * `inference_chunk`: at inference the batch runs in chunks of this many
     images (None: automatic on CPU, 0: off); see `models/chunking.py`.
   * `remat`: recompute each Mixer block's activations in the backward pass
@@ -36,7 +38,6 @@ needs no correction (timm's convention; big_vision does not rescale).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -44,6 +45,8 @@ import jax
 import jax.numpy as jnp
 
 from mixer_flax.models import chunking
+from mixer_flax.models import layout as layout_lib
+from mixer_flax.models.layers import Stem, TokenDense
 
 Dtype = Any
 
@@ -56,51 +59,31 @@ def _gelu(x: jax.Array) -> jax.Array:
   return nn.gelu(x, approximate=True)
 
 
-class TokenDense(nn.Module):
-  """A dense layer over the token axis of `(N, S, C)` inputs.
-
-  Its parameters are those of `nn.Dense` applied to the transposed input
-  (`kernel (S, features)`, `bias (features,)`), so checkpoints stay
-  key-for-key compatible, but no transpose is materialised.
-  """
-
-  features: int
-  dtype: Dtype = jnp.float32
-  kernel_init: Callable[..., jax.Array] = nn.initializers.lecun_normal()
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """Maps `(N, S, C)` to `(N, features, C)`."""
-    kernel = self.param('kernel', self.kernel_init, (x.shape[-2], self.features), jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = jnp.einsum('nsc,sd->ndc', x, kernel)
-    return y + bias[:, None]
-
-
 class MlpBlock(nn.Module):
   """`Dense(mlp_dim) -> GELU -> Dense(width)` over the last axis, or the token axis.
 
   Attributes:
     mlp_dim: hidden width of the MLP (D_S or D_C).
-    tokens: if True the MLP mixes along axis -2 of `(N, S, C)` (token mixing),
-      else along the last axis (channel mixing).
+    tokens: if True the MLP mixes along the token axis (token mixing), else
+      along the last axis (channel mixing).
     dropout: dropout rate after the GELU and after the second layer.
     dtype: computation dtype (parameters stay float32).
+    layout: 'nsc' or 'snc' (`models/layout.py`).
   """
 
   mlp_dim: int
   tokens: bool = False
   dropout: float = 0.0
   dtype: Dtype = jnp.float32
+  layout: str = 'nsc'
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    """Maps `(N, S, C)` to `(N, S, C)`."""
+    """Maps a stream `(N, S, C)` ('snc': `(S, N, C)`) to the same shape."""
     if self.tokens:
-      width = x.shape[-2]
-      dense0 = TokenDense(self.mlp_dim, dtype=self.dtype, name='Dense_0')
-      dense1 = TokenDense(width, dtype=self.dtype, name='Dense_1')
+      width = x.shape[layout_lib.token_axis(self.layout)]
+      dense0 = TokenDense(self.mlp_dim, dtype=self.dtype, layout=self.layout, name='Dense_0')
+      dense1 = TokenDense(width, dtype=self.dtype, layout=self.layout, name='Dense_1')
     else:
       width = x.shape[-1]
       dense0 = nn.Dense(self.mlp_dim, dtype=self.dtype, name='Dense_0')
@@ -115,15 +98,18 @@ class DropPath(nn.Module):
   """Per-example stochastic depth on a residual branch (rescaled, see module doc)."""
 
   rate: float
+  batch_axis: int = 0
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    """Drops whole examples of `x (N, ...)` with probability `rate` when training."""
+    """Drops whole examples (along `batch_axis`) with probability `rate` when training."""
     if not train or self.rate == 0.0:
       return x
     keep = 1.0 - self.rate
-    mask_shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-    mask = jax.random.bernoulli(self.make_rng('dropout'), keep, mask_shape)
+    n = x.shape[self.batch_axis]
+    # One draw per example, whatever the layout, so both layouts drop the same examples.
+    mask = jax.random.bernoulli(self.make_rng('dropout'), keep, (n,))
+    mask = mask.reshape([n if a == self.batch_axis else 1 for a in range(x.ndim)])
     return jnp.where(mask, x / keep, jnp.zeros_like(x))
 
 
@@ -135,45 +121,23 @@ class MixerBlock(nn.Module):
   drop_path: float = 0.0
   dropout: float = 0.0
   dtype: Dtype = jnp.float32
+  layout: str = 'nsc'
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    """Maps `(N, S, C)` to `(N, S, C)`; `train` is positional for `nn.remat`'s static_argnums."""
+    """Maps `(N, S, C)` ('snc': `(S, N, C)`) to the same shape.
+
+    `train` is positional for `nn.remat`'s static_argnums.
+    """
+    drop = DropPath(self.drop_path, batch_axis=layout_lib.batch_axis(self.layout))
     y = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype, name='LayerNorm_0')(x)
     y = MlpBlock(self.tokens_mlp_dim, tokens=True, dropout=self.dropout, dtype=self.dtype,
-                 name='token_mixing')(y, train=train)
-    x = x + DropPath(self.drop_path)(y, train=train)
+                 layout=self.layout, name='token_mixing')(y, train=train)
+    x = x + drop(y, train=train)
     y = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype, name='LayerNorm_1')(x)
     y = MlpBlock(self.channels_mlp_dim, dropout=self.dropout, dtype=self.dtype,
                  name='channel_mixing')(y, train=train)
-    return x + DropPath(self.drop_path)(y, train=train)
-
-
-class Stem(nn.Module):
-  """Per-patch linear embedding: a stride-P, kernel-P convolution as a matmul.
-
-  Parameters are those of `nn.Conv(C, (P, P), strides=(P, P))`:
-  `kernel (P, P, 3, C)`, `bias (C,)`. Tokens come out row-major.
-  """
-
-  hidden_dim: int
-  patch_size: int
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, images: jax.Array) -> jax.Array:
-    """Maps images `(N, H, W, 3)` to tokens `(N, S, C)`, S = HW/P^2."""
-    n, h, w, c = images.shape
-    p = self.patch_size
-    if h % p or w % p:
-      raise ValueError(f'Image size {h}x{w} is not divisible by patch_size={p}.')
-    kernel = self.param('kernel', nn.initializers.lecun_normal(), (p, p, c, self.hidden_dim),
-                        jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros, (self.hidden_dim,), jnp.float32)
-    images, kernel, bias = nn.dtypes.promote_dtype(images, kernel, bias, dtype=self.dtype)
-    patches = images.reshape(n, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
-    patches = patches.reshape(n, (h // p) * (w // p), p * p * c)
-    return patches @ kernel.reshape(p * p * c, self.hidden_dim) + bias
+    return x + drop(y, train=train)
 
 
 class MlpMixer(nn.Module):
@@ -193,6 +157,8 @@ class MlpMixer(nn.Module):
     inference_chunk: images per chunk at inference (module doc); None = auto,
       0 = off. Performance only: parameters and outputs are unchanged.
     remat: rematerialise Mixer blocks in the backward pass (saves memory).
+    token_layout: residual stream 'nsc' `(N, S, C)` or 'snc' `(S, N, C)`;
+      None = per backend (`models/layout.py`). Performance only.
   """
 
   num_classes: int | None
@@ -207,6 +173,7 @@ class MlpMixer(nn.Module):
   dtype: Dtype = jnp.float32
   inference_chunk: int | None = None
   remat: bool = False
+  token_layout: str | None = None
 
   def chunk_size(self, images_shape: tuple[int, ...]) -> int:
     """Images per inference chunk for inputs of `images_shape` (0: no chunking)."""
@@ -231,13 +198,16 @@ class MlpMixer(nn.Module):
       if 0 < chunk < images.shape[0]:
         return chunking.apply_in_chunks(self, images, chunk, return_prelogits)
     block = nn.remat(MixerBlock, static_argnums=(2,)) if self.remat else MixerBlock
-    x = Stem(self.hidden_dim, self.patch_size, dtype=self.dtype, name='stem')(images)
+    layout = layout_lib.resolve(self.token_layout)
+    # x is the residual stream in `layout`; layout_lib.to_nsc(x, layout) gives (N, S, C).
+    x = Stem(self.hidden_dim, self.patch_size, dtype=self.dtype, layout=layout,
+             name='stem')(images)
     for i in range(self.num_blocks):
       rate = self.stoch_depth * i / max(self.num_blocks - 1, 1)
       x = block(self.tokens_mlp_dim, self.channels_mlp_dim, drop_path=rate, dropout=self.dropout,
-                dtype=self.dtype, name=f'MixerBlock_{i}')(x, train)
+                dtype=self.dtype, layout=layout, name=f'MixerBlock_{i}')(x, train)
     x = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype, name='pre_head_layer_norm')(x)
-    pre_logits = jnp.mean(x.astype(jnp.float32), axis=1)
+    pre_logits = jnp.mean(x.astype(jnp.float32), axis=layout_lib.token_axis(layout))
     if not self.num_classes:
       return (pre_logits, pre_logits) if return_prelogits else pre_logits
     logits = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros,

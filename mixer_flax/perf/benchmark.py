@@ -19,6 +19,12 @@ last `--min_time` seconds) is bracketed by two matmul-peak measurements, and
 the fraction of peak is the median over runs of `rate / peak(same run)`, so a
 shared, noisy machine biases rate and peak alike. Medians are reported.
 
+`--bound` also times the model's matmul chain alone (`perf/bound.py`: forward,
+and its gradient when training), `--compare_timm` timm's Mixer with
+`torch.compile` (`perf/peer.py`, a subprocess run before JAX claims the device),
+so one report shows ours / bound / peer side by side, all against the same
+run's JAX matmul peak. `--token_layout` picks the residual-stream layout.
+
 `--end_to_end` instead compares the full trainer (`train.train_and_evaluate`:
 tfds input pipeline, prefetch, logging) on a config (default the digits config)
 with the bare pmapped step on a device-resident batch. Only this mode imports
@@ -27,6 +33,7 @@ TensorFlow (lazily).
 Examples:
   python scripts/benchmark.py --variant Mixer-B_16 --batch 8,32
   python scripts/benchmark.py --variant Mixer-B_16 --batch 256 --dtype bfloat16 --json out.json
+  python scripts/benchmark.py --dtype bfloat16 --batch 512 --modes train --bound --compare_timm
   python scripts/benchmark.py --end_to_end --json e2e.json
 """
 
@@ -43,7 +50,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from mixer_flax import models
-from mixer_flax.perf import end_to_end, host
+from mixer_flax.models import layout
+from mixer_flax.perf import bound as bound_lib
+from mixer_flax.perf import end_to_end, host, peer
 from mixer_flax.perf import report as report_lib
 from mixer_flax.perf.flops import analytic_flops, cost_flops, grad_cost_flops
 from mixer_flax.perf.timing import MatmulPeak, measure, memory
@@ -65,6 +74,8 @@ def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     out['remat'] = True
   if args.inference_chunk >= 0:
     out['inference_chunk'] = args.inference_chunk
+  if args.token_layout != 'auto':
+    out['token_layout'] = args.token_layout
   return out
 
 
@@ -134,6 +145,11 @@ def bench_model(args: argparse.Namespace, peak: MatmulPeak) -> list[dict[str, An
       row['forward'] = _bench_forward(args, model, images, peak, flops)
     if 'train' in args.modes:
       row['train'] = _bench_train(args, model, images, peak, flops)
+    for mode, grad in (('forward', False), ('train', True)):  # the matmul-only bound
+      if args.bound and mode in args.modes:
+        row['grad_bound' if grad else 'forward_bound'] = bound_lib.bench_bound(
+            model, images, peak=peak, flops=flops, grad=grad, repeats=args.repeats,
+            min_time=args.min_time)
     results.append(row)
   return results
 
@@ -152,6 +168,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument('--remat', action='store_true', help='rematerialise Mixer blocks (training)')
   p.add_argument('--inference_chunk', type=int, default=-1,
                  help='model inference_chunk: -1 auto (default), 0 off, k images per chunk')
+  p.add_argument('--token_layout', default='auto', choices=('auto', 'nsc', 'snc'),
+                 help="model token_layout (auto: the backend's default, models/layout.py)")
   p.add_argument('--matmul_size', type=int, default=0, help='0: 2048 on CPU, 8192 otherwise')
   p.add_argument('--repeats', type=int, default=5, help='timed runs (median reported)')
   p.add_argument('--min_time', type=float, default=1.0, help='seconds per timed run')
@@ -159,6 +177,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument('--allocator', default='default',
                  choices=('default', 'glibc', 'tcmalloc', 'hugepages'),
                  help='host allocator settings (re-executes this script with them)')
+  p.add_argument('--bound', action='store_true',
+                 help='also time the matmul chain alone (forward, and its gradient for train)')
+  p.add_argument('--compare_timm', action='store_true',
+                 help='also time timm + torch.compile in a subprocess (needs torch, timm)')
+  p.add_argument('--timm_compile', type=int, default=1, help='0: timm peer without compile')
+  p.add_argument('--timm_timeout', type=float, default=1800,
+                 help='seconds the timm peer may take (then its rows are left out)')
   p.add_argument('--end_to_end', action='store_true',
                  help='trainer vs bare step rate on --config (needs TensorFlow)')
   p.add_argument('--config', default='experiments/digits.py', help='config for --end_to_end')
@@ -180,10 +205,15 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
   args = _parse(argv)
   if argv is None and args.allocator != 'default':
     host.reexec_with_allocator(args.allocator)
+  timm_report = None
+  if args.compare_timm and not args.end_to_end:  # first: before JAX claims the device
+    timm_report = peer.launch(args)
   report: dict[str, Any] = {'environment': host.environment(), 'variant': args.variant,
                             'image_size': args.image_size, 'dtype': args.dtype,
                             'num_classes': args.num_classes, 'remat': args.remat,
                             'inference_chunk': args.inference_chunk,
+                            'token_layout': layout.resolve(_model_overrides(args).get(
+                                'token_layout')),
                             'analytic_flops': analytic_flops(
                                 variant=args.variant, image_size=args.image_size,
                                 num_classes=args.num_classes)}
@@ -201,6 +231,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             for p in row[m]['peak_flops_runs']]
     report['matmul'] = {'size': size, 'median_gflop_per_s': statistics.median(runs) / 1e9
                         if runs else peak()[0] / 1e9}
+    if timm_report is not None:
+      report['timm'] = peer.merge(timm_report, report)
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(report, f, indent=2, default=float)

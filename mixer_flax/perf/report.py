@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# Row order: ours, the matmul-only bound, the timm peer (fraction of the JAX peak).
+MODES = ('forward', 'forward_bound', 'forward_timm', 'train', 'grad_bound', 'train_timm')
+
 
 def print_table(report: dict[str, Any]) -> None:
   """Readable summary of a `run` report."""
@@ -21,19 +24,25 @@ def print_table(report: dict[str, Any]) -> None:
     mm = report['matmul']
     print(f"matmul {mm['size']}^3 {report['dtype']} peak (median): "
           f"{mm['median_gflop_per_s']:.0f} GFLOP/s")
-  hdr = (f"{'mode':8} {'batch':>5} {'img/s':>9} {'of peak':>8} {'(cpu t)':>8} {'GF/img':>7} "
+  if report.get('timm'):
+    t = report['timm']
+    print(f"timm peer: {t['error']}" if 'error' in t else
+          f"timm peer: timm {t['timm']}, torch {t['torch']} ({t['device']}), compile "
+          f"{t['compile']}, torch matmul peak {t['torch_peak_tflops'] * 1e3:.0f} GFLOP/s")
+  hdr = (f"{'mode':14} {'batch':>5} {'img/s':>9} {'of peak':>8} {'(cpu t)':>8} {'GF/img':>7} "
          f"{'XLA GF':>7} {'compile':>8} {'mem MiB':>9}")
   print(hdr)
   for row in report.get('results', []):
-    for mode in ('forward', 'train'):
+    for mode in MODES:
       if mode not in row:
         continue
       r = row[mode]
-      mult = 3 if mode == 'train' else 1
-      mem = r['memory']
-      mib = mem.get('device_peak_mib', mem.get('host_peak_rss_mib', float('nan')))
-      xla = r.get('xla_gflop_per_image')
-      print(f"{mode:8} {row['batch']:5d} {r['img_per_s']:9.2f} {r['fraction_of_peak']:8.3f} "
-            f"{r['cpu_time_fraction_of_peak']:8.3f} "
+      mult = 3 if mode.startswith(('train', 'grad')) else 1
+      mem = r.get('memory', {})
+      mib = mem.get('device_peak_mib', mem.get('host_peak_rss_mib'))
+      xla, cpu_frac = r.get('xla_gflop_per_image'), r.get('cpu_time_fraction_of_peak')
+      print(f"{mode:14} {row['batch']:5d} {r['img_per_s']:9.2f} {r['fraction_of_peak']:8.3f} "
+            f"{(f'{cpu_frac:.3f}' if cpu_frac else '-'):>8} "
             f"{mult * row['analytic_gflop_per_image']:7.1f} "
-            f"{(f'{xla:.1f}' if xla else '-'):>7} {r['compile_s']:7.1f}s {mib:9.0f}")
+            f"{(f'{xla:.1f}' if xla else '-'):>7} {r['compile_s']:7.1f}s "
+            f"{(f'{mib:.0f}' if mib else '-'):>9}")

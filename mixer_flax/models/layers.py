@@ -1,0 +1,69 @@
+"""Layers of `MlpMixer` that depend on the stream layout: the patch stem and token dense.
+
+Their parameters are those of the reference's `nn.Conv` stem and of `nn.Dense`
+on transposed tokens, so official checkpoints load key for key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mixer_flax.models import layout as layout_lib
+
+Dtype = Any
+
+
+class TokenDense(nn.Module):
+  """A dense layer over the token axis of `(N, S, C)` (or 'snc': `(S, N, C)`) inputs.
+
+  Its parameters are those of `nn.Dense` applied to the transposed input
+  (`kernel (S, features)`, `bias (features,)`), so checkpoints stay
+  key-for-key compatible, but no transpose is materialised.
+  """
+
+  features: int
+  dtype: Dtype = jnp.float32
+  layout: str = 'nsc'
+  kernel_init: Callable[..., jax.Array] = nn.initializers.lecun_normal()
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """Maps `(N, S, C)` to `(N, features, C)` ('snc': `(S, N, C)` to `(features, N, C)`)."""
+    tokens = x.shape[layout_lib.token_axis(self.layout)]
+    kernel = self.param('kernel', self.kernel_init, (tokens, self.features), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    y = layout_lib.token_matmul(x, kernel, self.layout)
+    return y + (bias[:, None, None] if self.layout == 'snc' else bias[:, None])
+
+
+class Stem(nn.Module):
+  """Per-patch linear embedding: a stride-P, kernel-P convolution as a matmul.
+
+  Parameters are those of `nn.Conv(C, (P, P), strides=(P, P))`:
+  `kernel (P, P, 3, C)`, `bias (C,)`. Tokens come out row-major.
+  """
+
+  hidden_dim: int
+  patch_size: int
+  dtype: Dtype = jnp.float32
+  layout: str = 'nsc'
+
+  @nn.compact
+  def __call__(self, images: jax.Array) -> jax.Array:
+    """Maps images `(N, H, W, 3)` to tokens `(N, S, C)` ('snc': `(S, N, C)`), S = HW/P^2."""
+    n, h, w, c = images.shape
+    p = self.patch_size
+    if h % p or w % p:
+      raise ValueError(f'Image size {h}x{w} is not divisible by patch_size={p}.')
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), (p, p, c, self.hidden_dim),
+                        jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (self.hidden_dim,), jnp.float32)
+    images, kernel, bias = nn.dtypes.promote_dtype(images, kernel, bias, dtype=self.dtype)
+    patches = layout_lib.patches(images, p, self.layout)
+    return patches @ kernel.reshape(p * p * c, self.hidden_dim) + bias

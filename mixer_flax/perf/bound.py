@@ -1,0 +1,74 @@
+"""The speed bound of Mixer: its matmul chain alone, timed in the same run as the model.
+
+`matmul_chain` applies exactly the model's matmuls (stem, per block the two token-
+and two channel-mixing layers, head) to the model's parameters, in the model's
+stream layout and dtype, with no LayerNorm, GELU, bias, residual or dropout: the
+FLOPs are the analytic count of `perf/flops.py`, and the rate this chain reaches
+is what the full model could reach if all element-wise work were free. The
+gradient bound is `jax.grad` of a cross-entropy on the chain's logits w.r.t. the
+parameters (3x the forward FLOPs; no optimizer).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from mixer_flax.models import layout as layout_lib
+from mixer_flax.perf.timing import MatmulPeak, measure
+
+
+def matmul_chain(*, patch_size: int, token_layout: str, dtype: Any
+                 ) -> Callable[[Any, jax.Array], jax.Array]:
+  """`f(params, images (N, H, W, 3)) -> (N, K)` float32: the Mixer matmuls alone."""
+  dt = jnp.dtype(dtype)
+
+  def chain(params: Any, images: jax.Array) -> jax.Array:
+    stem = params['stem']['kernel']
+    x = layout_lib.patches(images.astype(dt), patch_size, token_layout)
+    x = x @ stem.reshape(-1, stem.shape[-1]).astype(dt)
+    i = 0
+    while f'MixerBlock_{i}' in params:
+      tok, ch = params[f'MixerBlock_{i}']['token_mixing'], params[f'MixerBlock_{i}'][
+          'channel_mixing']
+      for layer in ('Dense_0', 'Dense_1'):
+        x = layout_lib.token_matmul(x, tok[layer]['kernel'].astype(dt), token_layout)
+      x = x @ ch['Dense_0']['kernel'].astype(dt) @ ch['Dense_1']['kernel'].astype(dt)
+      i += 1
+    pre = jnp.mean(x, axis=layout_lib.token_axis(token_layout))
+    return (pre @ params['head']['kernel'].astype(dt)).astype(jnp.float32)
+
+  return chain
+
+
+def bench_bound(model: Any, images: jax.Array, *, peak: MatmulPeak, flops: float,
+                grad: bool, repeats: int, min_time: float) -> dict[str, Any]:
+  """Times the chain of `model` (an `MlpMixer`) on `images`: forward, or its gradient."""
+  batch = images.shape[0]
+  params = jax.jit(lambda r: model.init(r, images[:1])['params'])(jax.random.key(0))
+  # A random head: the model's zero-initialised head would make every gradient zero.
+  head = params['head']['kernel']
+  params = dict(params, head=dict(params['head'], kernel=0.02 * jax.random.normal(
+      jax.random.key(1), head.shape, head.dtype)))
+  layout = layout_lib.resolve(model.token_layout)
+  chain = matmul_chain(patch_size=model.patch_size, token_layout=layout, dtype=model.dtype)
+  if grad:
+    labels = jax.nn.one_hot(jnp.arange(batch) % head.shape[-1], head.shape[-1])
+
+    def loss(p, x):
+      return -jnp.mean(jnp.sum(labels * jax.nn.log_softmax(chain(p, x)), axis=-1))
+    fn = jax.jit(jax.grad(loss))
+  else:
+    fn = jax.jit(chain)
+  t0 = time.perf_counter()
+  compiled = fn.lower(params, images).compile()
+  compile_s = time.perf_counter() - t0
+  res = measure(lambda: compiled(params, images), peak=peak, images_per_step=batch,
+                flops_per_step=(3 if grad else 1) * batch * flops, repeats=repeats,
+                min_time=min_time)
+  res.update(compile_s=compile_s, token_layout=layout)
+  return res
