@@ -165,11 +165,10 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
     problems.append("config.folder_root must be set for dataset='image_folder' "
                     '(a directory with train/<class>/* and test/<class>/*)')
   pre_size = get('pretrained_image_size', None)
-  if (get('pretrained_path', None) and isinstance(pre_size, int) and pre_size > 0
-      and isinstance(config.image_size, int) and config.image_size % pre_size):
-    problems.append(f'config.image_size={config.image_size} must be an integer multiple of '
-                    f'config.pretrained_image_size={pre_size} to adapt the pre-trained '
-                    'token-mixing MLPs')
+  if get('pretrained_path', None) and not (isinstance(pre_size, int) and pre_size > 0):
+    # Any image_size works: integer multiples adapt token mixing block-diagonally, others resample.
+    problems.append(f'config.pretrained_image_size={pre_size!r} must be the positive side (px) '
+                    'the checkpoint was trained at')
   if problems:
     raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
   path = get('pretrained_path', None)
