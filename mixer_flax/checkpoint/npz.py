@@ -8,9 +8,10 @@ TensorFlow is imported only to read or write non-local paths such as `gs://`.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from mixer_flax.checkpoint.legacy import CheckpointError, convert_legacy, flatten, unflatten
 
-__all__ = ['load_npz', 'save_npz']
+__all__ = ['load_npz', 'save_npz', 'local_path', 'new_file']
 
 
 def _is_local(path: str) -> bool:
@@ -29,6 +30,25 @@ def _local(path: str) -> str:
   return path[len('file://'):] if path.startswith('file://') else path
 
 
+def local_path(path: str) -> str:
+  """`path` without a `file://` prefix."""
+  return _local(path)
+
+
+def new_file(directory: str, *, prefix: str, suffix: str) -> tuple[int, str]:
+  """Creates a new, empty, uniquely named file; mode 0666 minus the umask (mkstemp: 0600)."""
+  while True:
+    path = os.path.join(directory, f'{prefix}{secrets.token_hex(6)}{suffix}')
+    with contextlib.suppress(FileExistsError):
+      return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), path
+
+
+def _is_storage_error(error: BaseException) -> bool:
+  """A TensorFlow file-system error (no network, no access, ...), not a bad file."""
+  return any(c.__name__ == 'OpError' and c.__module__.startswith('tensorflow')
+             for c in type(error).__mro__)
+
+
 def _open(path: str) -> BinaryIO:
   """A seekable binary file object for `path` (no copy of the whole file in memory)."""
   if path.startswith(('http://', 'https://')):
@@ -37,7 +57,16 @@ def _open(path: str) -> BinaryIO:
   if _is_local(path):
     return open(_local(path), 'rb')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top  # Lazily: gs:// etc.
-  return tf.io.gfile.GFile(path, 'rb')
+  try:
+    return tf.io.gfile.GFile(path, 'rb')
+  except tf.errors.OpError as e:
+    raise _unreachable(path, e) from e
+
+
+def _unreachable(path: str, error: BaseException) -> OSError:
+  from mixer_flax import download  # pylint: disable=g-import-not-at-top
+  return download.DownloadError(f'{path} is unreachable ({getattr(error, "message", error)}); '
+                                'check the network connection and your access to it.')
 
 
 def _read_arrays(f: BinaryIO, path: str) -> dict[str, np.ndarray]:
@@ -60,6 +89,8 @@ def _read_arrays(f: BinaryIO, path: str) -> dict[str, np.ndarray]:
   except CheckpointError:
     raise
   except Exception as e:  # BadZipFile, EOFError, zlib.error, ValueError (pickled file), ...
+    if _is_storage_error(e):  # E.g. offline gs://: the file itself may be fine.
+      raise _unreachable(path, e) from e
     raise CheckpointError(
         f'{path}: not a readable .npz checkpoint ({type(e).__name__}: {e}); the file is '
         'truncated, corrupt or of another format. Delete it and download it again.') from e
@@ -119,7 +150,7 @@ def save_npz(path: str, params: Mapping[str, Any]) -> None:
   path = _local(path)
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.npz')
+  fd, tmp = new_file(directory, prefix='.tmp-', suffix='.npz')  # umask applies, as for open().
   try:
     with os.fdopen(fd, 'wb') as f:
       np.savez(f, **flat)
