@@ -21,8 +21,8 @@ import numpy as np
 
 from mixer_flax import models
 from mixer_flax.checkpoint.adapt import adapt_token_mixing, resample_token_mixing
+from mixer_flax.checkpoint.formats import load_params
 from mixer_flax.checkpoint.legacy import CheckpointError, convert_legacy, flatten, unflatten
-from mixer_flax.checkpoint.npz import load_npz
 
 __all__ = ['canonical_order', 'restore_params', 'load_pretrained', 'finetune_overrides']
 
@@ -163,7 +163,8 @@ def _adapted(ckpt: dict, init: dict, key: str, source: str, cache: dict,
 
 def load_pretrained(*, path: str, init_params: Mapping[str, Any],
                     token_grid: tuple[int, int] | None = None,
-                    pretrained_token_grid: tuple[int, int] | None = None) -> dict[str, Any]:
+                    pretrained_token_grid: tuple[int, int] | None = None,
+                    sha256: str | None = None) -> dict[str, Any]:
   """Loads checkpoint `path` for fine-tuning a model whose fresh params are `init_params`.
 
   Every key and shape is checked. The head comes from `init_params` when the
@@ -173,15 +174,16 @@ def load_pretrained(*, path: str, init_params: Mapping[str, Any],
   larger image is mixed as the checkpoint mixed a whole image), else resampled.
 
   Args:
-    path: `.npz` file (see `load_npz`).
+    path: `.npz` or timm `.safetensors`/`.pth` file (see `formats.load_params`).
     init_params: `model.init(...)['params']` of the model to fine-tune.
     token_grid: (rows, columns) of the model's tokens, for non-square grids.
     pretrained_token_grid: the same for the checkpoint.
+    sha256: expected SHA-256 of the file.
 
   Returns:
     Nested dict of np.ndarray shaped exactly like `init_params`.
   """
-  return restore_params(restored=load_npz(path), init_params=init_params,
+  return restore_params(restored=load_params(path, sha256=sha256), init_params=init_params,
                         source=path, token_grid=token_grid,
                         pretrained_token_grid=pretrained_token_grid)
 
