@@ -293,3 +293,22 @@ def test_fetch_copies_into_cache_once(tmp_path, monkeypatch, capsys):
   assert download.cache_path('https://storage.googleapis.com/mixer_models/imagenet1k/Mixer-B_16.npz',
                              directory='/c') == download.cache_path(
                                  'gs://mixer_models/imagenet1k/Mixer-B_16.npz', directory='/c')
+
+
+def test_inconsistent_file_names_first_disagreeing_key(ti4, tmp_path, capsys):
+  """Blocks that disagree fail in describe/inspect/load_model with the key and both shapes."""
+  from mixer_flax.eval import classification  # pylint: disable=g-import-not-at-top
+  _, params, _ = ti4
+  flat = _official_flat(params)
+  flat['MixerBlock_2/channel_mixing/Dense_0/kernel'] = np.zeros((128, 256), np.float32)
+  flat['MixerBlock_3/channel_mixing/Dense_0/bias'] = np.zeros(256, np.float32)
+  path = _write(tmp_path / 'mixed.npz', flat)
+  message = (r"mixed\.npz: parameter 'MixerBlock_2/channel_mixing/Dense_0/kernel' has shape "
+             r'\(128, 256\) but .* give \(128, 512\)')
+  with pytest.raises(CheckpointError, match=message):
+    checkpoint_info.describe(checkpoint.load_npz(path), source=path)
+  with pytest.raises(CheckpointError, match=message):
+    classification.load_model(path)
+  assert checkpoint_cli.inspect_main([path]) == 1
+  assert "'MixerBlock_2/channel_mixing/Dense_0/kernel' has shape (128, 256)" in (
+      capsys.readouterr().err)

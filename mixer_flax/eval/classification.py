@@ -142,7 +142,8 @@ def load_model(path: str, *, image_size: int | None = None, num_classes: int | N
   from mixer_flax import checkpoint
 
   params = checkpoint.load_params(path, sha256=sha256)
-  arch = infer_architecture(params, image_size=None if adapt_resolution else image_size)
+  arch = infer_architecture(params, image_size=None if adapt_resolution else image_size,
+                            source=path)
   if num_classes is not None and num_classes != arch['num_classes']:
     raise ValueError(f'{path} has a {arch["num_classes"]}-class head but the dataset has '
                      f'{num_classes} classes; fine-tune it first (mixer_flax.main).')
