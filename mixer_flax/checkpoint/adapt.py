@@ -1,6 +1,6 @@
 """Token-mixing MLPs fitted to another token grid: block-diagonal (integer K) or resampled.
 
-Block-diagonal (paper, section 3.3 and appendix C): with the patch size fixed, an
+Block-diagonal (paper, section 3 and appendix C): with the patch size fixed, an
 image K times larger has S' = K^2 S tokens. The token MLP grows to
 D_S' = K^2 D_S hidden units and is initialised block-diagonally with K^2 copies
 of the pre-trained weights, so that each of the K x K tiles (an

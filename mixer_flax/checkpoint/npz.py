@@ -3,7 +3,7 @@
 The released files (`gs://mixer_models/...`) are `np.savez` archives of the
 flat parameter dict, keys '/'-joined (`MixerBlock_0/token_mixing/Dense_0/kernel`),
 float32, no pickle. `load_npz` also reads the older layouts of `legacy.py`.
-TensorFlow is imported only to read or write non-local paths such as `gs://`.
+Files are opened through `fileio` (`etils.epath`): TensorFlow only for paths such as `gs://`.
 """
 
 from __future__ import annotations
@@ -17,22 +17,15 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from mixer_flax import fileio
 from mixer_flax.checkpoint.legacy import CheckpointError, convert_legacy, flatten, unflatten
 
 __all__ = ['load_npz', 'save_npz', 'local_path', 'new_file']
 
 
-def _is_local(path: str) -> bool:
-  return '://' not in path or path.startswith('file://')
-
-
-def _local(path: str) -> str:
-  return path[len('file://'):] if path.startswith('file://') else path
-
-
 def local_path(path: str) -> str:
-  """`path` without a `file://` prefix."""
-  return _local(path)
+  """A local `path` without its `file://` prefix."""
+  return os.fspath(fileio.path_of(path))
 
 
 def new_file(directory: str, *, prefix: str, suffix: str) -> tuple[int, str]:
@@ -54,13 +47,12 @@ def _open(path: str) -> BinaryIO:
   if path.startswith(('http://', 'https://')):
     from mixer_flax import download  # pylint: disable=g-import-not-at-top
     path = download.fetch(path)
-  if _is_local(path):
-    return open(_local(path), 'rb')
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # Lazily: gs:// etc.
   try:
-    return tf.io.gfile.GFile(path, 'rb')
-  except tf.errors.OpError as e:
-    raise _unreachable(path, e) from e
+    return fileio.open_file(path, 'rb')
+  except Exception as e:
+    if _is_storage_error(e):  # E.g. offline gs://.
+      raise _unreachable(path, e) from e
+    raise
 
 
 def _unreachable(path: str, error: BaseException) -> OSError:
@@ -111,7 +103,7 @@ def load_npz(path: str) -> dict[str, Any]:
     CheckpointError: not a readable `.npz`, a pickled (object) array, or not a
       Mixer parameter layout.
   """
-  if _is_local(path) and not os.path.exists(_local(path)):
+  if fileio.is_local(path) and not fileio.exists(path):
     raise FileNotFoundError(f'Checkpoint {path} does not exist.')
   with _open(path) as f:  # Errors opening the file propagate unchanged.
     flat = _read_arrays(f, path)
@@ -140,14 +132,13 @@ def save_npz(path: str, params: Mapping[str, Any]) -> None:
       raise CheckpointError(f'save_npz({path}): parameter {key!r} has dtype {array.dtype}; '
                             'only floating-point parameters can be saved.')
     flat[key] = array.astype(np.float32)
-  if not _is_local(path):
+  if not fileio.is_local(path):
     buffer = io.BytesIO()
     np.savez(buffer, **flat)
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    with tf.io.gfile.GFile(path, 'wb') as f:  # Object stores publish objects atomically.
+    with fileio.open_file(path, 'wb') as f:  # Object stores publish objects atomically.
       f.write(buffer.getvalue())
     return
-  path = _local(path)
+  path = os.fspath(fileio.path_of(path))
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = new_file(directory, prefix='.tmp-', suffix='.npz')  # umask applies, as for open().
