@@ -21,10 +21,11 @@ def test_validate_config_accepts_good_and_names_bad_keys():
   with pytest.raises(ValueError, match=r'config\.batch=16 is not divisible'):
     config_lib.validate(make_config(), num_devices=8, process_count=4)
   bad = make_config(optimizer='lamb', batch_eval=12, label_smoothing=0.1, loss='sigmoid_xent',
-                    warmup_steps=-1, image_size=18)
+                    warmup_steps=-1, image_size=18, decay_type='step')
   with pytest.raises(ValueError) as err:
     config_lib.validate(bad, num_devices=8, process_count=1)
-  for key in ('optimizer', 'batch_eval', 'label_smoothing', 'warmup_steps', 'image_size'):
+  for key in ('optimizer', 'batch_eval', 'label_smoothing', 'warmup_steps', 'image_size',
+              'decay_type'):
     assert f'config.{key}' in str(err.value)
   bad = make_config(dataset='image_folder', folder_root=None, pretrained_path='ft.npz',
                     pretrained_image_size=0)

@@ -118,11 +118,6 @@ def test_schedule_cosine_and_no_warmup():
   assert float(lr(20)) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_schedule_rejects_unknown_decay():
-  with pytest.raises(ValueError, match='decay_type'):
-    optim.make_schedule(make_config(decay_type='step'))
-
-
 def test_weight_decay_only_on_kernels_and_scaled_by_lr():
   params = {'stem': {'kernel': jnp.full((2, 3), 2.0), 'bias': jnp.full((3,), 2.0)},
             'LayerNorm_0': {'scale': jnp.full((3,), 2.0), 'bias': jnp.full((3,), 2.0)}}
