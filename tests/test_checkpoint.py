@@ -263,8 +263,9 @@ def test_describe_and_inspect_script(ti4, capsys, tmp_path):
 
 
 def test_import_without_tensorflow(ti4):
-  code = ('import sys; from mixer_flax import checkpoint, checkpoint_info, download; '
-          f'checkpoint.load_npz({ti4[2]!r}); '
+  code = ('import sys; from mixer_flax import checkpoint, download; '
+          'from mixer_flax.checkpoint import info, timm_import; '
+          f'checkpoint.load_params({ti4[2]!r}); '
           "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
   root = os.path.join(os.path.dirname(__file__), '..')
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get('PYTHONPATH', '')]))
