@@ -206,10 +206,10 @@ def _model_problems(config: ml_collections.ConfigDict) -> list[str]:
   if str(overrides.get('dtype') or 'float32') not in ('float32', 'bfloat16', 'float16'):
     problems.append(f"config.model.dtype={overrides['dtype']!r} must be float32|bfloat16|float16")
   pre_size = config.get('pretrained_image_size', None)
-  if (config.get('pretrained_path', None) and _is_int(pre_size) and pre_size > 0
-      and _is_int(size) and size % pre_size):
-    problems.append(f'config.image_size={size} must be an integer multiple of config.pretrained_'
-                    f'image_size={pre_size} to adapt the pre-trained token-mixing MLPs')
+  if config.get('pretrained_path', None) and not (_is_int(pre_size) and pre_size > 0):
+    # Any image_size works: integer multiples adapt token mixing block-diagonally, others resample.
+    problems.append(f'config.pretrained_image_size={pre_size!r} must be the positive side (px) '
+                    'the checkpoint was trained at')
   return problems
 
 

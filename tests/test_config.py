@@ -28,10 +28,10 @@ def test_validate_config_accepts_good_and_names_bad_keys():
               'decay_type'):
     assert f'config.{key}' in str(err.value)
   bad = make_config(dataset='image_folder', folder_root=None, pretrained_path='ft.npz',
-                    pretrained_image_size=12)
+                    pretrained_image_size=0)
   with pytest.raises(ValueError) as err:
     config_lib.validate(bad, num_devices=1, process_count=1)
-  for key in ('folder_root', 'pretrained_image_size=12'):
+  for key in ('folder_root', 'pretrained_image_size=0'):
     assert f'config.{key}' in str(err.value)
   bad = make_config()
   bad.model = ml_collections.ConfigDict(dict(stoch_depth=0.1, widht=3))

@@ -1,4 +1,4 @@
-"""Export to timm (PyTorch): key mapping, file formats, and logits parity with timm's MlpMixer.
+"""timm (PyTorch) export and import: key mapping, file formats, logits parity with timm's MlpMixer.
 
 The parity tests need torch and timm. They skip when those are absent, unless
 MIXER_REQUIRE_TORCH=1 (CI sets it), in which case a missing install fails.
@@ -15,6 +15,7 @@ import pytest
 from mixer_flax import checkpoint, models
 from mixer_flax.checkpoint import cli as checkpoint_cli
 from mixer_flax.checkpoint import timm as export_timm
+from mixer_flax.checkpoint import timm_import
 
 RES, CLASSES = 16, 10
 INSTALL = ('pip install torch==2.13.0 && pip install --no-deps torchvision==0.28.0 timm '
@@ -155,3 +156,53 @@ def test_export_script_writes_loadable_files(ti4, tmp_path, capsys):
   for state in (from_st, from_pth):
     logits = _timm_logits(mlp_mixer, state, kwargs, images)
     assert np.abs(logits - ours).max() < 1e-3
+
+
+def test_import_inverts_export_and_loads_everywhere(ti4, tmp_path):
+  """export -> import is the identity; load_params, load_pretrained and load_model take the file."""
+  _require('safetensors')
+  from mixer_flax.eval import classification  # pylint: disable=g-import-not-at-top
+  params, images, logits = ti4
+  flat = checkpoint.flatten(params)
+  back = timm_import.from_timm_state_dict(export_timm.to_timm_state_dict(params))
+  assert back.keys() == flat.keys()
+  for key, value in flat.items():
+    assert np.array_equal(back[key], value), key
+  path = str(tmp_path / 'ti4.safetensors')
+  export_timm.save_state_dict(path, export_timm.to_timm_state_dict(params))
+  loaded = checkpoint.flatten(checkpoint.load_params(path))
+  assert all(np.array_equal(loaded[k], v) for k, v in flat.items())
+  restored = checkpoint.load_pretrained(path=path, init_params=jax.eval_shape(lambda: params))
+  model, model_params, arch = classification.load_model(path)
+  assert arch['model_name'] == 'Mixer-Ti_4' and arch['image_size'] == RES
+  for p in (restored, model_params):
+    np.testing.assert_array_equal(jax.jit(model.apply)({'params': p}, images), logits)
+
+
+def test_import_of_a_timm_model_gives_its_logits(tmp_path):
+  """A state_dict saved by timm itself (.pth, torch.load weights_only) computes timm's logits."""
+  mlp_mixer = _require('torch+timm')
+  import torch  # pylint: disable=g-import-not-at-top
+  kwargs = dict(num_classes=CLASSES, img_size=RES, patch_size=4, num_blocks=2, embed_dim=32,
+                mlp_ratio=(0.5, 4.0))
+  torch.manual_seed(0)
+  tanh_gelu = functools.partial(torch.nn.GELU, approximate='tanh')
+  theirs = mlp_mixer.MlpMixer(**kwargs, act_layer=tanh_gelu).eval()
+  with torch.no_grad():
+    for p in theirs.parameters():
+      p.add_(0.1 * torch.randn_like(p))  # Non-trivial head and LayerNorms.
+  path = str(tmp_path / 'timm_mixer.pth')
+  torch.save({'state_dict': theirs.state_dict()}, path)
+  params = checkpoint.load_params(path)
+  ours = models.MlpMixer(num_classes=CLASSES, patch_size=4, hidden_dim=32, num_blocks=2,
+                         tokens_mlp_dim=16, channels_mlp_dim=128)
+  images = np.random.default_rng(3).uniform(-1, 1, (2, RES, RES, 3)).astype(np.float32)
+  with torch.no_grad():
+    want = theirs(torch.from_numpy(images.transpose(0, 3, 1, 2).copy())).numpy()
+  got = np.asarray(ours.apply({'params': params}, images))
+  assert np.abs(want).max() > 0.1
+  np.testing.assert_allclose(got, want, atol=1e-5)
+
+  torch.save({'blocks.0.attn.qkv.weight': torch.zeros(3, 3)}, str(tmp_path / 'vit.pth'))
+  with pytest.raises(checkpoint.CheckpointError, match=r'vit\.pth: .*blocks\.0\.attn\.qkv'):
+    checkpoint.load_params(str(tmp_path / 'vit.pth'))

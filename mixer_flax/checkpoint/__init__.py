@@ -1,12 +1,14 @@
-"""MLP-Mixer checkpoints: official `.npz` I/O, older layouts, fine-tuning.
+"""MLP-Mixer checkpoints: official `.npz` I/O, older layouts, timm files, fine-tuning.
 
 `info.py` (describe a checkpoint, infer its architecture), `adapt.py` (token-grid
-adaptation) and `timm.py` (PyTorch export) are imported from their modules.
+adaptation), `timm.py` (PyTorch export), `timm_import.py` (PyTorch import) and
+`portable.py` (jax.export artifact) are imported from their modules.
 """
 
 from mixer_flax.checkpoint.finetune import finetune_overrides, load_pretrained, restore_params
+from mixer_flax.checkpoint.formats import load_params
 from mixer_flax.checkpoint.legacy import CheckpointError, convert_legacy, flatten, unflatten
 from mixer_flax.checkpoint.npz import load_npz, save_npz
 
 __all__ = ['CheckpointError', 'load_npz', 'save_npz', 'flatten', 'unflatten', 'convert_legacy',
-           'load_pretrained', 'restore_params', 'finetune_overrides']
+           'load_params', 'load_pretrained', 'restore_params', 'finetune_overrides']

@@ -13,19 +13,23 @@ from mixer_flax.checkpoint import timm as export_timm
 INSPECT_DOC = ('Prints what a Mixer checkpoint is: variant, resolution, head, parameter count, '
                'dtype.')
 EXPORT_TIMM_DOC = 'Exports a Mixer checkpoint to a timm `MlpMixer` state_dict (PyTorch).'
+EXPORT_DOC = ('Writes a Mixer classifier as a serialized jax.export (StableHLO) module with a '
+              'symbolic batch dimension, loadable with JAX alone.')
 
 
 def inspect_main(argv: list[str] | None = None) -> int:
   """`scripts/inspect_checkpoint.py`; returns the exit status."""
   parser = argparse.ArgumentParser(description=INSPECT_DOC)
-  parser.add_argument('path', help='checkpoint .npz (local path or gs:// / https:// URL)')
+  parser.add_argument('path', help='checkpoint .npz or timm .safetensors/.pth (local path or '
+                                    'gs:// / https:// URL)')
+  parser.add_argument('--sha256', default=None, help='expected SHA-256 of the file')
   parser.add_argument('--pretrained_image_size', type=int, default=None,
                       help='resolution of the original pre-training, to recognise a token MLP '
                            'widened for fine-tuning at a higher resolution (default: 224 px)')
   parser.add_argument('--keys', action='store_true', help='also list every parameter and shape')
   args = parser.parse_args(argv)
   try:
-    params = checkpoint.load_npz(args.path)
+    params = checkpoint.load_params(args.path, sha256=args.sha256)
     tokens = None
     if args.pretrained_image_size:
       patch = checkpoint.flatten(params)['stem/kernel'].shape[0]
@@ -49,8 +53,9 @@ def export_timm_main(argv: list[str] | None = None) -> int:
   parser.add_argument('dst', help='output file: .safetensors (needs safetensors) or .pth (torch)')
   parser.add_argument('--verify', action='store_true',
                       help='build the timm model, load the export strictly and compare logits')
+  parser.add_argument('--sha256', default=None, help='expected SHA-256 of SRC')
   args = parser.parse_args(argv)
-  params = checkpoint.load_npz(args.src)
+  params = checkpoint.load_params(args.src, sha256=args.sha256)
   state = export_timm.to_timm_state_dict(params)
   kwargs = export_timm.timm_model_kwargs(params)
   export_timm.save_state_dict(args.dst, state, metadata={
@@ -63,4 +68,31 @@ def export_timm_main(argv: list[str] | None = None) -> int:
   if args.verify:
     print(f'verify: max |logits(timm) - logits(flax)| = {export_timm.verify(params, state):.3g} '
           '(exact vs tanh GELU)')
+  return 0
+
+
+def export_main(argv: list[str] | None = None) -> int:
+  """`scripts/export.py`; returns the exit status."""
+  from mixer_flax.checkpoint import portable  # pylint: disable=g-import-not-at-top
+  from mixer_flax.eval import classification  # pylint: disable=g-import-not-at-top
+  p = argparse.ArgumentParser(description=EXPORT_DOC)
+  p.add_argument('--checkpoint', required=True,
+                 help='.npz or timm .safetensors/.pth (local path, gs:// or https://)')
+  p.add_argument('--output', required=True, help='file to write (and OUTPUT.json)')
+  p.add_argument('--image_size', type=int, default=None,
+                 help='input side (default: the resolution the checkpoint was trained at)')
+  p.add_argument('--platforms', default=','.join(portable.DEFAULT_PLATFORMS),
+                 help='comma-separated lowering targets: cpu, cuda, rocm, tpu')
+  p.add_argument('--sha256', default=None, help='expected SHA-256 of the checkpoint')
+  args = p.parse_args(argv)
+  model, params, arch = classification.load_model(args.checkpoint, image_size=args.image_size,
+                                                  sha256=args.sha256)
+  size = arch['image_size']
+  exported = portable.export_classifier(model, params, image_size=(size, size),
+                                        platforms=args.platforms.split(','))
+  portable.save_exported(args.output, exported, metadata=dict(
+      checkpoint=args.checkpoint, model=arch['model_name'], image_size=size,
+      num_classes=arch['num_classes'], input_range=[-1.0, 1.0]))
+  print(f'wrote {args.output}: {arch["model_name"]} at {size} px, {exported.in_avals[0]} -> '
+        f'{exported.out_avals[0]}, platforms {", ".join(exported.platforms)}')
   return 0

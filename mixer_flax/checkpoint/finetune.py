@@ -2,13 +2,17 @@
 
 `load_pretrained` checks every key and shape against the model's freshly
 initialised parameters, swaps in the fresh head when the class count differs,
-and adapts the token-mixing MLPs block-diagonally (paper, section 3.3 and
-appendix C; `adapt.py`) when the model sees K^2 times the checkpoint's tokens.
+and fits the token-mixing MLPs to the model's token grid (`adapt.py`): exactly
+block-diagonally (paper, section 3.3 and appendix C) when the model sees K^2
+times the checkpoint's tokens and has a K^2 times wider token MLP, else by
+bilinear resampling of the token axis (any image size divisible by the patch,
+non-square grids too; the token MLP keeps its width).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -16,14 +20,14 @@ from typing import Any
 import numpy as np
 
 from mixer_flax import models
-from mixer_flax.checkpoint.adapt import adapt_token_mixing, token_grid_factor
+from mixer_flax.checkpoint.adapt import adapt_token_mixing, resample_token_mixing
+from mixer_flax.checkpoint.formats import load_params
 from mixer_flax.checkpoint.legacy import CheckpointError, convert_legacy, flatten, unflatten
-from mixer_flax.checkpoint.npz import load_npz
 
 __all__ = ['canonical_order', 'restore_params', 'load_pretrained', 'finetune_overrides']
 
-_TOKEN_KEYS = ('token_mixing/Dense_0/kernel', 'token_mixing/Dense_0/bias',
-               'token_mixing/Dense_1/kernel', 'token_mixing/Dense_1/bias')
+_TOKEN_NAMES = ('Dense_0/kernel', 'Dense_0/bias', 'Dense_1/kernel', 'Dense_1/bias')
+_TOKEN_KEYS = tuple(f'token_mixing/{n}' for n in _TOKEN_NAMES)
 
 
 
@@ -45,7 +49,8 @@ def _shape_error(source: str, key: str, got: tuple, want: tuple, hint: str = '')
 
 
 def restore_params(*, restored: Mapping[str, Any], init_params: Mapping[str, Any],
-                   source: str = '<params>') -> dict[str, Any]:
+                   source: str = '<params>', token_grid: tuple[int, int] | None = None,
+                   pretrained_token_grid: tuple[int, int] | None = None) -> dict[str, Any]:
   """Fits checkpoint params to a model (the work of `load_pretrained`).
 
   Args:
@@ -53,6 +58,9 @@ def restore_params(*, restored: Mapping[str, Any], init_params: Mapping[str, Any
     init_params: the model's initialised params (arrays, or shape/dtype structs
       when the head need not be replaced).
     source: name used in error messages (the file).
+    token_grid: (rows, columns) of the model's tokens; needed only when their
+      number is not a square.
+    pretrained_token_grid: the same for the checkpoint.
 
   Returns:
     Nested dict of np.ndarray with exactly the keys, shapes and dtypes of `init_params`.
@@ -92,7 +100,7 @@ def restore_params(*, restored: Mapping[str, Any], init_params: Mapping[str, Any
     got = ckpt[key]
     try:
       if got.shape != want.shape and key.endswith(_TOKEN_KEYS):
-        got = _adapted(ckpt, init, key, source, cache)
+        got = _adapted(ckpt, init, key, source, cache, (pretrained_token_grid, token_grid))
       if got.shape != want.shape:
         raise _shape_error(source, key, got.shape, want.shape)
     except CheckpointError as e:
@@ -111,63 +119,96 @@ def restore_params(*, restored: Mapping[str, Any], init_params: Mapping[str, Any
   return unflatten({k: out[k] for k in init})
 
 
-def _adapted(ckpt: dict, init: dict, key: str, source: str, cache: dict) -> np.ndarray:
-  """The block-diagonally widened version of token-mixing parameter `key`."""
+def _grid(tokens: int, grid: tuple[int, int] | None) -> tuple[int, int] | None:
+  """`grid` if it holds `tokens` tokens; else the square grid of `tokens`, or None."""
+  if grid is not None:
+    return tuple(grid) if grid[0] * grid[1] == tokens else None
+  side = math.isqrt(tokens)
+  return (side, side) if side * side == tokens else None
+
+
+def _adapted(ckpt: dict, init: dict, key: str, source: str, cache: dict,
+             grids: tuple) -> np.ndarray:
+  """Token-mixing parameter `key` fitted to the model's token grid (module doc)."""
   block, name = key.rsplit('/token_mixing/', 1)
   if block in cache:
     return cache[block][name]
   k0 = f'{block}/token_mixing/Dense_0/kernel'
   (s, d), (s_new, d_new) = ckpt[k0].shape, init[k0].shape
-  factor = token_grid_factor(s, s_new)
-  if factor is None:
+  old, new = _grid(s, grids[0]), _grid(s_new, grids[1])
+  if old is None or new is None:
     raise _shape_error(source, k0, ckpt[k0].shape, init[k0].shape, (
-        f'The model has {s_new} tokens and the checkpoint {s}: fine-tuning at another resolution '
-        'needs square token grids and an integer factor K between the two sides.'))
-  if d_new != factor * factor * d:
+        f'{s} and {s_new} tokens: pass token_grid=(rows, columns) (and pretrained_token_grid) '
+        'for token grids that are not square.'))
+  factor = new[0] // old[0]
+  if new != (factor * old[0], factor * old[1]) or old[0] != old[1]:
+    factor = 0  # Block-diagonal needs a square checkpoint grid and one integer factor.
+  tm = {n: ckpt[f'{block}/token_mixing/{n}'] for n in _TOKEN_NAMES}
+  if d_new == d:
+    cache[block] = resample_token_mixing(tm, old_grid=old, new_grid=new)
+    logging.info('%s: %s token MLP resampled from a %dx%d to a %dx%d token grid.', source, block,
+                 *old, *new)
+  elif factor and d_new == factor * factor * d:
+    cache[block] = adapt_token_mixing(tm, factor=factor)
+    logging.info('%s: %s token MLP adapted block-diagonally to %dx the resolution.', source,
+                 block, factor)
+  else:
+    widths = f'{d} (resampled token grid)' + (
+        f' or {factor * factor * d} (block-diagonal, {factor}x the resolution)' if factor else '')
     raise _shape_error(source, k0, ckpt[k0].shape, init[k0].shape, (
-        f'At {factor}x the resolution the token MLP must be {factor}^2 times wider: build the '
-        f'model with tokens_mlp_dim={factor * factor * d} (see finetune_overrides).'))
-  names = [k[len('token_mixing/'):] for k in _TOKEN_KEYS]
-  cache[block] = adapt_token_mixing({n: ckpt[f'{block}/token_mixing/{n}'] for n in names},
-                                    factor=factor)
-  logging.info('%s: %s token MLP adapted block-diagonally to %dx the resolution.', source, block,
-               factor)
+        f'From {old[0]}x{old[1]} to {new[0]}x{new[1]} tokens build the model with '
+        f'tokens_mlp_dim={widths}; see finetune_overrides.'))
   return cache[block][name]
 
 
-def load_pretrained(*, path: str, init_params: Mapping[str, Any]) -> dict[str, Any]:
+def load_pretrained(*, path: str, init_params: Mapping[str, Any],
+                    token_grid: tuple[int, int] | None = None,
+                    pretrained_token_grid: tuple[int, int] | None = None,
+                    sha256: str | None = None) -> dict[str, Any]:
   """Loads checkpoint `path` for fine-tuning a model whose fresh params are `init_params`.
 
   Every key and shape is checked. The head comes from `init_params` when the
-  class count differs (or the checkpoint has none). When the model has K^2
-  times the checkpoint's tokens (integer K, same patch size) and a K^2 times
-  wider token MLP, the token-mixing MLPs are adapted block-diagonally, so that
-  each KxK tile of the larger image is mixed as the checkpoint mixed a whole image.
+  class count differs (or the checkpoint has none). The token-mixing MLPs are
+  fitted to the model's token grid (module doc): block-diagonally when the model
+  has K^2 times the tokens and a K^2 times wider token MLP (each KxK tile of the
+  larger image is mixed as the checkpoint mixed a whole image), else resampled.
 
   Args:
-    path: `.npz` file (see `load_npz`).
+    path: `.npz` or timm `.safetensors`/`.pth` file (see `formats.load_params`).
     init_params: `model.init(...)['params']` of the model to fine-tune.
+    token_grid: (rows, columns) of the model's tokens, for non-square grids.
+    pretrained_token_grid: the same for the checkpoint.
+    sha256: expected SHA-256 of the file.
 
   Returns:
     Nested dict of np.ndarray shaped exactly like `init_params`.
   """
-  return restore_params(restored=load_npz(path), init_params=init_params, source=path)
+  return restore_params(restored=load_params(path, sha256=sha256), init_params=init_params,
+                        source=path, token_grid=token_grid,
+                        pretrained_token_grid=pretrained_token_grid)
 
 
-def finetune_overrides(*, model_name: str, image_size: int,
-                       pretrained_image_size: int = 224) -> dict[str, int]:
+def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
+  return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def finetune_overrides(*, model_name: str, image_size: int | tuple[int, int],
+                       pretrained_image_size: int | tuple[int, int] = 224) -> dict[str, int]:
   """`create_model` overrides for fine-tuning at `image_size` from `pretrained_image_size`.
+
+  Sizes are a side or (height, width). Any size divisible by the patch works.
 
   Returns:
     `{'tokens_mlp_dim': K*K*D_S}` when image_size = K * pretrained_image_size
-    with integer K > 1, `{}` when the sizes are equal.
+    with integer K > 1 (block-diagonal adaptation), else `{}` (the token grid is
+    resampled, or the sizes are equal).
   """
-  if image_size <= 0 or image_size % pretrained_image_size:
-    raise ValueError(
-        f'image_size={image_size} is not an integer multiple of pretrained_image_size='
-        f'{pretrained_image_size}; the block-diagonal token-MLP adaptation (paper, appendix C) '
-        f'needs an integer factor K, e.g. image_size={2 * pretrained_image_size}.')
-  factor = image_size // pretrained_image_size
-  if factor == 1:
-    return {}
-  return {'tokens_mlp_dim': factor * factor * models.get_config(model_name).tokens_mlp_dim}
+  config = models.get_config(model_name)
+  (h, w), (h0, w0) = _pair(image_size), _pair(pretrained_image_size)
+  if min(h, w) <= 0 or h % config.patch_size or w % config.patch_size:
+    raise ValueError(f'image_size={image_size} is not a positive multiple of the patch size '
+                     f'{config.patch_size} of {model_name}.')
+  factor = h // h0
+  if factor > 1 and (h, w) == (factor * h0, factor * w0):
+    return {'tokens_mlp_dim': factor * factor * config.tokens_mlp_dim}
+  return {}

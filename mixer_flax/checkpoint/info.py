@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mixer_flax import models
+from mixer_flax.checkpoint.finetune import canonical_order
 from mixer_flax.checkpoint.legacy import CheckpointError, convert_legacy, flatten
 
 __all__ = ['describe', 'format_description', 'match_variant', 'infer_architecture']
@@ -46,6 +47,38 @@ def _guess_variant(*, patch: int, hidden: int, depth: int, tokens_mlp: int, chan
   return f'{name} (with tokens_mlp_dim={tokens_mlp})'
 
 
+def expected_shapes(*, patch: int, channels: int, hidden: int, tokens: int, tokens_mlp: int,
+                    channels_mlp: int, num_blocks: int,
+                    num_classes: int | None) -> dict[str, tuple[int, ...]]:
+  """Every official key and its shape for these dimensions (the layout of `models.MlpMixer`)."""
+  c = hidden
+  block = {'LayerNorm_0/scale': (c,), 'LayerNorm_0/bias': (c,),
+           'token_mixing/Dense_0/kernel': (tokens, tokens_mlp),
+           'token_mixing/Dense_0/bias': (tokens_mlp,),
+           'token_mixing/Dense_1/kernel': (tokens_mlp, tokens),
+           'token_mixing/Dense_1/bias': (tokens,),
+           'LayerNorm_1/scale': (c,), 'LayerNorm_1/bias': (c,),
+           'channel_mixing/Dense_0/kernel': (c, channels_mlp),
+           'channel_mixing/Dense_0/bias': (channels_mlp,),
+           'channel_mixing/Dense_1/kernel': (channels_mlp, c), 'channel_mixing/Dense_1/bias': (c,)}
+  shapes = {'stem/kernel': (patch, patch, channels, c), 'stem/bias': (c,),
+            'pre_head_layer_norm/scale': (c,), 'pre_head_layer_norm/bias': (c,)}
+  for i in range(num_blocks):
+    shapes.update({f'MixerBlock_{i}/{k}': v for k, v in block.items()})
+  if num_classes is not None:
+    shapes.update({'head/kernel': (c, num_classes), 'head/bias': (num_classes,)})
+  return shapes
+
+
+def _dims_source(key: str) -> str:
+  """The keys the expected shape of `key` was derived from (for error messages)."""
+  if '/token_mixing/' in key:
+    return 'MixerBlock_0/token_mixing/Dense_0/kernel'
+  if '/channel_mixing/' in key:
+    return 'stem/kernel and MixerBlock_0/channel_mixing/Dense_0/kernel'
+  return 'stem/kernel and head/kernel' if key.startswith('head/') else 'stem/kernel'
+
+
 def describe(params: Mapping[str, Any], *, source: str = '<params>',
              pretrained_tokens: int | None = None) -> dict[str, Any]:
   """Summarises a parameter tree.
@@ -73,6 +106,17 @@ def describe(params: Mapping[str, Any], *, source: str = '<params>',
                           'checkpoint.') from e
   if blocks != list(range(len(blocks))):
     raise CheckpointError(f'{source}: MixerBlock indices {blocks} are not 0..N-1.')
+  expected = expected_shapes(
+      patch=patch, channels=flat['stem/kernel'].shape[2], hidden=hidden, tokens=tokens,
+      tokens_mlp=tokens_mlp, channels_mlp=channels_mlp, num_blocks=len(blocks),
+      num_classes=flat['head/kernel'].shape[-1] if 'head/kernel' in flat else None)
+  for key in sorted(expected, key=canonical_order):  # Every block must agree with the first.
+    got = tuple(flat[key].shape) if key in flat else 'missing'
+    if got != expected[key]:
+      raise CheckpointError(
+          f'{source}: parameter {key!r} has shape {got} but {_dims_source(key)} give '
+          f'{expected[key]}; the parameters of this file do not fit together (corrupt or '
+          'hand-edited checkpoint).')
   side = math.isqrt(tokens)
   image_size = side * patch if side * side == tokens else None
   base = pretrained_tokens
@@ -112,18 +156,20 @@ def format_description(info: Mapping[str, Any]) -> str:
   ])
 
 
-def infer_architecture(params: dict[str, Any], *, image_size: int | None = None) -> dict[str, Any]:
+def infer_architecture(params: dict[str, Any], *, image_size: int | None = None,
+                       source: str = '<params>') -> dict[str, Any]:
   """Finds the `MODEL_CONFIGS` variant whose shapes match a parameter tree.
 
   Args:
     params: nested MlpMixer parameters (e.g. from `checkpoint.load_npz`).
     image_size: input side; default: the size at which the variant has exactly
       the checkpoint's token count.
+    source: name used in error messages (the file).
 
   Returns:
     dict(model_name, num_classes, image_size, overrides) for `create_model`.
   """
-  info = describe(params)
+  info = describe(params, source=source)
   patch, num_tokens, d_s = info['patch_size'], info['num_tokens'], info['tokens_mlp_dim']
   name = match_variant(patch=patch, hidden=info['hidden_dim'], depth=info['num_blocks'],
                        channels_mlp=info['channels_mlp_dim'])

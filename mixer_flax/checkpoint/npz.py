@@ -8,9 +8,10 @@ Files are opened through `fileio` (`etils.epath`): TensorFlow only for paths suc
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
@@ -19,7 +20,26 @@ import numpy as np
 from mixer_flax import fileio
 from mixer_flax.checkpoint.legacy import CheckpointError, convert_legacy, flatten, unflatten
 
-__all__ = ['load_npz', 'save_npz']
+__all__ = ['load_npz', 'save_npz', 'local_path', 'new_file']
+
+
+def local_path(path: str) -> str:
+  """A local `path` without its `file://` prefix."""
+  return os.fspath(fileio.path_of(path))
+
+
+def new_file(directory: str, *, prefix: str, suffix: str) -> tuple[int, str]:
+  """Creates a new, empty, uniquely named file; mode 0666 minus the umask (mkstemp: 0600)."""
+  while True:
+    path = os.path.join(directory, f'{prefix}{secrets.token_hex(6)}{suffix}')
+    with contextlib.suppress(FileExistsError):
+      return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), path
+
+
+def _is_storage_error(error: BaseException) -> bool:
+  """A TensorFlow file-system error (no network, no access, ...), not a bad file."""
+  return any(c.__name__ == 'OpError' and c.__module__.startswith('tensorflow')
+             for c in type(error).__mro__)
 
 
 def _open(path: str) -> BinaryIO:
@@ -27,7 +47,18 @@ def _open(path: str) -> BinaryIO:
   if path.startswith(('http://', 'https://')):
     from mixer_flax import download  # pylint: disable=g-import-not-at-top
     path = download.fetch(path)
-  return fileio.open_file(path, 'rb')
+  try:
+    return fileio.open_file(path, 'rb')
+  except Exception as e:
+    if _is_storage_error(e):  # E.g. offline gs://.
+      raise _unreachable(path, e) from e
+    raise
+
+
+def _unreachable(path: str, error: BaseException) -> OSError:
+  from mixer_flax import download  # pylint: disable=g-import-not-at-top
+  return download.DownloadError(f'{path} is unreachable ({getattr(error, "message", error)}); '
+                                'check the network connection and your access to it.')
 
 
 def _read_arrays(f: BinaryIO, path: str) -> dict[str, np.ndarray]:
@@ -50,6 +81,8 @@ def _read_arrays(f: BinaryIO, path: str) -> dict[str, np.ndarray]:
   except CheckpointError:
     raise
   except Exception as e:  # BadZipFile, EOFError, zlib.error, ValueError (pickled file), ...
+    if _is_storage_error(e):  # E.g. offline gs://: the file itself may be fine.
+      raise _unreachable(path, e) from e
     raise CheckpointError(
         f'{path}: not a readable .npz checkpoint ({type(e).__name__}: {e}); the file is '
         'truncated, corrupt or of another format. Delete it and download it again.') from e
@@ -108,7 +141,7 @@ def save_npz(path: str, params: Mapping[str, Any]) -> None:
   path = os.fspath(fileio.path_of(path))
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.npz')
+  fd, tmp = new_file(directory, prefix='.tmp-', suffix='.npz')  # umask applies, as for open().
   try:
     with os.fdopen(fd, 'wb') as f:
       np.savez(f, **flat)

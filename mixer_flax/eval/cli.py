@@ -19,11 +19,21 @@ EVALUATE_SPLITS = {'imagenet2012': 'validation', 'imagenet2012_real': 'validatio
                    'imagenet_v2': 'test'}
 
 
+def _checkpoint_args(p: argparse.ArgumentParser, *, text: str) -> None:
+  """`--checkpoint` and `--sha256`."""
+  p.add_argument('--checkpoint', required=True, help=text)
+  p.add_argument('--sha256', default=None,
+                 help='expected SHA-256 of the checkpoint (remote files: checked on download)')
+
+
 def _evaluate_args(argv: list[str] | None = None) -> argparse.Namespace:
   """Command-line flags."""
   p = argparse.ArgumentParser(description=EVALUATE_DOC,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--checkpoint', required=True, help='.npz file (local path or gs://...).')
+  _checkpoint_args(p, text='.npz or timm .safetensors/.pth (local path, gs://, https://).')
+  p.add_argument('--adapt_resolution', action='store_true',
+                 help='evaluate at --image_size although the checkpoint has another resolution '
+                      '(token-mixing MLPs resampled to the new token grid, zero-shot)')
   p.add_argument('--dataset', required=True,
                  help="tfds name (imagenet2012, imagenet2012_real, imagenet_v2, cifar10, ...) "
                       "or 'image_folder'.")
@@ -48,7 +58,9 @@ def evaluate_main(argv: list[str] | None = None) -> dict[str, float]:
   args = _evaluate_args(argv)
   if args.dataset == 'image_folder' and not args.folder_root:
     raise SystemExit('--dataset image_folder needs --folder_root.')
-  model, params, arch = classification.load_model(args.checkpoint, image_size=args.image_size)
+  model, params, arch = classification.load_model(
+      args.checkpoint, image_size=args.image_size, sha256=args.sha256,
+      adapt_resolution=args.adapt_resolution)
   split = args.split or EVALUATE_SPLITS.get(args.dataset, 'test')
   config = classification.eval_config(
       dataset=args.dataset, split=split, image_size=arch['image_size'],
@@ -73,7 +85,7 @@ def _fewshot_args(argv: list[str] | None = None) -> argparse.Namespace:
   """Command-line flags."""
   p = argparse.ArgumentParser(description=FEWSHOT_DOC,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--checkpoint', required=True, help='.npz file (any head; pre-logits are used).')
+  _checkpoint_args(p, text='.npz or timm file (any head; pre-logits are used).')
   p.add_argument('--datasets', default='cifar10',
                  help='comma-separated tfds names or name:train_split:test_split entries.')
   p.add_argument('--shots', type=_ints, default=fewshot.DEFAULT_SHOTS, help='e.g. 1,5,10,25')
@@ -93,7 +105,8 @@ def _fewshot_args(argv: list[str] | None = None) -> argparse.Namespace:
 def fewshot_main(argv: list[str] | None = None) -> dict[str, float]:
   """`scripts/fewshot.py`: runs the probes and prints `{'fewshot/<dataset>_<k>shot': accuracy}`."""
   args = _fewshot_args(argv)
-  model, params, arch = classification.load_model(args.checkpoint, image_size=args.image_size)
+  model, params, arch = classification.load_model(args.checkpoint, image_size=args.image_size,
+                                                  sha256=args.sha256)
   size = arch['image_size']
   eval_resize = args.eval_resize or config_lib.eval_resize_for(size)
   config = classification.eval_config(dataset='none', split='test', image_size=size,
@@ -117,7 +130,7 @@ def _predict_args(argv: list[str] | None = None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=PREDICT_DOC,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('images', nargs='+', help='image files (JPEG, PNG, GIF, BMP).')
-  p.add_argument('--checkpoint', required=True, help='.npz file (local path or gs://...).')
+  _checkpoint_args(p, text='.npz or timm .safetensors/.pth (local path, gs://, https://).')
   p.add_argument('--top_k', type=int, default=5)
   p.add_argument('--image_size', type=int, default=None,
                  help='input side (default: the resolution the checkpoint was trained at).')
@@ -136,7 +149,8 @@ def _predict_args(argv: list[str] | None = None) -> argparse.Namespace:
 def predict_main(argv: list[str] | None = None) -> list[dict]:
   """`scripts/predict.py`: prints and returns `[{'image': path, 'top_k': [...]}, ...]`."""
   args = _predict_args(argv)
-  model, params, arch = classification.load_model(args.checkpoint, image_size=args.image_size)
+  model, params, arch = classification.load_model(args.checkpoint, image_size=args.image_size,
+                                                  sha256=args.sha256)
   if not arch['num_classes']:
     raise SystemExit(f'{args.checkpoint} has no classification head.')
   names, note = labels.class_names(arch['num_classes'], labels_file=args.labels_file,

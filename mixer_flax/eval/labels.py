@@ -1,22 +1,28 @@
-"""Class names for predictions, from what ships offline with tensorflow_datasets.
+"""Class names for predictions, from what ships offline with installed packages.
 
 * ImageNet-1k: human-readable names from the ImageNet label list that tfds
   packages (`tensorflow_datasets.datasets.siscore.labels.IMAGENET_LABELS_LIST`,
   standard class order, 'tench, Tinca tinca' first) and WordNet ids from the
   `imagenet2012` builder's `labels.txt` (same order). Nothing is downloaded.
-* ImageNet-21k: tfds ships no ImageNet-21k class list, so classes are reported
-  as indices ('imagenet21k class 1234') unless the user passes a names file.
+* ImageNet-21k (21,843 classes, the sorted WordNet ids of the fall11 release, as
+  the released heads and `data/datasets/imagenet21k.py` order them): the synset
+  list and WordNet lemmas that timm ships as package data
+  (`timm/data/_info/imagenet21k_goog_synsets.txt`, `imagenet_synset_to_lemma.txt`),
+  read without importing timm. Without timm (tfds ships no 21k list) classes
+  are indices ('imagenet21k class 1234') unless the user passes a names file.
 * Any other dataset: `data.pipeline.get_dataset_info(config).label_names`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 IMAGENET1K_CLASSES = 1000
 IMAGENET21K_CLASSES = 21843
-IMAGENET21K_NOTE = ('ImageNet-21k class names are not shipped with tensorflow_datasets; classes '
-                    'are shown as indices (name them with --labels_file, one name per line).')
+IMAGENET21K_NOTE = ('ImageNet-21k class names come from timm\'s package data, and timm is not '
+                    'installed; classes are shown as indices (pip install --no-deps timm, or '
+                    'name them with --labels_file, one name per line).')
 
 
 def imagenet1k_names() -> list[str]:
@@ -36,6 +42,37 @@ def imagenet1k_synsets() -> list[str]:
   path = os.path.join(os.path.dirname(tfds.__file__), 'datasets', 'imagenet2012', 'labels.txt')
   with open(path) as f:
     return [line.strip() for line in f if line.strip()]
+
+
+def _timm_info_dir() -> str | None:
+  """The `data/_info` directory of timm (found without importing timm, which imports torch)."""
+  spec = importlib.util.find_spec('timm')
+  if spec is None or not spec.submodule_search_locations:
+    return None
+  path = os.path.join(list(spec.submodule_search_locations)[0], 'data', '_info')
+  return path if os.path.isdir(path) else None
+
+
+def imagenet21k_synsets() -> list[str] | None:
+  """The 21,843 WordNet ids of ImageNet-21k (fall11) in sorted order, from timm's data; or None."""
+  info = _timm_info_dir()
+  if info is None:
+    return None
+  synsets = read_names_file(os.path.join(info, 'imagenet21k_goog_synsets.txt'))
+  if len(synsets) != IMAGENET21K_CLASSES or synsets != sorted(synsets):
+    raise RuntimeError(f'{info}: imagenet21k_goog_synsets.txt has {len(synsets)} entries, not the '
+                       f'{IMAGENET21K_CLASSES} sorted WordNet ids of ImageNet-21k.')
+  return synsets
+
+
+def imagenet21k_names() -> list[str] | None:
+  """Lemmas ('tabby, tabby cat') of the ImageNet-21k classes in head order, or None without timm."""
+  synsets = imagenet21k_synsets()
+  if synsets is None:
+    return None
+  with open(os.path.join(_timm_info_dir(), 'imagenet_synset_to_lemma.txt')) as f:
+    lemmas = dict(line.rstrip('\n').split('\t', 1) for line in f if '\t' in line)
+  return [lemmas.get(s, s) for s in synsets]
 
 
 def read_names_file(path: str) -> list[str]:
@@ -63,7 +100,9 @@ def class_names(num_classes: int, *, labels_file: str | None = None,
   elif num_classes == IMAGENET1K_CLASSES:
     names = imagenet1k_names()
   elif num_classes == IMAGENET21K_CLASSES:
-    return [f'imagenet21k class {i}' for i in range(num_classes)], IMAGENET21K_NOTE
+    names = imagenet21k_names()
+    if names is None:
+      return [f'imagenet21k class {i}' for i in range(num_classes)], IMAGENET21K_NOTE
   else:
     return [f'class {i}' for i in range(num_classes)], (
         f'A {num_classes}-class head: pass --dataset (the dataset it was trained on) or '
