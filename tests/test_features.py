@@ -42,3 +42,15 @@ def test_features_of_a_headless_model(random_mixer_params):
   params = random_mixer_params(model, 8)
   feats = features(model, {'params': params}, np.zeros((2, 8, 8, 3), np.float32))
   assert 'logits' not in feats and feats['pre_logits'].shape == (2, 128)
+
+
+def test_features_do_not_depend_on_the_token_layout(random_mixer_params):
+  # GPU runs the residual stream as (S, N, C); features are (N, S, C) either way.
+  model = models.create_model('Mixer-Ti_4', num_classes=5)
+  params = random_mixer_params(model, 8)
+  images = np.random.default_rng(1).uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32)
+  plain = features(model, {'params': params}, images)
+  snc = features(model.clone(token_layout='snc'), {'params': params}, images)
+  assert plain.keys() == snc.keys()
+  for name in plain:
+    np.testing.assert_allclose(snc[name], plain[name], atol=1e-5, err_msg=name)
