@@ -173,9 +173,11 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
   if problems:
     raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
   path = get('pretrained_path', None)
-  if check_files and path and not fileio.exists(path):
+  # http(s) URLs are fetched (and checked) by checkpoint.load_npz; tf.io.gfile cannot stat them.
+  url = str(path).startswith(('http://', 'https://'))
+  if check_files and path and not url and not fileio.exists(path):
     raise FileNotFoundError(f'config.pretrained_path={path!r} does not exist; give the path '
-                            'of an .npz checkpoint (local or gs://) or set it to None.')
+                            'of an .npz checkpoint (local, gs:// or https://) or set it to None.')
 
 
 def _loop_problems(config: ml_collections.ConfigDict) -> list[str]:
