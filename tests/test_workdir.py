@@ -18,6 +18,7 @@ import time
 import jax
 import numpy as np
 import pytest
+import test_train
 from test_train import STEPS, tiny_config
 
 from mixer_flax import checkpoint, models, train
@@ -27,17 +28,9 @@ from mixer_flax.eval import cli
 from mixer_flax.training import resume, runtime, step, workdir, workdir_lock
 from mixer_flax.training.metrics import MetricsLogger, read_metrics
 
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.getbasetemp() / 'tfds_digits')
-
-
-@pytest.fixture(scope='module')
-def reference(data_dir, tmp_path_factory):
-  """An uninterrupted STEPS-step run: (result, workdir)."""
-  path = str(tmp_path_factory.mktemp('reference'))
-  return train.train_and_evaluate(tiny_config(data_dir), path), path
+# The module-scoped fixtures of test_train, instantiated again for this module.
+data_dir = test_train.data_dir
+reference = test_train.reference
 
 
 def copy_of(reference, tmp_path):
