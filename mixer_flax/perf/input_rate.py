@@ -6,8 +6,7 @@ Measures, for one experiment config (default: experiments/digits.py):
   3. unless --no-step, the pmapped train step on a fixed batch (what the
      trainer consumes), and the ratio pipeline / step.
 
-  python scripts/benchmark_input.py [--config experiments/digits.py] [--batches 50]
-      [--data_dir DIR] [--tf_threads N] [--set pp.randaug_layers=2 --set pp.mixup_alpha=0.2]
+Command line: `scripts/benchmark_input.py`.
 """
 
 from __future__ import annotations

@@ -123,11 +123,7 @@ def _move_aside(ckpts: runtime.Checkpoints, step: int) -> str:
     target = os.path.join(root, f'{step}-{n}')
   fileio.makedirs(root)
   src = os.path.join(ckpts.directory, str(step))
-  if fileio.is_local(src):
-    os.rename(src, target)
-  else:
-    import tensorflow as tf
-    tf.io.gfile.rename(src, target)
+  fileio.path_of(src).rename(target)
   return target
 
 

@@ -89,11 +89,8 @@ def _as_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def _listdir(path: str) -> list[str]:
-  if fileio.is_local(path):
-    path = fileio.absolute(path)
-    return os.listdir(path) if os.path.isdir(path) else []
-  import tensorflow as tf
-  return [p.rstrip('/') for p in tf.io.gfile.listdir(path)] if tf.io.gfile.isdir(path) else []
+  directory = fileio.path_of(fileio.absolute(path))
+  return [p.name for p in directory.iterdir()] if directory.is_dir() else []
 
 
 def newest_checkpoint_step(workdir: str) -> int | None:
@@ -102,16 +99,9 @@ def newest_checkpoint_step(workdir: str) -> int | None:
   return max(steps) if steps else None
 
 
-def _is_dir(path: str) -> bool:
-  if fileio.is_local(path):
-    return os.path.isdir(fileio.absolute(path))
-  import tensorflow as tf
-  return tf.io.gfile.isdir(path)
-
-
 def check_path(workdir: str) -> None:
   """Raises WorkdirError if `workdir` exists and is not a directory."""
-  if fileio.exists(workdir) and not _is_dir(workdir):
+  if fileio.exists(workdir) and not fileio.path_of(workdir).is_dir():
     raise WorkdirError(f'--workdir={workdir} is a file, not a directory. Give a directory '
                        '(it is created if missing).')
 

@@ -108,8 +108,7 @@ class WorkdirLock:
   def _age(self) -> float:
     if self.local:
       return time.time() - os.stat(fileio.absolute(self.path)).st_mtime
-    import tensorflow as tf
-    return time.time() - tf.io.gfile.stat(self.path).mtime_nsec / 1e9
+    return time.time() - fileio.path_of(self.path).stat().mtime
 
   def _read(self) -> tuple[dict[str, Any] | None, float]:
     """(holder, heartbeat age in s); holder {} if unreadable, None if there is no lock."""
@@ -235,11 +234,7 @@ class WorkdirLock:
       self._remove()
 
   def _remove(self) -> None:
-    if self.local:
-      os.remove(fileio.absolute(self.path))
-    else:
-      import tensorflow as tf
-      tf.io.gfile.remove(self.path)
+    fileio.path_of(fileio.absolute(self.path)).unlink()
 
   def __enter__(self) -> WorkdirLock:
     return self.acquire()
