@@ -130,10 +130,8 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
                + _model_problems(config) + _data_problems(config) + _loop_problems(config))
   if problems:
     raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
-  path = config.get('pretrained_path', None)
-  # http(s) URLs are fetched (and checked) by checkpoint.load_npz; tf.io.gfile cannot stat them.
-  url = str(path).startswith(('http://', 'https://'))
-  if check_files and path and not url and not fileio.exists(path):
+  path = config.get('pretrained_path', None) or ''  # http(s): fetched, checked by load_npz
+  if check_files and path and not path.startswith(('http:', 'https:')) and not fileio.exists(path):
     raise FileNotFoundError(f'config.pretrained_path={path!r} does not exist; give the path '
                             'of an .npz checkpoint (local, gs:// or https://) or set it to None.')
 

@@ -4,6 +4,11 @@ Any config value can be overridden on the command line, e.g. `--config.total_ste
 --config.base_lr=3e-3`; an unknown key or a value of the wrong type is rejected while the
 flags are parsed, before anything is built or compiled.
 
+Errors print one line, the cause and what to do (`--verbose` or `--verbosity=1` adds the
+traceback); exit status 1. A rerun with another config is refused unless
+`--allow_config_change` (`training/workdir.py`). Exit status 0 when done or preempted by
+SIGTERM (checkpoint saved), 130 after Ctrl-C (checkpoint saved; a second Ctrl-C stops at once).
+
 Multi-host (one process per host, each seeing its local accelerators): give
 `--coordinator_address=HOST:PORT --num_processes=N --process_id=I` (or the environment
 variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID), or
