@@ -49,7 +49,7 @@ def test_bad_override_fails_while_parsing_flags(flag, pattern, tmp_path):
     (['--config=experiments/no_such_file.py'],
      r'cannot load experiments/no_such_file\.py \(no such file'),
     (['--config=experiments/digits.py:abc'],
-     r"the config file raised ValueError: invalid literal for int\(\) with base 10: 'abc'"),
+     r'--config=experiments/digits\.py:abc: the config file raised ValueError: .*abc'),
     (['--workdir=FILE'], r'--workdir=.*FILE is a file, not a directory'),
     (['--config.model_name=Mixer-X_99'],
      r"FATAL ValueError: Invalid config: config\.model_name='Mixer-X_99' is unknown"),
