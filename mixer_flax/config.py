@@ -133,10 +133,10 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
                + _model_problems(config) + _data_problems(config) + _loop_problems(config))
   if problems:
     raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
-  path = config.get('pretrained_path', None)
-  if check_files and path and not fileio.exists(path):
+  path = config.get('pretrained_path', None) or ''  # http(s): fetched, checked by load_npz
+  if check_files and path and not path.startswith(('http:', 'https:')) and not fileio.exists(path):
     raise FileNotFoundError(f'config.pretrained_path={path!r} does not exist; give the path '
-                            'of an .npz checkpoint (local or gs://) or set it to None.')
+                            'of an .npz checkpoint (local, gs:// or https://) or set it to None.')
 
 
 def _batch_problems(config: ml_collections.ConfigDict, shards: int) -> list[str]:

@@ -4,6 +4,11 @@ Any config value can be overridden on the command line, e.g. `--config.total_ste
 --config.base_lr=3e-3`; an unknown key or a value of the wrong type is rejected while the
 flags are parsed, before anything is built or compiled.
 
+Errors print one line, the cause and what to do (`--verbose` or `--verbosity=1` adds the
+traceback); exit status 1. A rerun with another config is refused unless
+`--allow_config_change` (`training/workdir.py`). Exit status 0 when done or preempted by
+SIGTERM (checkpoint saved), 130 after Ctrl-C (checkpoint saved; a second Ctrl-C stops at once).
+
 Multi-host (one process per host, each seeing its local accelerators): give
 `--coordinator_address=HOST:PORT --num_processes=N --process_id=I` (or the environment
 variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID), or
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 import logging as logging_std
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -37,6 +43,18 @@ _PROCESS_ID = flags.DEFINE_integer(
 _DISTRIBUTED = flags.DEFINE_enum(
     'distributed', 'off', ['off', 'auto'], "'auto': call jax.distributed.initialize() with "
     'cluster auto-detection (TPU pod slices, SLURM, ...), even without the flags above.')
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    'allow_config_change', False, 'Resume --workdir although the config differs from its '
+    'saved config.json in settings that may not change on resume (the old config is kept as '
+    'config.step<N>.json).')
+_VERBOSE = flags.DEFINE_bool(
+    'verbose', False, 'Show the traceback of an error (default: one line, the cause and what '
+    'to do; also shown with --verbosity=1).')
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: the shell's status for a job stopped by Ctrl-C
+# Errors a user can cause (bad config, files, data, NaN loss): one line unless --verbose.
+USER_ERRORS = (ValueError, OSError, FloatingPointError, RuntimeError)
 
 
 def _env_int(name: str) -> int | None:
@@ -88,12 +106,30 @@ def main(argv: list[str]) -> int:
   if not _WORKDIR.value:
     raise app.UsageError('--workdir is required.')
   logging.get_absl_handler().addFilter(_QuietLibraries())
+  from mixer_flax.training import workdir as workdir_lib
+  try:
+    workdir_lib.check_path(_WORKDIR.value)  # before JAX starts: a file, not a directory?
+  except workdir_lib.WorkdirError as e:
+    print(f'FATAL {e}', file=sys.stderr)
+    return EXIT_ERROR
   maybe_initialize_distributed()
   import jax
 
   from mixer_flax import train
 
-  result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
+                                      allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+  except KeyboardInterrupt:
+    if _verbose():
+      raise
+    print('Interrupted (Ctrl-C) before training started; nothing to save.', file=sys.stderr)
+    return EXIT_INTERRUPTED
+  except USER_ERRORS as e:
+    if _verbose():
+      raise
+    print(f'FATAL {type(e).__name__}: {e}\n(--verbose shows the traceback)', file=sys.stderr)
+    return EXIT_ERROR
   if jax.process_count() > 1:  # lets operators (and tests) check that processes agree
     summary = {k: result.get(k) for k in ('process_index', 'step', 'train_loss',
                                           'eval_accuracy', 'eval_count', 'params_digest')}
@@ -101,8 +137,11 @@ def main(argv: list[str]) -> int:
           f'{json.dumps(summary)}', flush=True)
   if jax.process_index() == 0:
     if result.get('preempted'):
-      print(f'Preempted at step {result["step"]}; checkpoint saved in {_WORKDIR.value}. '
-            'Rerun the same command to resume.', flush=True)
+      print(f'{"Interrupted" if result.get("signal") == "SIGINT" else "Preempted"} at step '
+            f'{result["step"]}; checkpoint saved in {_WORKDIR.value}. Rerun the same command '
+            'to resume.', flush=True)
+      if result.get('signal') == 'SIGINT':
+        return EXIT_INTERRUPTED
     else:
       print(f'Final eval accuracy: {result["eval_accuracy"]:.4f} (top-5 '
             f'{result["eval_top5_accuracy"]:.4f}, loss {result["eval_loss"]:.4f}) at step '
@@ -111,17 +150,59 @@ def main(argv: list[str]) -> int:
   return 0
 
 
+def _verbose() -> bool:
+  return bool(flags.FLAGS.is_parsed() and _VERBOSE.value) or logging.level_debug()
+
+
+def _flag_error(e: Exception, verbose: bool) -> str:
+  """The flag error in one line; a traceback ml_collections embeds is cut to its last line."""
+  text = str(e)
+  if 'Traceback (most recent call last)' in text and not verbose:
+    head = text.split('Error whilst parsing config file')[0].rstrip(': \n')
+    last = [line for line in text.splitlines() if line.strip()][-1].strip()
+    text = f'{head}: the config file raised {last}'
+  return text
+
+
+def _unknown_key(e: Exception, argv: list[str]) -> str:
+  """'--config.x=1: the config has no setting 'x'. Did you mean "y"?' from ml_collections'."""
+  inner = e.args[0] if e.args and isinstance(e.args[0], KeyError) else e
+  text = str(inner.args[0] if inner.args else inner)  # args[0]: the raw text, not its repr
+  key, _, hint = text.partition('\n')
+  key = key.strip('"\'')
+  match = re.search(r'Did you mean "([^"]+)"', hint)
+  given = [a for a in argv[1:] if a.startswith('--config.') and key in a.split('=')[0]]
+  return (f'{" ".join(given) or key}: the config has no setting {key!r}.'
+          + (f' Did you mean {match.group(1)!r}?' if match else '')
+          + ' Check the spelling against the config file (--config=...).')
+
+
+def _config_file_error(e: OSError, argv: list[str], verbose: bool) -> None:
+  """Exits with one line for a config file that cannot be loaded."""
+  if verbose:
+    raise e
+  given = [a for a in argv if a.startswith('--config=')] or ['--config=?']
+  spec = given[-1].split('=', 1)[1]
+  path = spec.split(':')[0]
+  sys.exit(f'FATAL --config={spec}: cannot load {path} '
+           f'({"no such file" if not os.path.exists(path) else e}; relative paths start at '
+           f'{os.getcwd()}). Give an experiments/*.py file.')
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-  """Parses absl flags; an unknown `--config.<key>` override becomes a one-line error."""
+  """Parses absl flags; bad flags, overrides and config files become one-line errors."""
+  verbose = '--verbose' in argv
   try:
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
+    _CONFIG.value.keys()  # ml_collections defers a config file that fails to load to first use
   except flags.Error as e:
-    sys.exit(f'FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull to see help.')
+    sys.exit(f'FATAL Flags parsing error: {_flag_error(e, verbose)}\n'
+             'Pass --helpshort or --helpfull to see help.')
+  except OSError as e:  # the config file could not be loaded (an override touched it)
+    _config_file_error(e, argv, verbose)
   except (AttributeError, KeyError) as e:  # ml_collections: the override's key does not exist
-    key = str(e).strip('"\'')
-    given = [a for a in argv[1:] if a.startswith('--config.') and key in a]
-    sys.exit(f'FATAL Flags parsing error: {" ".join(given) or key}: the config has no setting '
-             f'{key!r}. Check the spelling against the config file (--config=...).')
+    sys.exit(f'FATAL Flags parsing error: {_unknown_key(e, argv)}')
+  return rest
 
 
 def run() -> None:

@@ -3,19 +3,20 @@
 `train_and_evaluate(config, workdir)` runs one experiment (pre-training or fine-tuning)
 described by an `experiments/*.py` config (keys: `config.base_config`):
 
-* the config is validated before anything is compiled (batch divisibility, dataset,
-  model name, pretrained file), and saved resolved to `workdir/config.json`;
+* the config is validated before anything is compiled (batch divisibility, dataset, model,
+  pretrained file, the images of both splits); then `training/workdir.py` locks the workdir,
+  refuses a resume with another config and saves the resolved config to `config.json`;
 * the model starts from scratch or from an `.npz` (`checkpoint.load_pretrained`: head
   replaced, higher resolution adapted) and is replicated on the local devices;
-* if `workdir/checkpoints` holds a checkpoint the run resumes from it: the input pipeline
-  restarts at the next batch and the per-step RNG is a function of the step, so a resumed
-  run is identical to an uninterrupted one (the saved step never runs twice);
+* the run resumes from the newest checkpoint that restores (`training/resume.py`; damaged
+  ones are moved aside): the input pipeline restarts at the next batch and the per-step RNG
+  is a function of the step, so a resumed run is identical to an uninterrupted one;
 * the evaluators of `config.evals` (`mixer_flax/eval`: by default top-1, top-5 and loss on
   the exact padded+masked eval split every `eval_every` steps, and linear few-shot probes
   every `config.fewshot.every` steps when `config.fewshot` is set) run every `every` steps of
   theirs and at the end;
-* checkpoints every `checkpoint_every` steps, at the end, and on SIGTERM (then the
-  function returns with `preempted=True`); a state is checkpointed only after its loss
+* checkpoints every `checkpoint_every` steps, at the end, and on SIGTERM or SIGINT (the
+  function then returns with `preempted=True`); a state is checkpointed only after its loss
   and parameters were checked finite, so a NaN/Inf loss raises `NonFiniteLossError` and
   leaves the last good checkpoint intact;
 * metrics go to clu writers, `workdir/metrics.jsonl` and the console (`metrics.py`);
@@ -39,8 +40,9 @@ from mixer_flax import checkpoint, devices, fileio, models
 from mixer_flax import config as config_lib
 from mixer_flax.data import pipeline
 from mixer_flax.eval import Evaluator, build_evaluators
-from mixer_flax.training import runtime
+from mixer_flax.training import resume, runtime
 from mixer_flax.training import step as step_lib
+from mixer_flax.training import workdir as workdir_lib
 from mixer_flax.training.metrics import MetricsLogger, format_duration
 
 
@@ -87,37 +89,55 @@ def _scalar(x) -> float:
   return float(np.asarray(x).reshape(-1)[0])
 
 
-def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  with fileio.open_file(fileio.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
+def _say(text: str) -> None:
+  if jax.process_index() == 0:
+    print(text, flush=True)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       allow_config_change: bool = False) -> dict[str, Any]:
   """Trains and evaluates `config`, writing everything under `workdir`.
 
+  Args:
+    config: the experiment config.
+    workdir: output directory; a rerun with the same workdir resumes.
+    allow_config_change: resume although the config differs from the workdir's saved one in
+      keys that may not change on resume (`training/workdir.py`).
+
   Returns:
-    Final metrics: `step`, `train_loss`, `eval_accuracy`, `eval_top5_accuracy`,
-    `eval_loss` (and few-shot accuracies), `wall_time_s`, `preempted`, `resumed_from`,
-    `process_index` and `params_digest` (sha256 of the final params: equal on all processes).
+    Final metrics: `step`, `train_loss`, `eval_accuracy`, `eval_top5_accuracy`, `eval_loss`
+    (and few-shot accuracies), `wall_time_s`, `preempted` (and `signal`), `resumed_from`,
+    `process_index` and `params_digest` (sha256 of the final params, equal on all processes).
+
+  Raises:
+    workdir_lib.WorkdirError: locked workdir, config changed, no restorable checkpoint.
   """
   t_start = time.perf_counter()
   config = ml_collections.ConfigDict(config.to_dict())  # unlocked private copy
   config_lib.validate(config)
   info = pipeline.get_dataset_info(config)  # ValueError naming config.dataset
   config.num_classes = int(config.get('num_classes') or info.num_classes)
-  is_main = jax.process_index() == 0
-  if is_main:
-    fileio.makedirs(workdir)
-    _write_config(config, workdir)
+  for warning in pipeline.check_splits(config):  # broken images fail here, not at step 1
+    _say(warning)
+  opened = workdir_lib.open_workdir(config, workdir, allow_config_change=allow_config_change,
+                                    log=_say)
+  try:
+    return _train(config, workdir, t_start, opened)
+  finally:
+    opened.release()
 
+
+def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
+           opened: workdir_lib.OpenedWorkdir) -> dict[str, Any]:
+  """`train_and_evaluate` once the workdir is locked and holds the config."""
+  is_main = jax.process_index() == 0
   model = build_model(config, config.num_classes)
   rng = jax.random.key(config.seed)
   init_rng, train_rng = jax.random.split(rng)
   state_host = initial_state(config, model, init_rng)
   ckpts = runtime.Checkpoints(workdir, keep=config.get('keep_checkpoints', 2))
-  start_step = ckpts.latest_step() or 0
-  if start_step:
-    state_host = ckpts.restore(start_step, jax.device_get(state_host))
+  start_step, state_host = resume.restore_latest(ckpts, jax.device_get(state_host), log=_say)
+  opened.save_config()
   state = devices.replicate(state_host)
   del state_host
   log = MetricsLogger(workdir=workdir, total_steps=config.total_steps, write_files=is_main,
@@ -199,9 +219,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if stop and not is_last:
           save(step)
           ckpts.wait()
-          log.message(f'Preemption signal received: saved the checkpoint of step '
+          log.message(f'{preemption.name} received: saved the checkpoint of step '
                       f'{step}; exiting. Rerun the same command to resume.')
-          result['preempted'] = True
+          result.update(preempted=True, signal=preemption.name)
           break
   except BaseException:
     ckpts.close()  # lets an in-flight save of a good state commit

@@ -43,6 +43,38 @@ def test_bad_override_fails_while_parsing_flags(flag, pattern, tmp_path):
   assert not workdir.exists()  # failed before building anything
 
 
+@pytest.mark.parametrize('args, pattern', [
+    (['--config.base_rl=0.1'],
+     r"--config\.base_rl=0\.1: the config has no setting 'base_rl'\. Did you mean 'base_lr'\?"),
+    (['--config=experiments/no_such_file.py'],
+     r'cannot load experiments/no_such_file\.py \(no such file'),
+    (['--config=experiments/digits.py:abc'],
+     r'--config=experiments/digits\.py:abc: the config file raised ValueError: .*abc'),
+    (['--workdir=FILE'], r'--workdir=.*FILE is a file, not a directory'),
+    (['--config.model_name=Mixer-X_99'],
+     r"FATAL ValueError: Invalid config: config\.model_name='Mixer-X_99' is unknown"),
+])
+def test_errors_are_one_line_without_traceback(args, pattern, tmp_path, data_dir):
+  (tmp_path / 'FILE').write_text('not a directory')
+  args = [a.replace('FILE', str(tmp_path / 'FILE')) for a in args]
+  config = next((a.split('=', 1)[1] for a in args if a.startswith('--config=')),
+                'experiments/digits.py')
+  workdir = next((a.split('=', 1)[1] for a in args if a.startswith('--workdir=')),
+                 str(tmp_path / 'w'))
+  rest = [a for a in args if not a.startswith(('--config=', '--workdir='))]
+  proc = run(command(workdir, f'--config.data_dir={data_dir}', *rest, config=config))
+  assert proc.returncode == 1
+  assert re.search(pattern, proc.stderr), proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr and '\\n' not in proc.stderr, proc.stderr[-3000:]
+  assert len(re.findall('FATAL', proc.stderr)) == 1
+  assert not (tmp_path / 'w').exists()
+
+
+def test_verbose_shows_the_traceback(tmp_path):
+  proc = run(command(str(tmp_path / 'w'), '--verbose', config='experiments/digits.py:abc'))
+  assert proc.returncode == 1 and 'Traceback (most recent call last)' in proc.stderr
+
+
 def test_non_divisible_batch_names_the_setting(tmp_path, data_dir):
   proc = run(command(str(tmp_path / 'w'), '--config.batch=100',
                      f'--config.data_dir={data_dir}'))

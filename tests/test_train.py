@@ -17,8 +17,9 @@ from mixer_flax import checkpoint, train
 from mixer_flax import config as config_lib
 from mixer_flax.data import pipeline
 from mixer_flax.eval import fewshot
-from mixer_flax.training import runtime
+from mixer_flax.training import resume, runtime
 from mixer_flax.training import step as step_lib
+from mixer_flax.training import workdir as workdir_lib
 from mixer_flax.training.metrics import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -172,7 +173,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(reference, da
   shutil.copytree(ref_dir, workdir)
   config = tiny_config(data_dir, total_steps=STEPS + 40, base_lr=1e30)
   with pytest.raises(train.NonFiniteLossError, match='non-finite.*last good checkpoint'):
-    train.train_and_evaluate(config, workdir)
+    train.train_and_evaluate(config, workdir, allow_config_change=True)  # base_lr changed
   ckpts = runtime.Checkpoints(workdir, keep=2)
   assert ckpts.latest_step() == STEPS  # nothing saved after the blow-up
   model = train.build_model(config, 10)
@@ -232,9 +233,17 @@ def test_checkpoint_from_another_optimizer_is_rejected_clearly(reference, data_d
   _, ref_dir = reference
   workdir = str(tmp_path / 'w')
   shutil.copytree(ref_dir, workdir)
-  with pytest.raises(ValueError, match='does not match the state this config builds'):
-    train.train_and_evaluate(tiny_config(data_dir, total_steps=STEPS + 10, optimizer='sgd'),
-                             workdir)
+  config = tiny_config(data_dir, total_steps=STEPS + 10, optimizer='sgd')
+  with open(os.path.join(workdir, 'config.json'), 'rb') as f:
+    saved = f.read()
+  with pytest.raises(workdir_lib.ConfigMismatch, match='optimizer: "adam" -> "sgd"'):
+    train.train_and_evaluate(config, workdir)
+  # Forced past the config check, the checkpoint is refused in one line, not 2,400.
+  with pytest.raises(resume.CheckpointMismatch, match='optimizer.*lacks: opt_state') as e:
+    train.train_and_evaluate(config, workdir, allow_config_change=True)
+  assert len(str(e.value)) < 1000 and '\n' not in str(e.value)
+  with open(os.path.join(workdir, 'config.json'), 'rb') as f:
+    assert f.read() == saved  # the refused run did not replace the config
 
 
 def _no_compile(monkeypatch):

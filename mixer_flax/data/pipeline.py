@@ -97,6 +97,14 @@ def get_dataset_info(config: Any) -> DatasetInfo:
       label_names=tuple(source.label_names))
 
 
+def check_splits(config: Any) -> list[str]:
+  """`sources.check_splits` for the train and eval split of `config` on this process."""
+  return sources.check_splits(
+      _source(config), train_split=_get(config, 'train_split', 'train'),
+      eval_split=_get(config, 'eval_split', 'test'), process_index=jax.process_index(),
+      process_count=jax.process_count())
+
+
 def _topology(process_index: int | None, process_count: int | None,
               local_device_count: int | None) -> tuple[int, int, int]:
   return (jax.process_index() if process_index is None else process_index,

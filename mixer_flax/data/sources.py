@@ -26,6 +26,7 @@ import importlib
 import os
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -52,6 +53,8 @@ class Source:
     records: fn(split, process_index, process_count) -> finite tf.data.Dataset of
       {'image': tf.string scalar, 'label': int64 () or [k]} in a fixed order.
     load: fn(record) -> record whose 'image' holds the encoded bytes.
+    labels: fn(split) -> int64 [n] labels of the whole split, where known without reading
+      the data (image folders); None otherwise.
   """
 
   name: str
@@ -60,6 +63,7 @@ class Source:
   count: Callable[[str, int, int], int]
   records: Callable[[str, int, int], tf.data.Dataset]
   load: Callable[[dict], dict] = lambda record: record
+  labels: Callable[[str], np.ndarray] | None = None
 
 
 def get_source(*, dataset: str, data_dir: str | None = None, manual_dir: str | None = None,
@@ -83,7 +87,40 @@ def _folder_source(root: str) -> Source:
       name=f'image_folder:{root}', num_classes=len(folder.classes), label_names=folder.classes,
       count=lambda split, pi, pc: len(folder.shard(split, pi, pc)[0]),
       records=folder.records,
-      load=lambda r: {**r, 'image': tf.io.read_file(r['image'])})
+      load=lambda r: {**r, 'image': tf.io.read_file(r['image'])},
+      labels=lambda split: folder.shard(split, 0, 1)[1])
+
+
+def check_splits(source: Source, *, train_split: str, eval_split: str, process_index: int,
+                 process_count: int) -> list[str]:
+  """Checks, before anything is compiled, the splits a run reads; returns warnings.
+
+  Opens this process's share of both splits (image folders: every image must decode; each
+  file is checked once per process). Where the labels are known (image folders), an eval
+  class the train split lacks is refused (the model cannot learn it) and a train class
+  the eval split lacks is a warning.
+
+  Raises:
+    ValueError naming the undecodable file or the classes.
+  """
+  for split in (train_split, eval_split):
+    source.records(split, process_index, process_count)
+  if source.labels is None:
+    return []
+  train, test = set(source.labels(train_split).tolist()), set(source.labels(eval_split).tolist())
+
+  def names(labels: set[int]) -> str:
+    return ', '.join(str(source.label_names[i]) for i in sorted(labels))
+
+  if test - train:
+    raise ValueError(
+        f'config.eval_split={eval_split!r} of {source.name} has images of classes that '
+        f'config.train_split={train_split!r} lacks: {names(test - train)}. The model cannot '
+        'learn them: add training images of these classes or remove them from the eval split.')
+  if train - test:
+    return [f'Warning: config.eval_split={eval_split!r} of {source.name} has no images of the '
+            f'classes {names(train - test)}; they are trained but never evaluated.']
+  return []
 
 
 def _refuse_download(*args, **kwargs):

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from mixer_flax import config as config_lib
+from mixer_flax.data import pipeline
 from mixer_flax.eval import classification, fewshot, labels, predict
 
 EVALUATE_DOC = 'Top-1 / top-5 accuracy of a Mixer checkpoint on a tfds split or an image folder.'
@@ -67,6 +68,11 @@ def evaluate_main(argv: list[str] | None = None) -> dict[str, float]:
       model_name=arch['model_name'], eval_mode=args.eval_mode, eval_resize=args.eval_resize,
       batch=args.batch, data_dir=args.data_dir, folder_root=args.folder_root,
       num_classes=arch['num_classes'])
+  classes = pipeline.get_dataset_info({**config.to_dict(), 'num_classes': None}).num_classes
+  if arch['num_classes'] < classes:  # labels would not fit the head: say so, not num_classes
+    raise SystemExit(f'{args.checkpoint} has a {arch["num_classes"]}-class head but '
+                     f'{args.dataset} has {classes} classes: fine-tune it on this dataset first '
+                     f'(python -m mixer_flax.main ... --config.pretrained_path={args.checkpoint}).')
   metrics = classification.evaluate_params(config, model, params, progress=not args.no_progress)
   metrics = dict(checkpoint=args.checkpoint, model=arch['model_name'], dataset=args.dataset,
                  split=split, image_size=arch['image_size'], eval_mode=args.eval_mode, **metrics)

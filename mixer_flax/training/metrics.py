@@ -6,13 +6,17 @@ the others log to their own console through clu's logging writer.
 `metrics.jsonl` holds one JSON object per logged step, e.g.
 `{"step": 100, "train_loss": 0.41, "learning_rate": 0.001, "img/s": 812.5}`. On a resumed
 run, records after the restored step are dropped first, so the file never repeats a step.
+A torn last line (a run that died while appending) is dropped with a warning; damage
+anywhere else stops the run naming the file and line.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from clu import metric_writers
@@ -22,13 +26,34 @@ from mixer_flax import fileio
 METRICS_FILE = 'metrics.jsonl'
 
 
-def read_metrics(workdir: str) -> list[dict[str, Any]]:
-  """Returns the records of `workdir/metrics.jsonl` (empty list if there is none)."""
+def read_metrics(workdir: str, *, warn: Callable[[str], None] = logging.warning
+                 ) -> list[dict[str, Any]]:
+  """Returns the records of `workdir/metrics.jsonl` (empty list if there is none).
+
+  A torn last line (the run died while appending: power loss, full disk) is dropped with a
+  warning; any other line that is not a JSON object raises ValueError naming file and line.
+  """
   path = fileio.join(workdir, METRICS_FILE)
   if not fileio.exists(path):
     return []
   with fileio.open_file(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = f.read().split('\n')
+  numbered = [(i, line) for i, line in enumerate(lines, 1) if line.strip()]
+  records = []
+  for i, line in numbered:
+    try:
+      record = json.loads(line)
+      if not isinstance(record, dict):
+        raise ValueError('not a JSON object')
+    except ValueError as e:
+      if i == numbered[-1][0]:
+        warn(f'Warning: dropped the torn last line {i} of {path} ({len(line)} characters '
+             'that are not a JSON record, written when an earlier run stopped).')
+        break
+      raise ValueError(f'{path}, line {i}: not a JSON record ({e}); the file is damaged '
+                       'before its last line. Repair or delete that line, then rerun.') from e
+    records.append(record)
+  return records
 
 
 def format_duration(seconds: float) -> str:
@@ -69,7 +94,8 @@ class MetricsLogger:
     self._records: list[dict[str, Any]] = []  # kept for object stores (no append there)
     if write_files:
       fileio.makedirs(workdir)
-      self._records = [r for r in read_metrics(workdir) if r.get('step', 0) <= resume_step]
+      self._records = [r for r in read_metrics(workdir, warn=self.message)
+                       if r.get('step', 0) <= resume_step]
       self._rewrite()
       self._writer = metric_writers.create_default_writer(workdir, asynchronous=False)
     else:

@@ -9,6 +9,7 @@ device mesh are in `mixer_flax/devices.py`.
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import threading
 from typing import Any
@@ -51,15 +52,18 @@ def digest(tree: PyTree) -> str:
 class Checkpoints:
   """Orbax checkpoints of the unreplicated train state under `workdir/checkpoints/<step>`.
 
-  Saves are atomic (orbax writes a temporary directory and renames it on commit), the
-  newest `keep` are kept, and `restore_latest` finds the newest committed one. Every
-  process must call `save` (orbax synchronises them); only the primary process writes.
+  Saves are atomic (orbax writes a temporary directory and renames it on commit) and record
+  the sha256 of the saved arrays (`digest`) in the step's metadata, so a restore can prove it
+  read back what was written; the newest `keep` are kept. Every process must call `save`
+  (orbax synchronises them); only the primary process writes. Resuming, with fallback past
+  damaged checkpoints: `training/resume.py`.
   """
 
   def __init__(self, workdir: str, *, keep: int):
     self.directory = fileio.absolute(fileio.join(workdir, CHECKPOINT_DIR))
     options = ocp.CheckpointManagerOptions(max_to_keep=max(int(keep), 1), create=True)
-    self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                          item_handlers=ocp.StandardCheckpointHandler())
 
   def latest_step(self) -> int | None:
     """Step of the newest committed checkpoint, or None."""
@@ -69,24 +73,36 @@ class Checkpoints:
     """Steps of every kept checkpoint, ascending."""
     return sorted(self._manager.all_steps())
 
+  def reload(self) -> None:
+    """Re-reads the list of checkpoints from the directory."""
+    self._manager.reload()
+
   def save(self, step: int, state_host: PyTree) -> None:
     """Saves a host copy of the state (a flax struct / pytree) as checkpoint `step`."""
     if step in self._manager.all_steps():
       return
-    item = _numpy_tree(flax.serialization.to_state_dict(state_host))
-    self._manager.save(step, args=ocp.args.StandardSave(item))
+    item = state_dict(state_host)
+    self._manager.save(step, args=ocp.args.StandardSave(item),
+                       custom_metadata={'state_sha256': digest(item)})
+
+  def item_metadata(self, step: int) -> PyTree:
+    """Shapes and dtypes of checkpoint `step`'s arrays (orbax `ArrayMetadata` leaves)."""
+    return self._manager.item_metadata(step)
+
+  def saved_digest(self, step: int) -> str | None:
+    """The sha256 recorded when `step` was saved (None for older or damaged metadata)."""
+    try:
+      return (self._manager.metadata(step).custom_metadata or {}).get('state_sha256')
+    except Exception:  # noqa: BLE001  (unreadable step metadata: nothing to compare with)
+      return None
+
+  def restore_tree(self, step: int, target: PyTree) -> PyTree:
+    """Checkpoint `step` as a state dict shaped like `target` (`state_dict(template)`)."""
+    return self._manager.restore(step, args=ocp.args.StandardRestore(target))
 
   def restore(self, step: int, template: PyTree) -> PyTree:
     """Restores checkpoint `step` into the structure of the host state `template`."""
-    target = _numpy_tree(flax.serialization.to_state_dict(template))
-    try:
-      restored = self._manager.restore(step, args=ocp.args.StandardRestore(target))
-    except ValueError as e:
-      raise ValueError(
-          f'The checkpoint {self.directory}/{step} does not match the state this config builds '
-          '(model, optimizer or grad_norm_clip changed since it was written?). Use a new '
-          f'--workdir, or restore the original settings. Details: {str(e)[:2000]}') from e
-    return flax.serialization.from_state_dict(template, restored)
+    return from_state_dict(template, self.restore_tree(step, state_dict(template)))
 
   def wait(self) -> None:
     """Blocks until pending asynchronous saves are committed."""
@@ -98,19 +114,26 @@ class Checkpoints:
     self._manager.close()
 
 
-def _numpy_tree(tree: PyTree) -> PyTree:
-  """Leaves as numpy arrays (0-d arrays for scalars: orbax rejects numpy scalars)."""
-  return jax.tree_util.tree_map(np.asarray, tree)
+def state_dict(state: PyTree) -> PyTree:
+  """The state as nested dicts of numpy arrays (0-d for scalars: orbax rejects numpy scalars)."""
+  return jax.tree_util.tree_map(np.asarray, flax.serialization.to_state_dict(state))
+
+
+def from_state_dict(template: PyTree, tree: PyTree) -> PyTree:
+  """Inverse of `state_dict`, into the structure of `template`."""
+  return flax.serialization.from_state_dict(template, tree)
 
 
 class PreemptionSignal:
-  """Turns SIGTERM (preemption) into a flag the training loop polls between steps.
+  """Turns SIGTERM (preemption) and SIGINT (Ctrl-C) into a flag the loop polls between steps.
 
-  Used as a context manager; the previous handler is restored on exit. Outside the main
-  thread (where handlers cannot be installed) it is a no-op flag.
+  The loop then saves a checkpoint and returns. The first SIGINT also restores the default
+  SIGINT action, so a second Ctrl-C ends the process at once (the newest checkpoint stays
+  intact: saves are atomic). Used as a context manager; the previous handlers are restored on
+  exit. Outside the main thread (where handlers cannot be installed) it is a no-op flag.
   """
 
-  def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM,)):
+  def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)):
     self.signals = signals
     self.received: int | None = None
     self._previous: dict[int, Any] = {}
@@ -118,6 +141,16 @@ class PreemptionSignal:
   def _handler(self, signum, frame):
     del frame
     self.received = signum
+    if signum == signal.SIGINT:
+      signal.signal(signal.SIGINT, signal.SIG_DFL)
+      # os.write: safe inside a signal handler (print could re-enter a buffered write).
+      os.write(2, b'\nCtrl-C: saving a checkpoint after this step, then exiting. Press '
+                  b'Ctrl-C again to stop at once without saving.\n')
+
+  @property
+  def name(self) -> str | None:
+    """'SIGTERM' / 'SIGINT' once a signal was received."""
+    return signal.Signals(self.received).name if self.received is not None else None
 
   def __enter__(self) -> PreemptionSignal:
     if threading.current_thread() is threading.main_thread():
@@ -129,6 +162,13 @@ class PreemptionSignal:
     for s, handler in self._previous.items():
       signal.signal(s, handler)
     self._previous = {}
+
+
+def sync(name: str) -> None:
+  """Barrier over all processes (no-op with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
 
 
 def any_process(flag: bool) -> bool:

@@ -1,0 +1,238 @@
+"""Opening a workdir: a directory, locked by one run, resumed only with the config it started.
+
+`open_workdir(config, workdir, ...)` runs at the start of `train.train_and_evaluate`, before
+anything is written to `workdir`:
+
+1. `--workdir` must be a directory or not exist yet (it is created);
+2. process 0 takes the lock `workdir/lock.json` (`workdir_lock.py`); the other processes
+   of a multi-host run wait for its verdict and stop with it if it fails;
+3. if `workdir/checkpoints` holds a checkpoint, the config is compared with the saved
+   `workdir/config.json`. Keys in `RESUMABLE_KEYS` may differ (a log line says so); any other
+   difference stops the run, listing `key: old -> new`, unless `allow_config_change=True`
+   (the `--allow_config_change` flag). Nothing is written by a refused run;
+4. once the run has restored its checkpoint, `OpenedWorkdir.save_config` writes the resolved
+   config to `config.json` (atomically: temp file + rename); when it differs from the saved
+   one, the old file is kept as `config.step<N>.json` (N: newest checkpoint), so a run whose
+   settings changed on resume stays documented.
+
+Why these keys may change on resume (`RESUMABLE_KEYS`):
+
+* `total_steps`: extends or shortens a run. The learning-rate schedule is a function of it,
+  so the decay is stretched to the new end from the resumed step on (logged);
+* `eval_every`, `checkpoint_every`, `progress_every`, `keep_checkpoints`, `fewshot.every`:
+  when things happen, not what is computed;
+* `data_dir`, `manual_dir`, `folder_root`, `pretrained_path`: where files are (a dataset moved
+  to another disk). `pretrained_path` is only read at step 0; a resumed run restores the
+  checkpoint. The comparison cannot tell a moved dataset from another one: that is on you;
+* `prefetch`, `tf_threads`: throughput only;
+* `batch_eval`: the eval is exact (padded + masked), its numbers do not depend on it.
+
+Everything else (model, optimizer, lr, batch, seed, augmentation, splits, ...) changes what a
+step computes, so a resumed run would be an unflagged mix of two experiments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from mixer_flax import fileio
+from mixer_flax.training.workdir_lock import WorkdirError, WorkdirLock, WorkdirLocked
+
+__all__ = ['RESUMABLE_KEYS', 'CONFIG_FILE', 'ConfigMismatch', 'OpenedWorkdir', 'WorkdirError',
+           'WorkdirLock', 'WorkdirLocked', 'check_path', 'config_changes', 'open_workdir']
+
+CONFIG_FILE = 'config.json'
+CHECKPOINT_DIR = 'checkpoints'
+RESUMABLE_KEYS = ('total_steps', 'eval_every', 'checkpoint_every', 'progress_every',
+                  'keep_checkpoints', 'fewshot.every', 'data_dir', 'manual_dir', 'folder_root',
+                  'pretrained_path', 'prefetch', 'tf_threads', 'batch_eval')
+_ABSENT = '(absent)'
+
+
+class ConfigMismatch(WorkdirError):
+  """The config differs from the workdir's saved one in keys that may not change on resume."""
+
+
+def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
+  if isinstance(tree, dict) and tree:
+    out = {}
+    for k, v in tree.items():
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def config_changes(saved: dict[str, Any],
+                   new: dict[str, Any]) -> tuple[list[str], list[str]]:
+  """Differences `key: old -> new` between two config dicts: (resumable, refused), sorted."""
+  old_flat, new_flat = _flatten(saved), _flatten(new)
+  resumable, refused = [], []
+  for key in sorted(set(old_flat) | set(new_flat)):
+    old, value = old_flat.get(key, _ABSENT), new_flat.get(key, _ABSENT)
+    if old != value:
+      line = f'{key}: {json.dumps(old) if old is not _ABSENT else old} -> ' \
+             f'{json.dumps(value) if value is not _ABSENT else value}'
+      (resumable if key in RESUMABLE_KEYS else refused).append(line)
+  return resumable, refused
+
+
+def _as_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config as `config.json` stores it (tuples as lists, ...)."""
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def _listdir(path: str) -> list[str]:
+  directory = fileio.path_of(fileio.absolute(path))
+  return [p.name for p in directory.iterdir()] if directory.is_dir() else []
+
+
+def newest_checkpoint_step(workdir: str) -> int | None:
+  """The largest step directory name under `workdir/checkpoints` (no orbax, no writes)."""
+  steps = [int(n) for n in _listdir(fileio.join(workdir, CHECKPOINT_DIR)) if n.isdigit()]
+  return max(steps) if steps else None
+
+
+def check_path(workdir: str) -> None:
+  """Raises WorkdirError if `workdir` exists and is not a directory."""
+  if fileio.exists(workdir) and not fileio.path_of(workdir).is_dir():
+    raise WorkdirError(f'--workdir={workdir} is a file, not a directory. Give a directory '
+                       '(it is created if missing).')
+
+
+def _write_atomic(path: str, text: str) -> None:
+  """Writes `text` so that readers see the old or the new file, never a torn one."""
+  if not fileio.is_local(path):  # object stores publish a file whole when it is closed
+    with fileio.open_file(path, 'w') as f:
+      f.write(text)
+    return
+  path = fileio.absolute(path)
+  tmp = f'{path}.tmp-{os.getpid()}'
+  with open(tmp, 'w') as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def _read_saved_config(path: str) -> dict[str, Any] | None:
+  if not fileio.exists(path):
+    return None
+  try:
+    with fileio.open_file(path) as f:
+      saved = json.load(f)
+    if not isinstance(saved, dict):
+      raise ValueError('not a JSON object')
+    return saved
+  except ValueError as e:
+    raise ConfigMismatch(
+        f'{path} cannot be read ({e}), so this run cannot check that it continues with the '
+        'same settings. Use a new --workdir, or pass --allow_config_change to resume with the '
+        'current config.') from e
+
+
+def _check_config(config: ml_collections.ConfigDict, workdir: str, *,
+                  allow_config_change: bool, log: Callable[[str], None]) -> Callable[[], None]:
+  """Compares `config` with the saved one; returns the function that records it."""
+  path = fileio.join(workdir, CONFIG_FILE)
+  step = newest_checkpoint_step(workdir)
+  new = _as_json(config)
+  try:
+    saved = _read_saved_config(path) if step is not None else None
+  except ConfigMismatch:
+    if not allow_config_change:
+      raise
+    saved = None
+  changed = saved is not None and saved != new
+  if changed:
+    resumable, refused = config_changes(saved, new)
+    if refused and not allow_config_change:
+      raise ConfigMismatch(
+          f'--workdir={workdir} holds a run (checkpoint of step {step}) with another config; '
+          'these settings may not change on resume:\n  ' + '\n  '.join(refused) +
+          f'\nNothing was written. Start a new run with a new --workdir, or continue this one '
+          f'under the new settings with --allow_config_change (the old config is then kept '
+          f'as config.step{step}.json).')
+    log(f'Resuming with changed settings (the previous config is kept as '
+        f'config.step{step}.json):\n  ' + '\n  '.join(refused + resumable) +
+        ('\n  (the learning-rate schedule now decays to the new total_steps)'
+         if any(k.startswith('total_steps:') for k in resumable) else ''))
+
+  def record() -> None:
+    if changed:
+      _write_atomic(fileio.join(workdir, f'config.step{step}.json'),
+                    json.dumps(saved, indent=2, sort_keys=True) + '\n')
+    _write_atomic(path, config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
+
+  return record
+
+
+class OpenedWorkdir:
+  """A workdir checked and locked by `open_workdir`.
+
+  Call `save_config()` once the run restored its checkpoint (a run refused by the checkpoint
+  itself must not have replaced `config.json`), and `release()` when the run ends.
+  """
+
+  def __init__(self, lock: WorkdirLock | None = None,
+               record: Callable[[], None] | None = None):
+    self.lock, self._record = lock, record
+
+  def save_config(self) -> None:
+    """Writes `config.json` (process 0; keeps a differing old one as config.step<N>.json)."""
+    if self._record is not None:
+      self._record()
+      self._record = None
+
+  def release(self) -> None:
+    """Releases the lock (process 0)."""
+    if self.lock is not None:
+      self.lock.release()
+
+
+def _open(config: ml_collections.ConfigDict, workdir: str, *, allow_config_change: bool,
+          log: Callable[[str], None]) -> OpenedWorkdir:
+  check_path(workdir)
+  fileio.makedirs(workdir)
+  lock = WorkdirLock(workdir).acquire()
+  if lock.took_over:
+    log(f'Warning: {lock.took_over}.')
+  try:
+    record = _check_config(config, workdir, allow_config_change=allow_config_change, log=log)
+  except BaseException:
+    lock.release()
+    raise
+  return OpenedWorkdir(lock, record)
+
+
+def open_workdir(config: ml_collections.ConfigDict, workdir: str, *,
+                 allow_config_change: bool = False,
+                 log: Callable[[str], None] = print) -> OpenedWorkdir:
+  """Checks and locks `workdir` for a run of `config` (see the module doc).
+
+  Every process calls it (multi-host: a collective); process 0 does the work and the others
+  stop with it if it fails.
+
+  Raises:
+    WorkdirError (`WorkdirLocked`, `ConfigMismatch`) with the cause and what to do.
+  """
+  opened, error = OpenedWorkdir(), None
+  if jax.process_index() == 0:
+    try:
+      opened = _open(config, workdir, allow_config_change=allow_config_change, log=log)
+    except Exception as e:  # noqa: BLE001  (re-raised below, after the others learn of it)
+      error = e
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    ok = multihost_utils.broadcast_one_to_all(np.array(error is None, np.int32))
+    if not int(ok) and error is None:
+      raise WorkdirError(f'Process 0 could not open --workdir={workdir}; see its log.')
+  if error is not None:
+    raise error
+  return opened
