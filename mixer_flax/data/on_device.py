@@ -120,9 +120,3 @@ def train_inputs(batch: dict[str, jax.Array], *, spec: AugmentSpec, rng: jax.Arr
     ratio = mixup_ratio(k_mix, spec.mixup_alpha)
     images, labels = mix_pairs(images, ratio), mix_pairs(labels, ratio)
   return images, labels
-
-
-def eval_inputs(batch: dict[str, jax.Array], num_classes: int) -> tuple[jax.Array, jax.Array]:
-  """Scaled float32 images and float32 targets [b, K] of one device's eval batch."""
-  images = batch['images']
-  return scale_images(images), encode_labels(batch['labels'], num_classes, images.shape[:1])

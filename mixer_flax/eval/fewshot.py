@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 
 from mixer_flax import devices
+from mixer_flax.data import on_device
 
 BIAS_FEATURE = 100.0
 DEFAULT_L2 = 2.0**10
@@ -148,7 +149,8 @@ def extract_features(model: Any, params: Any,
   Args:
     model: an `MlpMixer`.
     params: unreplicated parameters.
-    batches: dicts with 'images' `(..., H, W, 3)`, 'labels' (one-hot `(..., K)`
+    batches: dicts with 'images' `(..., H, W, 3)` (uint8, or float32 in [-1, 1]),
+      'labels' (one-hot `(..., K)`
       or int `(...)`) and optionally 'mask' `(...)`; leading axes are flattened.
 
   Returns:
@@ -157,7 +159,9 @@ def extract_features(model: Any, params: Any,
   local = jax.local_devices()
   data_sharding = devices.batch_sharding(local)
   params = jax.device_put(params, devices.replicated_sharding(local))
-  fwd = jax.jit(lambda p, x: model.apply({'params': p}, x, return_prelogits=True)[1])
+  # uint8 pipeline images are scaled to [-1, 1] on the device (float images pass as they are).
+  fwd = jax.jit(lambda p, x: model.apply({'params': p}, on_device.scale_images(x),
+                                         return_prelogits=True)[1])
   feats, labels = [], []
   for batch in batches:
     images = np.asarray(batch['images'])
