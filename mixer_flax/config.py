@@ -129,6 +129,9 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
           f'config.batch={config.batch} is not divisible by processes ({process_count}) x local '
           f'devices ({num_devices}) x config.accum_steps ({accum}) = {shards}; choose a multiple '
           'of it or change accum_steps')
+    if float(dict(get('pp', None) or {}).get('mixup_alpha') or 0) > 0 and (
+        config.batch // (process_count * num_devices)) % 2:  # mixup pairs within a device
+      problems.append('config.pp.mixup_alpha > 0 needs an even per-device batch (config.batch)')
   batch_eval = get('batch_eval', None)
   if batch_eval is not None and (not is_int(batch_eval) or batch_eval <= 0
                                  or batch_eval % (process_count * num_devices)):

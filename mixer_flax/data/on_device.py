@@ -39,7 +39,7 @@ class AugmentSpec(NamedTuple):
   randaug_layers: int = 0
   randaug_magnitude: float = 0.0
   mixup_alpha: float = 0.0
-  randaug_mode: str = 'auto'
+  randaug_mode: str = 'auto'  # data/augment.py MODES (the benchmark compares them)
 
   @classmethod
   def from_config(cls, config: Any, num_classes: int) -> AugmentSpec:
@@ -48,8 +48,7 @@ class AugmentSpec(NamedTuple):
     return cls(num_classes=int(num_classes),
                randaug_layers=int(pp.get('randaug_layers', 0) or 0),
                randaug_magnitude=float(pp.get('randaug_magnitude', 0) or 0),
-               mixup_alpha=float(pp.get('mixup_alpha', 0.0) or 0.0),
-               randaug_mode=str(pp.get('randaug_mode', 'auto') or 'auto'))
+               mixup_alpha=float(pp.get('mixup_alpha', 0.0) or 0.0))
 
 
 def scale_images(images: jax.Array) -> jax.Array:
