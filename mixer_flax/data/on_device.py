@@ -48,7 +48,8 @@ class AugmentSpec(NamedTuple):
     return cls(num_classes=int(num_classes),
                randaug_layers=int(pp.get('randaug_layers', 0) or 0),
                randaug_magnitude=float(pp.get('randaug_magnitude', 0) or 0),
-               mixup_alpha=float(pp.get('mixup_alpha', 0.0) or 0.0))
+               mixup_alpha=float(pp.get('mixup_alpha', 0.0) or 0.0),
+               randaug_mode=str(pp.get('randaug_mode', 'auto')))  # tuning knob, see augment
 
 
 def scale_images(images: jax.Array) -> jax.Array:

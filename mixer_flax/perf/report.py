@@ -25,11 +25,11 @@ def print_table(report: dict[str, Any]) -> None:
          f"{'XLA GF':>7} {'compile':>8} {'mem MiB':>9}")
   print(hdr)
   for row in report.get('results', []):
-    for mode in ('forward', 'train'):
+    for mode in ('forward', 'train', 'train_augment'):
       if mode not in row:
         continue
       r = row[mode]
-      mult = 3 if mode == 'train' else 1
+      mult = 3 if mode.startswith('train') else 1
       mem = r['memory']
       mib = mem.get('device_peak_mib', mem.get('host_peak_rss_mib', float('nan')))
       xla = r.get('xla_gflop_per_image')
@@ -37,3 +37,6 @@ def print_table(report: dict[str, Any]) -> None:
             f"{r['cpu_time_fraction_of_peak']:8.3f} "
             f"{mult * row['analytic_gflop_per_image']:7.1f} "
             f"{(f'{xla:.1f}' if xla else '-'):>7} {r['compile_s']:7.1f}s {mib:9.0f}")
+    if 'augment_cost' in row:
+      print(f"device augmentation (RandAugment 2/15 + mixup 0.5): {100 * row['augment_cost']:.1f}%"
+            f" of the augmented train step at batch {row['batch']}")
