@@ -9,16 +9,13 @@ No horizontal flip: digits are not mirror-symmetric.
 Command:
   python -m mixer_flax.main --config=experiments/digits.py --workdir=workdirs/digits
 
-Expected result (measured with this repository on a 2-core CPU machine, 1 CPU device):
-  test top-1 accuracy 0.981 (353 of the 360 test digits; top-5 1.000, eval loss 0.046) after
-  500 steps of batch 128 (~45 epochs); 0.978 at step 250 (uint8 batches scaled on the
-  device; before that change the same command gave 0.989, a float-rounding-level difference
-  in the input scaling that 500 Adam steps amplify). Wall time 1m29s on an otherwise idle
-  machine (previous input path; fresh clone and venv, including imports, compilation and
-  preparing the dataset; ~970 img/s); 10m47s with the load average at ~15 on the two cores.
-  Source: our own runs.
+Expected result (measured with this repository on a 2-core CPU machine, 1 CPU device; wall
+times in README.md): test top-1 accuracy 0.981 (353 of the 360 test digits; top-5 1.000, eval
+loss 0.046) after 500 steps of batch 128 (~45 epochs); 0.978 at step 250. Before the inputs
+became uint8 scaled on the device the same command gave 0.989 (356/360): a float-rounding
+difference in the input scaling that 500 Adam steps amplify.
 
-Arguments: `digits.py:N` trains for N steps instead of the default.
+Argument (`config.parse_arg` grammar): `digits.py:N` trains for N steps instead of 500.
 """
 
 import ml_collections
@@ -28,6 +25,7 @@ from mixer_flax import config as config_lib
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The digits config; `arg` optionally overrides `total_steps`."""
+  a = config_lib.parse_arg(arg, positional=('total_steps',), total_steps=500)
   c = config_lib.base_config()
   c.model_name = 'Mixer-Ti_4'
   c.pretrained_image_size = 16
@@ -41,7 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   c.batch = 128
   c.batch_eval = 256
-  c.total_steps = int(arg) if arg else 500
+  c.total_steps = a['total_steps']
   c.base_lr = 2e-3
   c.warmup_steps = 50
   c.decay_type = 'cosine'

@@ -1,4 +1,4 @@
-r"""Fine-tuning a pre-trained Mixer on a downstream dataset (paper appendix C, PAPER_FACTS 6).
+r"""Fine-tuning a pre-trained Mixer on a downstream dataset (paper appendix C).
 
 Argument: `finetune.py:MODEL,DATASET[,RESOLUTION][,SOURCE][,test]`
   MODEL       a key of mixer_flax.models.MODEL_CONFIGS, e.g. Mixer-B_16, Mixer-L_16.
@@ -6,7 +6,7 @@ Argument: `finetune.py:MODEL,DATASET[,RESOLUTION][,SOURCE][,test]`
               image_folder (then also `--config.folder_root=ROOT`, ROOT/{train,test}/<class>/*).
   RESOLUTION  224 (default) or a multiple of it, e.g. 448: the model is fine-tuned at
               RESOLUTION from a 224-px checkpoint (`pretrained_image_size=224`); the token-mixing
-              MLPs are adapted block-diagonally (PAPER_FACTS 6) and eval resizes to 8/7 x
+              MLPs are adapted block-diagonally (paper appendix C) and eval resizes to 8/7 x
               RESOLUTION (512 for 448) before the central crop.
   SOURCE      i21k (default) or i1k: `pretrained_path` becomes the released checkpoint
               gs://mixer_models/imagenet21k/MODEL.npz or .../imagenet1k/MODEL.npz. Pass
@@ -15,7 +15,7 @@ Argument: `finetune.py:MODEL,DATASET[,RESOLUTION][,SOURCE][,test]`
               'validation'). Without it the run holds out part of train for choosing the lr:
               2% (CIFAR), 10% (Pets, Flowers), 1% (ImageNet), as in the paper.
 
-Recipe (PAPER_FACTS 6): SGD momentum 0.9, batch 512, global-norm clip 1, no weight decay, cosine
+Recipe (paper appendix C): SGD momentum 0.9, batch 512, global-norm clip 1, no weight decay, cosine
 decay to 0 after a linear warm-up of 500 steps, a new zero-initialised head (the checkpoint's head
 is replaced when the class count differs), train Inception crop + flip, eval resize shorter side
 to 256 then central crop 224. Steps: ImageNet 20,000; CIFAR-10/100 10,000; Pets, Flowers 500 (and
@@ -30,7 +30,7 @@ Command:
   python -m mixer_flax.main --config=experiments/finetune.py:Mixer-L_16,imagenet2012,448,test \
       --workdir=workdirs/ft_l16_i1k_448 --config.accum_steps=8
 
-Expected results (test split, `test` argument; PAPER_FACTS 4): from the ImageNet-21k
+Expected results (test split, `test` argument; paper Tables 2-3): from the ImageNet-21k
 checkpoints, ImageNet top-1 80.64 (B/16) and 82.89 (L/16) at 224, 83.91 (L/16 at 448); Avg-5
 over ImageNet, CIFAR-10/100, Pets, Flowers 92.50 (B/16), 93.63 (L/16). CIFAR-10 at 224 with
 the reference code (10k steps): i1k B/16 96.72, i1k L/16 96.59, i21k B/16 96.82, i21k L/16 98.34.
@@ -51,23 +51,15 @@ DEFAULT_ARG = 'Mixer-B_16,cifar10'
 
 
 def parse_arg(arg: str | None) -> dict:
-  """Parses 'MODEL,DATASET[,RESOLUTION][,SOURCE][,test]' (see the module docstring)."""
-  tokens = [t.strip() for t in (arg or DEFAULT_ARG).split(',') if t.strip()]
-  if len(tokens) < 2:
+  """Parses 'MODEL,DATASET[,RESOLUTION][,SOURCE][,test]' (`config.parse_arg` grammar)."""
+  out = config_lib.parse_arg(
+      arg or DEFAULT_ARG, positional=('model', 'dataset', 'image_size'),
+      words={'source': tuple(PRETRAINED_URLS), 'split': ('test',)}, model='', dataset='',
+      image_size=PRETRAINED_IMAGE_SIZE, source='i21k', split='minival')
+  if not out['dataset']:
     raise ValueError(f'finetune.py needs "MODEL,DATASET[,RESOLUTION][,i1k|i21k][,test]", got '
                      f'{arg!r}; e.g. finetune.py:Mixer-B_16,cifar10,448')
-  out = dict(model=tokens[0], dataset=tokens[1], image_size=PRETRAINED_IMAGE_SIZE,
-             source='i21k', test=False)
-  for token in tokens[2:]:
-    if token.isdigit():
-      out['image_size'] = int(token)
-    elif token in PRETRAINED_URLS:
-      out['source'] = token
-    elif token == 'test':
-      out['test'] = True
-    else:
-      raise ValueError(f'finetune.py argument {token!r} in {arg!r} is not a resolution, '
-                       f'{"/".join(PRETRAINED_URLS)} or "test".')
+  out['test'] = out.pop('split') == 'test'
   if out['image_size'] % PRETRAINED_IMAGE_SIZE:
     raise ValueError(f'finetune.py resolution {out["image_size"]} must be a multiple of the '
                      f'pre-training resolution {PRETRAINED_IMAGE_SIZE} (e.g. 224 or 448).')
@@ -91,15 +83,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.image_size = a['image_size']
   c.pp.eval_resize = config_lib.eval_resize_for(a['image_size'])
 
-  c.optimizer = 'sgd'
-  c.momentum = 0.9
-  c.weight_decay = 0.0
-  c.batch = 512
-  c.batch_eval = 512
-  c.grad_norm_clip = 1.0
-  c.base_lr = 0.03
-  c.end_lr = 0.0
-  c.decay_type = 'cosine'
+  # The optimizer is base_config's: SGD momentum 0.9, batch 512, clip 1, lr 0.03, cosine to 0.
   c.total_steps = ds['total_steps']
   c.warmup_steps = min(500, c.total_steps // 10)
   c.shuffle_buffer = 50_000 if a['dataset'] == 'imagenet2012' else 10_000

@@ -1,36 +1,26 @@
 r"""Mixer-B/16 pre-trained from scratch on ImageNet-1k (Table 4 row "B, ImageNet").
 
-Reproduces the pre-training recipe of PAPER_FACTS 5 (paper Table 4 and appendix B): Adam (0.9,
-0.999), batch 4096, lr 1e-3 with 10k linear warm-up steps then linear decay to 1e-5, weight decay
-0.1 (decoupled, kernels only; our `weight_decay` is multiplied by the lr like AdamW, so 0.1 x 1e-3
-= 1e-4 per step at peak = the later official recipe's wd 1e-4), global-norm clip 1, 300 epochs =
-ceil(300 x 1,268,355 / 4096) = 92,898 steps, 224 px Inception crop + flip, RandAugment 2 layers
-magnitude 15, mixup alpha 0.5, stochastic depth 0.1, no dropout, softmax cross-entropy.
+The pre-training recipe of the paper (Table 4 and appendix B; `recipes.pretrain_config`,
+mixer_flax/paper/recipes.py) with RandAugment 2 layers magnitude 15 and mixup alpha 0.5:
+92,898 steps of batch 4096 (300 epochs); few-shot ImageNet probes every 10k steps.
 
 Data: ImageNet-1k from tfds (`imagenet2012`; put the ILSVRC2012 archives in
 `--config.manual_dir`); train on `train[:99%]`, evaluate on the held-out minival `train[99%:]`;
 the argument `test` (`imagenet_b16.py:test`) trains on all of `train` and evaluates on
 `validation`.
 
-Few-shot: linear 1/5/10/25-shot ImageNet on the pre-logits every 10k steps (PAPER_FACTS 7).
-
 Command:
   python -m mixer_flax.main --config=experiments/imagenet_b16.py \
       --workdir=workdirs/imagenet_b16
 
-Batch 4096 does not fit one accelerator: add `--config.accum_steps=N` (the global batch and the
-result stay the same; batch must divide by processes x devices x N), and optionally
-`--config.model.dtype=bfloat16 --config.optim_dtype=bfloat16` for speed and memory (the paper
-numbers are float32).
-
 Expected result:
   ImageNet top-1 about 76.5% at 224 px: the released imagenet1k/Mixer-B_16.npz scores 76.6 on
-  ImageNet val (resize 256, central crop 224; PAPER_FACTS 3). The paper's
-  76.44 (ImageNet) / 82.36 (ReaL) (PAPER_FACTS 4, Tables 2-3) is after fine-tuning that checkpoint
+  ImageNet val (resize 256, central crop 224; an independent evaluation, not ours). The paper's
+  76.44 (ImageNet) / 82.36 (ReaL) (paper Tables 2-3) is after fine-tuning that checkpoint
   on ImageNet at 224: `experiments/finetune.py:Mixer-B_16,imagenet2012,i1k,test` with
   `--config.pretrained_path=<the final .npz of this run>`. The later official recipe (sigmoid
   loss, `--config.loss=sigmoid_xent --config.model.head_bias_init=-6.9`) reports 76.3
-  (PAPER_FACTS 5).
+  (big_vision's `mlp_mixer_i1k` config).
 """
 
 

@@ -36,7 +36,9 @@ def base_config(steps: str | None = None) -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """The config of one variant: `arg` = '<variant>[:<total_steps>]'."""
-  kind, _, steps = (arg or 'original').partition(':')
-  return permutation_experiment.experiment_config(base_config(steps or None), kind=kind,
+  """The config of one variant: `arg` = '<variant>[:<total_steps>]' (`config.parse_arg`)."""
+  a = config_lib.parse_arg(arg, positional=('variant', 'total_steps'), variant='original',
+                           total_steps=0)
+  steps = str(a['total_steps']) if a['total_steps'] else None
+  return permutation_experiment.experiment_config(base_config(steps), kind=a['variant'],
                                                   data_root=DATA_ROOT)

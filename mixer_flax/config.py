@@ -1,14 +1,13 @@
-"""The run config: defaults (`base_config`), `validate`, and loading experiment files.
+"""The run config: `base_config()` (every trainer key, one comment each), `validate`.
 
-`base_config()` holds every trainer key; the `experiments/` files start from it and
-set only what their experiment changes. `validate(config)` checks every key before
-anything is compiled and reports all problems at once.
+`validate(config)` checks every key before anything is compiled and reports all problems at
+once; no other module re-checks them. `load_experiment` and `parse_arg`: `experiment.py`.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
+import functools
+from typing import Any
 
 import jax
 import ml_collections
@@ -16,6 +15,7 @@ import numpy as np
 from ml_collections import config_dict
 
 from mixer_flax import fileio, models
+from mixer_flax.experiment import load_experiment, parse_arg  # noqa: F401  (the config API)
 from mixer_flax.training import losses, optim
 
 # Preprocessing (`config.pp`): train crops, eval modes and the defaults of every key.
@@ -34,58 +34,79 @@ def eval_resize_for(image_size: int) -> int:
 def base_config() -> ml_collections.ConfigDict:
   """All trainer keys with neutral defaults (float32, no augmentation, no wd)."""
   c = ml_collections.ConfigDict()
-  c.model_name = 'Mixer-B_16'
+  c.model_name = 'Mixer-B_16'  # a key of models.MODEL_CONFIGS
+  # create_model overrides; inference_chunk / remat (performance only) may be added.
   c.model = ml_collections.ConfigDict(dict(
       stoch_depth=0.0, dropout=0.0, head_bias_init=0.0, dtype='float32',
       tokens_mlp_dim=config_dict.placeholder(int)))
-  c.pretrained_path = config_dict.placeholder(str)
-  c.pretrained_image_size = 224
+  c.pretrained_path = config_dict.placeholder(str)  # .npz to fine-tune from (local, gs://)
+  c.pretrained_image_size = 224  # resolution the pretrained checkpoint was trained at
 
-  c.dataset = 'imagenet2012'
-  c.folder_root = config_dict.placeholder(str)
-  c.data_dir = config_dict.placeholder(str)
-  c.manual_dir = config_dict.placeholder(str)
-  c.train_split = 'train[:99%]'
-  c.eval_split = 'train[99%:]'
-  c.num_classes = config_dict.placeholder(int)
-  c.image_size = 224
-  c.pp = ml_collections.ConfigDict(PP_DEFAULTS)
-  c.shuffle_buffer = 50_000
-  c.prefetch = 2
-  c.tf_threads = 0
+  c.dataset = 'imagenet2012'  # tfds name, or 'image_folder'
+  c.folder_root = config_dict.placeholder(str)  # image_folder: root/{train,test}/<class>/*
+  c.data_dir = config_dict.placeholder(str)  # tfds data_dir (None: tfds default)
+  c.manual_dir = config_dict.placeholder(str)  # tfds manual_dir (ImageNet archives)
+  c.train_split = 'train[:99%]'  # tfds split string
+  c.eval_split = 'train[99%:]'  # tfds split string of the classification evaluator
+  c.num_classes = config_dict.placeholder(int)  # head width (None: from the dataset)
+  c.image_size = 224  # train crop / eval crop side
+  c.pp = ml_collections.ConfigDict(PP_DEFAULTS)  # preprocessing, see PP_DEFAULTS
+  c.shuffle_buffer = 50_000  # records in the train shuffle buffer
+  c.prefetch = 2  # batches placed on the devices ahead of the step
+  c.tf_threads = 0  # tf.data private threadpool size (0: half the cores, <= 16)
 
-  c.batch = 512
-  c.batch_eval = 512
-  c.accum_steps = 1
-  c.total_steps = 10_000
-  c.base_lr = 0.03
-  c.warmup_steps = 500
-  c.decay_type = 'cosine'
-  c.end_lr = 0.0
-  c.optimizer = 'sgd'
-  c.weight_decay = 0.0
-  c.momentum = 0.9
-  c.optim_dtype = 'float32'
-  c.grad_norm_clip = 1.0
-  c.loss = 'softmax_xent'
-  c.label_smoothing = 0.0
+  c.batch = 512  # global train batch (all processes and devices)
+  c.batch_eval = 512  # global eval batch
+  c.accum_steps = 1  # microbatches per device per step (gradient accumulation)
+  c.total_steps = 10_000  # optimizer updates
+  c.base_lr = 0.03  # peak learning rate
+  c.warmup_steps = 500  # linear warm-up steps (>= total_steps: the whole run warms up)
+  c.decay_type = 'cosine'  # 'cosine' | 'linear' decay to end_lr after the warm-up
+  c.end_lr = 0.0  # learning rate at the last step
+  c.optimizer = 'sgd'  # 'sgd' (momentum) | 'adam'
+  c.weight_decay = 0.0  # decoupled, kernels only, multiplied by the scheduled lr
+  c.momentum = 0.9  # SGD momentum (0 disables it)
+  c.optim_dtype = 'float32'  # Adam first moment / SGD momentum dtype ('bfloat16' halves it)
+  c.grad_norm_clip = 1.0  # global-norm gradient clipping (None or 0 disables it)
+  c.loss = 'softmax_xent'  # 'softmax_xent' | 'sigmoid_xent'
+  c.label_smoothing = 0.0  # softmax_xent only
 
-  c.eval_every = 1_000
-  c.checkpoint_every = 1_000
-  c.keep_checkpoints = 3
-  c.progress_every = 100
-  c.seed = 0
-  c.fewshot = config_dict.placeholder(ml_collections.ConfigDict)
+  c.eval_every = 1_000  # steps between classification evals (when evals is empty)
+  c.checkpoint_every = 1_000  # steps between orbax checkpoints
+  c.keep_checkpoints = 3  # newest checkpoints kept
+  c.progress_every = 100  # steps between progress lines / train metrics
+  c.seed = 0  # parameter init, data order and dropout randomness
+  c.fewshot = config_dict.placeholder(ml_collections.ConfigDict)  # eval.fewshot settings
+  c.evals = ml_collections.ConfigDict()  # name -> {type, every, options}: mixer_flax/eval
   return c
 
+
+TRAINER_KEYS = tuple(base_config().keys())  # the keys every config defines
+EVALUATOR_TYPES = ('classification', 'fewshot')  # config.evals[*].type (mixer_flax/eval)
+
+
+def evals(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
+  """`config.evals`, else 'eval' (classification, every `eval_every`) [+ 'fewshot' options]."""
+  if config.get('evals'):
+    return {k: ml_collections.ConfigDict(dict(v)) for k, v in config.evals.items()}
+  every = config.get('eval_every', None)
+  out = {'eval': ml_collections.ConfigDict(dict(type='classification', every=every))}
+  if config.get('fewshot'):
+    fs = dict(config.fewshot)
+    out['fewshot'] = ml_collections.ConfigDict(dict(fs, type='fewshot', every=fs.get('every')
+                                                    or every))
+  return out
 
 
 _REQUIRED = ('model_name', 'batch', 'total_steps', 'base_lr', 'warmup_steps', 'decay_type',
              'optimizer', 'loss', 'image_size')
 
 
-# Keys every config defines (docs/design.md): those of `base_config`.
-TRAINER_KEYS = tuple(base_config().keys())
+def _is_int(v: Any, kinds: tuple[type, ...] = (int, np.integer)) -> bool:
+  return isinstance(v, kinds) and not isinstance(v, bool)
+
+
+_is_number = functools.partial(_is_int, kinds=(int, float, np.integer, np.floating))
 
 
 def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = None,
@@ -93,10 +114,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
   """Checks `config` before anything is compiled; reports every problem at once.
 
   Args:
-    config: the run config.
-    num_devices: local devices the steps are pmapped over (default
-      `jax.local_device_count()`).
-    process_count: number of processes (default `jax.process_count()`).
+    num_devices, process_count: local devices and processes (default: jax's).
     check_files: also check that `config.pretrained_path` exists.
 
   Raises:
@@ -108,97 +126,103 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
   problems = [f'config.{k} is missing' for k in _REQUIRED if k not in config]
   if problems:
     raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
-
-  def is_int(v):
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-  get = config.get
-  accum = get('accum_steps', 1)
-  for key in ('batch', 'total_steps'):
-    if not is_int(config[key]) or config[key] <= 0:
-      problems.append(f'config.{key}={config[key]!r} must be a positive int')
-  if not is_int(accum) or accum <= 0:
-    problems.append(f'config.accum_steps={accum!r} must be a positive int')
-  # warmup_steps >= total_steps is allowed (short test runs): the whole run is warm-up.
-  if not is_int(config.warmup_steps) or config.warmup_steps < 0:
-    problems.append(f'config.warmup_steps={config.warmup_steps!r} must be an int >= 0')
-  if not problems:
-    shards = process_count * num_devices * accum
-    if config.batch % shards:
-      problems.append(
-          f'config.batch={config.batch} is not divisible by processes ({process_count}) x local '
-          f'devices ({num_devices}) x config.accum_steps ({accum}) = {shards}; choose a multiple '
-          'of it or change accum_steps')
-    if float(dict(get('pp', None) or {}).get('mixup_alpha') or 0) > 0 and (
-        config.batch // (process_count * num_devices)) % 2:  # mixup pairs within a device
-      problems.append('config.pp.mixup_alpha > 0 needs an even per-device batch (config.batch)')
-  batch_eval = get('batch_eval', None)
-  if batch_eval is not None and (not is_int(batch_eval) or batch_eval <= 0
-                                 or batch_eval % (process_count * num_devices)):
-    problems.append(f'config.batch_eval={batch_eval!r} must be a positive multiple of processes '
-                    f'x local devices = {process_count * num_devices}')
-  if not isinstance(config.base_lr, (int, float)) or config.base_lr <= 0:
-    problems.append(f'config.base_lr={config.base_lr!r} must be a number > 0')
-  end_lr = get('end_lr', 0.0)
-  if not isinstance(end_lr, (int, float)) or end_lr < 0:
-    problems.append(f'config.end_lr={end_lr!r} must be a number >= 0')
-  choices = {'decay_type': optim.DECAY_TYPES, 'optimizer': optim.OPTIMIZERS, 'loss': losses.LOSSES}
-  for key, allowed in choices.items():
-    if config[key] not in allowed:
-      problems.append(f'config.{key}={config[key]!r} must be one of {allowed}')
-  if get('optim_dtype', 'float32') not in optim.OPTIM_DTYPES:
-    problems.append(f'config.optim_dtype={get("optim_dtype")!r} must be one of '
-                    f'{optim.OPTIM_DTYPES}')
-  wd = get('weight_decay', 0.0)
-  if not isinstance(wd, (int, float)) or wd < 0:
-    problems.append(f'config.weight_decay={wd!r} must be a number >= 0')
-  clip = get('grad_norm_clip', None)
-  if clip is not None and (not isinstance(clip, (int, float)) or clip < 0):
-    problems.append(f'config.grad_norm_clip={clip!r} must be None or a number >= 0')
-  if config.optimizer == 'sgd' and not isinstance(get('momentum', None), (int, float)):
-    problems.append(f'config.momentum={get("momentum", None)!r} must be a number for '
-                    "optimizer='sgd' (0 disables momentum)")
-  ls = get('label_smoothing', 0.0) or 0.0
-  if not isinstance(ls, (int, float)) or not 0.0 <= ls < 1.0:
-    problems.append(f'config.label_smoothing={ls!r} must be in [0, 1)')
-  elif ls and config.loss != 'softmax_xent':
-    problems.append(f"config.label_smoothing={ls} is only defined for loss='softmax_xent'")
-  problems += _model_problems(config) + _pp_problems(config) + _loop_problems(config)
-  if get('dataset', None) == 'image_folder' and not get('folder_root', None):
-    problems.append("config.folder_root must be set for dataset='image_folder' "
-                    '(a directory with train/<class>/* and test/<class>/*)')
-  pre_size = get('pretrained_image_size', None)
-  if (get('pretrained_path', None) and isinstance(pre_size, int) and pre_size > 0
-      and isinstance(config.image_size, int) and config.image_size % pre_size):
-    problems.append(f'config.image_size={config.image_size} must be an integer multiple of '
-                    f'config.pretrained_image_size={pre_size} to adapt the pre-trained '
-                    'token-mixing MLPs')
+  problems += (_batch_problems(config, process_count * num_devices) + _optim_problems(config)
+               + _model_problems(config) + _data_problems(config) + _loop_problems(config))
   if problems:
     raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
-  path = get('pretrained_path', None)
+  path = config.get('pretrained_path', None)
   if check_files and path and not fileio.exists(path):
     raise FileNotFoundError(f'config.pretrained_path={path!r} does not exist; give the path '
                             'of an .npz checkpoint (local or gs://) or set it to None.')
 
 
-def _loop_problems(config: ml_collections.ConfigDict) -> list[str]:
-  """Problems with the step intervals of the training loop."""
+def _batch_problems(config: ml_collections.ConfigDict, shards: int) -> list[str]:
+  """Batch sizes, steps and their divisibility over `shards` = processes x local devices."""
   problems = []
-  for key in ('eval_every', 'checkpoint_every', 'progress_every'):
-    value = config.get(key, None)
-    if key in config and (not isinstance(value, (int, float)) or int(value) <= 0):
-      problems.append(f'config.{key}={value!r} must be a positive number of steps')
+  accum = config.get('accum_steps', 1)
+  for key, value in (('batch', config.batch), ('total_steps', config.total_steps),
+                     ('accum_steps', accum)):
+    if not _is_int(value) or value <= 0:
+      problems.append(f'config.{key}={value!r} must be a positive int')
+  if not problems and config.batch % (shards * accum):
+    problems.append(f'config.batch={config.batch} is not divisible by processes x local devices '
+                    f'({shards}) x config.accum_steps ({accum}) = {shards * accum}; choose a '
+                    'multiple of it or change accum_steps')
+  batch_eval = config.get('batch_eval', None)
+  if batch_eval is not None and (not _is_int(batch_eval) or batch_eval <= 0
+                                 or batch_eval % shards):
+    problems.append(f'config.batch_eval={batch_eval!r} must be a positive multiple of processes '
+                    f'x local devices = {shards}')
   return problems
 
 
-def _pp_problems(config: ml_collections.ConfigDict) -> list[str]:
-  """Problems with the preprocessing settings `config.pp` (defaults: `PP_DEFAULTS`)."""
-  pp = dict(PP_DEFAULTS, **dict(config.get('pp', None) or {}))
+def _optim_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """Optimizer, schedule and loss keys."""
+  get, problems = config.get, []
+  if not _is_int(config.warmup_steps) or config.warmup_steps < 0:  # > total_steps: all warm-up
+    problems.append(f'config.warmup_steps={config.warmup_steps!r} must be an int >= 0')
+  if not _is_number(config.base_lr) or config.base_lr <= 0:
+    problems.append(f'config.base_lr={config.base_lr!r} must be a number > 0')
+  for key in ('end_lr', 'weight_decay'):
+    if not _is_number(get(key, 0.0)) or get(key, 0.0) < 0:
+      problems.append(f'config.{key}={get(key)!r} must be a number >= 0')
+  choices = {'decay_type': optim.DECAY_TYPES, 'optimizer': optim.OPTIMIZERS,
+             'optim_dtype': optim.OPTIM_DTYPES, 'loss': losses.LOSSES}
+  for key, allowed in choices.items():
+    if get(key, 'float32') not in allowed:
+      problems.append(f'config.{key}={get(key)!r} must be one of {allowed}')
+  clip = get('grad_norm_clip', None)
+  if clip is not None and (not _is_number(clip) or clip < 0):
+    problems.append(f'config.grad_norm_clip={clip!r} must be None or a number >= 0')
+  if config.optimizer == 'sgd' and not _is_number(get('momentum', None)):
+    problems.append(f"config.momentum={get('momentum')!r} must be a number for optimizer='sgd'")
+  ls = get('label_smoothing', 0.0) or 0.0
+  if not _is_number(ls) or not 0.0 <= ls < 1.0:
+    problems.append(f'config.label_smoothing={ls!r} must be in [0, 1)')
+  elif ls and config.loss != 'softmax_xent':
+    problems.append(f"config.label_smoothing={ls} is only defined for loss='softmax_xent'")
+  return problems
+
+
+def _model_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """`model_name`, `model` overrides, `image_size` and the pretrained resolution."""
+  if config.model_name not in models.MODEL_CONFIGS:
+    return [f'config.model_name={config.model_name!r} is unknown; known: '
+            f'{", ".join(models.MODEL_CONFIGS)}']
   problems = []
-  if pp['crop'] not in TRAIN_CROPS:
-    problems.append(f"config.pp.crop={pp['crop']!r} must be one of {TRAIN_CROPS}")
-  if pp['eval_mode'] not in EVAL_MODES:
-    problems.append(f"config.pp.eval_mode={pp['eval_mode']!r} must be one of {EVAL_MODES}")
+  overrides = dict(config.get('model', None) or {})
+  unknown = models.zoo.unknown_overrides(overrides)
+  if unknown:
+    problems.append(f'config.model has unknown key(s) {unknown}; allowed: '
+                    f'{", ".join(models.OVERRIDABLE)}')
+  patch = overrides.get('patch_size') or models.MODEL_CONFIGS[config.model_name].patch_size
+  size = config.image_size
+  if not _is_int(size) or size <= 0 or size % patch:
+    problems.append(f'config.image_size={size!r} must be a positive multiple of the patch size '
+                    f'{patch} of {config.model_name}')
+  if str(overrides.get('dtype') or 'float32') not in ('float32', 'bfloat16', 'float16'):
+    problems.append(f"config.model.dtype={overrides['dtype']!r} must be float32|bfloat16|float16")
+  pre_size = config.get('pretrained_image_size', None)
+  if (config.get('pretrained_path', None) and _is_int(pre_size) and pre_size > 0
+      and _is_int(size) and size % pre_size):
+    problems.append(f'config.image_size={size} must be an integer multiple of config.pretrained_'
+                    f'image_size={pre_size} to adapt the pre-trained token-mixing MLPs')
+  return problems
+
+
+def _data_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """The dataset and the preprocessing settings `config.pp` (over `PP_DEFAULTS`)."""
+  problems = []
+  if config.get('dataset', None) == 'image_folder' and not config.get('folder_root', None):
+    problems.append("config.folder_root must be set for dataset='image_folder' "
+                    '(a directory with train/<class>/* and test/<class>/*)')
+  pp = dict(PP_DEFAULTS, **dict(config.get('pp', None) or {}))
+  for key, allowed in (('crop', TRAIN_CROPS), ('eval_mode', EVAL_MODES)):
+    if pp[key] not in allowed:
+      problems.append(f'config.pp.{key}={pp[key]!r} must be one of {allowed}')
+  if pp['eval_mode'] in EVAL_MODES[:2] and pp['eval_resize'] < config.image_size:  # crop modes
+    problems.append(f"config.pp.eval_resize={pp['eval_resize']} must be >= config.image_size="
+                    f"{config.image_size} for eval_mode={pp['eval_mode']!r}")
   if not 0.0 < pp['area_min'] <= 1.0:
     problems.append(f"config.pp.area_min={pp['area_min']} must be in (0, 1]")
   for key in ('mixup_alpha', 'randaug_layers', 'randaug_magnitude'):
@@ -207,44 +231,20 @@ def _pp_problems(config: ml_collections.ConfigDict) -> list[str]:
   return problems
 
 
-def _model_problems(config: ml_collections.ConfigDict) -> list[str]:
-  """Problems with `model_name`, `model` overrides and `image_size`."""
-  if config.model_name not in models.MODEL_CONFIGS:
-    return [f'config.model_name={config.model_name!r} is unknown; known: '
-            f'{", ".join(models.MODEL_CONFIGS)}']
+def _loop_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """The step intervals of the training loop and the evaluators."""
   problems = []
-  overrides = dict(config.get('model', None) or {})
-  unknown = sorted(set(overrides) - set(models.OVERRIDABLE))
-  if unknown:
-    problems.append(f'config.model has unknown key(s) {unknown}; allowed: '
-                    f'{", ".join(models.OVERRIDABLE)}')
-  patch = overrides.get('patch_size') or models.MODEL_CONFIGS[config.model_name].patch_size
-  size = config.image_size
-  if not isinstance(size, int) or size <= 0 or size % patch:
-    problems.append(f'config.image_size={size!r} must be a positive multiple of the patch size '
-                    f'{patch} of {config.model_name}')
-  dtype = overrides.get('dtype') or 'float32'
-  if str(dtype) not in ('float32', 'bfloat16', 'float16'):
-    problems.append(f"config.model.dtype={dtype!r} must be 'float32', 'bfloat16' or 'float16'")
+  for key in ('eval_every', 'checkpoint_every', 'progress_every'):
+    value = config.get(key, None)
+    if key in config and (not _is_number(value) or int(value) <= 0):
+      problems.append(f'config.{key}={value!r} must be a positive number of steps')
+  if problems or not (config.get('evals') or 'eval_every' in config):
+    return problems
+  for name, entry in evals(config).items():
+    if entry.get('type') not in EVALUATOR_TYPES:
+      problems.append(f'config.evals.{name}.type={entry.get("type")!r} must be one of '
+                      f'{EVALUATOR_TYPES}')
+    if not _is_int(entry.get('every')) or entry.get('every') <= 0:
+      problems.append(f'config.evals.{name}.every={entry.get("every")!r} must be a positive '
+                      'number of steps')
   return problems
-
-
-def load_experiment(spec: str) -> ml_collections.ConfigDict:
-  """`get_config(ARG)` of experiment file `spec` = 'file.py[:ARG]', as `--config=` loads it.
-
-  A relative path that does not exist from the working directory is looked up from the
-  repository root.
-  """
-  path, sep, arg = spec.partition('.py:')
-  path = path + '.py' if sep else spec
-  if not os.path.exists(path):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if os.path.exists(os.path.join(root, path)):
-      path = os.path.join(root, path)
-    else:
-      raise FileNotFoundError(f'Experiment file {path} does not exist (spec {spec!r}).')
-  name = os.path.splitext(os.path.basename(path))[0]
-  module_spec = importlib.util.spec_from_file_location(f'experiment_{name}', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg) if sep else module.get_config()

@@ -64,6 +64,15 @@ def unreplicate(tree: PyTree) -> PyTree:
   return jax.device_get(jax.tree_util.tree_map(get, tree))
 
 
+def is_replicated(tree: PyTree, reference: PyTree) -> bool:
+  """Whether `tree` has the leading device axis that `reference` lacks.
+
+  `reference` is the same tree unreplicated (arrays or shape structs).
+  """
+  leaf = jax.tree_util.tree_leaves(tree)[0]
+  return tuple(leaf.shape) != tuple(jax.tree_util.tree_leaves(reference)[0].shape)
+
+
 def prefetch_to_device(iterator: Iterable[dict[str, np.ndarray]], size: int,
                        devices: Sequence[Any] | None = None) -> Iterator[dict[str, jax.Array]]:
   """Keeps `size` batches on the devices ahead of the consumer.

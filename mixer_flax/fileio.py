@@ -1,7 +1,8 @@
-"""Workdir file access for local paths and object stores (`gs://...`, via `tf.io.gfile`).
+"""Workdir file access for local paths and object stores (`gs://...`) through `etils.epath`.
 
-Local paths use the standard library (no TensorFlow import); anything with a `scheme://`
-other than `file://` goes through `tf.io.gfile`, imported only then.
+`etils.epath` picks the backend per path (local files without TensorFlow; `gs://` through
+`tf.io.gfile` or fsspec). Paths may also be given as `file://...`, which epath does not
+know: the prefix is dropped.
 """
 
 from __future__ import annotations
@@ -9,14 +10,17 @@ from __future__ import annotations
 import os
 from typing import IO
 
+from etils import epath
+
 
 def is_local(path: str) -> bool:
   """True for plain and `file://` paths."""
   return '://' not in path or path.startswith('file://')
 
 
-def _local(path: str) -> str:
-  return path[len('file://'):] if path.startswith('file://') else path
+def path_of(path: str) -> epath.Path:
+  """`path` as an `epath.Path` (`file://` dropped)."""
+  return epath.Path(path[len('file://'):] if path.startswith('file://') else path)
 
 
 def join(*parts: str) -> str:
@@ -26,31 +30,21 @@ def join(*parts: str) -> str:
 
 def absolute(path: str) -> str:
   """Absolute local path; remote paths unchanged."""
-  return os.path.abspath(_local(path)) if is_local(path) else path
+  return os.path.abspath(path_of(path)) if is_local(path) else path
 
 
 def exists(path: str) -> bool:
   """Whether `path` exists."""
-  if is_local(path):
-    return os.path.exists(_local(path))
-  import tensorflow as tf
-  return tf.io.gfile.exists(path)
+  return path_of(path).exists()
 
 
 def makedirs(path: str) -> None:
   """Creates `path` and its parents (no error if it exists)."""
-  if is_local(path):
-    os.makedirs(_local(path), exist_ok=True)
-    return
-  import tensorflow as tf
-  tf.io.gfile.makedirs(path)
+  path_of(path).mkdir(parents=True, exist_ok=True)
 
 
 def open_file(path: str, mode: str = 'r') -> IO:
   """Opens a text/binary file; mode 'a' is only supported for local paths."""
-  if is_local(path):
-    return open(_local(path), mode)
-  if 'a' in mode:
+  if 'a' in mode and not is_local(path):
     raise ValueError(f'Appending is not supported on object stores: {path}')
-  import tensorflow as tf
-  return tf.io.gfile.GFile(path, mode)
+  return path_of(path).open(mode)

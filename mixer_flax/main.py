@@ -125,7 +125,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def run() -> None:
-  """Console entry point."""
+  """Parses the flags and runs `main` (what `python -m mixer_flax.main` does)."""
   flags.mark_flags_as_required(['config', 'workdir'])
   app.run(main, flags_parser=parse_flags)
 

@@ -1,7 +1,7 @@
 """The training loop: validate, initialise or resume, train with pmap, evaluate, checkpoint.
 
 `train_and_evaluate(config, workdir)` runs one experiment (pre-training or fine-tuning)
-described by an `experiments/*.py` config (schema: docs/design.md):
+described by an `experiments/*.py` config (keys: `config.base_config`):
 
 * the config is validated before anything is compiled (batch divisibility, dataset,
   model name, pretrained file), and saved resolved to `workdir/config.json`;
@@ -10,9 +10,10 @@ described by an `experiments/*.py` config (schema: docs/design.md):
 * if `workdir/checkpoints` holds a checkpoint the run resumes from it: the input pipeline
   restarts at the next batch and the per-step RNG is a function of the step, so a resumed
   run is identical to an uninterrupted one (the saved step never runs twice);
-* evaluation (top-1, top-5, loss on the exact padded+masked eval split) every `eval_every`
-  steps and at the end; linear few-shot probes (`fewshot.FewShotEvaluator`) every
-  `config.fewshot.every` steps (default `eval_every`) and at the end when `config.fewshot` is set;
+* the evaluators of `config.evals` (`mixer_flax/eval`: by default top-1, top-5 and loss on
+  the exact padded+masked eval split every `eval_every` steps, and linear few-shot probes
+  every `config.fewshot.every` steps when `config.fewshot` is set) run every `every` steps of
+  theirs and at the end;
 * checkpoints every `checkpoint_every` steps, at the end, and on SIGTERM (then the
   function returns with `preempted=True`); a state is checkpointed only after its loss
   and parameters were checked finite, so a NaN/Inf loss raises `NonFiniteLossError` and
@@ -37,8 +38,7 @@ import numpy as np
 from mixer_flax import checkpoint, devices, fileio, models
 from mixer_flax import config as config_lib
 from mixer_flax.data import pipeline
-from mixer_flax.eval import classification
-from mixer_flax.eval.fewshot import FewShotEvaluator
+from mixer_flax.eval import Evaluator, build_evaluators
 from mixer_flax.training import runtime
 from mixer_flax.training import step as step_lib
 from mixer_flax.training.metrics import MetricsLogger, format_duration
@@ -72,13 +72,14 @@ def initial_state(config: ml_collections.ConfigDict, model, rng: jax.Array):
   return state
 
 
-def evaluate(eval_step, params, config: ml_collections.ConfigDict) -> dict[str, float]:
-  """Top-1/top-5 accuracy and mean loss over the whole eval split (padding masked out)."""
-  totals = classification.eval_sums(eval_step, params, config)
-  count = max(totals['count'], 1.0)
-  return {'eval_accuracy': totals['correct'] / count,
-          'eval_top5_accuracy': totals['correct_top5'] / count,
-          'eval_loss': totals['loss'] / count, 'eval_count': totals['count']}
+def run_evaluators(evaluators: list[Evaluator], params, step: int | None = None
+                   ) -> dict[str, float]:
+  """Metrics of the evaluators due at `step` (all of them when `step` is None)."""
+  metrics = {}
+  for evaluator in evaluators:
+    if step is None or step % evaluator.every == 0:
+      metrics.update(evaluator.run(params))
+  return metrics
 
 
 def _scalar(x) -> float:
@@ -125,9 +126,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     log.message(f'Resuming from the checkpoint of step {start_step} in {ckpts.directory}.')
 
   p_train_step = step_lib.make_train_step(config=config, model=model)
-  p_eval_step = step_lib.make_eval_step(model=model, config=config)
-  fewshot = FewShotEvaluator(config=config, model=model) if config.get('fewshot') else None
-  fewshot_every = int(config.fewshot.get('every') or config.eval_every) if fewshot else 0
+  evaluators = build_evaluators(config, model)
   # Batches come already placed on the devices (`config.prefetch` ahead).
   train_iter = pipeline.get_train_iterator(config, seed=config.seed, start_step=start_step)
   # One key for the run; the step folds in the step number, the device and the microbatch.
@@ -186,17 +185,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           stop = runtime.any_process(preemption.received is not None)
         if jax.process_count() == 1:
           stop = preemption.received is not None
-        do_eval = step % config.eval_every == 0 or is_last
-        do_fewshot = fewshot is not None and (step % fewshot_every == 0 or is_last)
-        if do_eval or do_fewshot:
-          t_eval = time.perf_counter()
-          eval_metrics = evaluate(p_eval_step, state.params, config) if do_eval else {}
-          if do_fewshot:
-            eval_metrics.update(fewshot.run(state.params))
+        t_eval = time.perf_counter()
+        eval_metrics = run_evaluators(evaluators, state.params, None if is_last else step)
+        if eval_metrics:
           log.skip_time(time.perf_counter() - t_eval)
           log.log(step, **eval_metrics)
           log.message(f'step {step}: ' + '  '.join(
-              f'{k} {v:.4f}' for k, v in eval_metrics.items() if k != 'eval_count'))
+              f'{k} {v:.4f}' for k, v in eval_metrics.items() if not k.endswith('_count')))
           result.update(eval_metrics)
         log.flush()
         if step % config.checkpoint_every == 0 or is_last:
@@ -214,7 +209,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     raise
 
   if start_step >= config.total_steps:  # nothing to train: evaluate the restored state
-    result.update(evaluate(p_eval_step, state.params, config))
+    result.update(run_evaluators(evaluators, state.params))
   ckpts.close()
   params = devices.unreplicate(state.params)
   result.update(step=step, process_index=jax.process_index(),

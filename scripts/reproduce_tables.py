@@ -1,15 +1,6 @@
 r"""One command per paper table: the paper's numbers and ours side by side (Markdown).
 
-Tables:
-  1           Table 1 (architectures) measured from the model definitions; must match.
-  throughput  forward images/sec of every variant on this machine, ranking vs the paper's
-              img/sec/core (TPUv3), FLOPs per image (XLA cost analysis and analytic).
-  3, 2, cifar10  accuracy rows evaluated from checkpoints (--checkpoint_dir) on prepared
-              tfds data (--data_dir); rows without them say what is missing.
-  permutation paper section 3.4 on digits: original / patch+pixel / global pixel shuffle.
-
-Each run prints the Markdown and writes `<out>/table_<name>.md` (+ `.json`); throughput and
-accuracy tables also write a plot in the spirit of the paper's Fig. 3 (`<out>/fig3_<name>.png`).
+Tables: 1, throughput, 2, 3, cifar10, permutation (see `mixer_flax/paper/reproduce.py`).
 
 Examples:
   python scripts/reproduce_tables.py --table 1

@@ -57,10 +57,10 @@ def test_evaluate_matches_hand_computed_accuracy(folder, tmp_path):
   metrics = cli.evaluate_main([
       '--checkpoint', path, '--dataset', 'image_folder', '--folder_root', str(root),
       '--split', 'test', '--eval_mode', 'resize', '--batch', '8', '--no_progress'])
-  assert metrics['count'] == 19
+  assert metrics['eval_count'] == 19
   assert metrics['model'] == 'Mixer-Ti_4' and metrics['image_size'] == 16
-  assert metrics['top1'] == pytest.approx(top1, abs=1e-9)
-  assert metrics['top5'] == pytest.approx(top5, abs=1e-9)
+  assert metrics['eval_accuracy'] == pytest.approx(top1, abs=1e-9)
+  assert metrics['eval_top5_accuracy'] == pytest.approx(top5, abs=1e-9)
 
 
 def test_infer_architecture_official_shapes():
@@ -92,8 +92,8 @@ def test_real_labels_exclude_examples_without_labels(monkeypatch):
                                       model_name='Mixer-Ti_4', batch=n)
   assert config.label_key == 'real_label'
   metrics = classification.evaluate_params(config, model, params)
-  assert metrics['count'] == min(n, 2)
-  assert metrics['top1'] == pytest.approx(1 / min(n, 2))
+  assert metrics['eval_count'] == min(n, 2)
+  assert metrics['eval_accuracy'] == pytest.approx(1 / min(n, 2))
 
 
 def test_predict_names_a_real_photo(tmp_path):

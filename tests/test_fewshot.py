@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from mixer_flax import models
+from mixer_flax import devices, models
 from mixer_flax.eval import fewshot
 
 
@@ -50,11 +50,10 @@ def test_pixels_accuracy_rises_with_shots():
   assert accs[0] > 0.3 and accs[2] > 0.8  # chance is 0.1
 
 
-def test_unreplicate_if_needed():
+def test_is_replicated_compares_with_the_reference_shapes():
   ref = {'w': jax.ShapeDtypeStruct((3, 2), np.float32)}
-  p = {'w': np.ones((3, 2))}
-  assert fewshot.unreplicate_if_needed(p, ref) is p
-  assert fewshot.unreplicate_if_needed({'w': np.ones((8, 3, 2))}, ref)['w'].shape == (3, 2)
+  assert not devices.is_replicated({'w': np.ones((3, 2))}, ref)
+  assert devices.is_replicated({'w': np.ones((8, 3, 2))}, ref)
 
 
 def test_evaluator_on_digits_mixer_features(tmp_path):

@@ -245,14 +245,6 @@ def test_unknown_or_unprepared_datasets_say_what_to_do(tmp_path):
     pipeline.get_dataset_info(make_config(dataset='cifar10', data_dir=str(tmp_path)))
 
 
-def test_bad_batch_sizes_name_the_key(digits_dir):
-  with pytest.raises(ValueError, match='config.batch=60'):
-    pipeline.get_train_iterator(make_config(data_dir=digits_dir, batch=60), seed=0)
-  with pytest.raises(ValueError, match='config.batch_eval=24'):
-    pipeline.get_eval_iterator(make_config(data_dir=digits_dir, batch_eval=24),
-                               process_count=2, local_device_count=DEVICES)
-
-
 def test_prefetch_to_device_shards_over_devices_for_pmap(digits_dir):
   config = make_config(data_dir=digits_dir, prefetch=2)
   batch = next(pipeline.get_eval_iterator(config))

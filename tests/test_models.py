@@ -9,7 +9,7 @@ from flax.traverse_util import flatten_dict
 
 from mixer_flax import models
 
-# PAPER_FACTS 2: exact counts with a 1000-class head at 224 px.
+# Exact parameter counts of the released checkpoints (1000-class head, 224 px).
 EXACT_COUNTS = {
     'Mixer-S_32': 19_104_624, 'Mixer-S_16': 18_528_264, 'Mixer-S_8': 20_646_504,
     'Mixer-B_32': 60_293_428, 'Mixer-B_16': 59_880_472, 'Mixer-L_16': 208_196_168,

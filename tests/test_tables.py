@@ -8,7 +8,7 @@ import pytest
 from mixer_flax.paper import reproduce, tables, throughput
 from mixer_flax.perf import flops
 
-# The paper's Table 1, copied independently of mixer_flax.paper.tables (PAPER_FACTS 2).
+# The paper's Table 1, copied independently of mixer_flax.paper.tables (paper Table 1).
 PAPER_TABLE1_MD = """\
 | | S/32 | S/16 | B/32 | B/16 | L/32 | L/16 | H/14 |
 |---|---|---|---|---|---|---|---|

@@ -1,6 +1,6 @@
 """Block-diagonal adaptation of token-mixing MLPs to a K times higher resolution.
 
-Paper, section 3 / appendix C (PAPER_FACTS 6): with the patch size fixed, an
+Paper, section 3 / appendix C: with the patch size fixed, an
 image K times larger has S' = K^2 S tokens. The token MLP grows to
 D_S' = K^2 D_S hidden units and is initialised block-diagonally with K^2 copies
 of the pre-trained weights, so that each of the K x K tiles (an

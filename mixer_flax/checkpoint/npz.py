@@ -3,7 +3,7 @@
 The released files (`gs://mixer_models/...`) are `np.savez` archives of the
 flat parameter dict, keys '/'-joined (`MixerBlock_0/token_mixing/Dense_0/kernel`),
 float32, no pickle. `load_npz` also reads the older layouts of `legacy.py`.
-TensorFlow is imported only to read or write non-local paths such as `gs://`.
+Files are opened through `fileio` (`etils.epath`): TensorFlow only for paths such as `gs://`.
 """
 
 from __future__ import annotations
@@ -16,17 +16,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from mixer_flax import fileio
 from mixer_flax.checkpoint.legacy import CheckpointError, convert_legacy, flatten, unflatten
 
 __all__ = ['load_npz', 'save_npz']
-
-
-def _is_local(path: str) -> bool:
-  return '://' not in path or path.startswith('file://')
-
-
-def _local(path: str) -> str:
-  return path[len('file://'):] if path.startswith('file://') else path
 
 
 def _open(path: str) -> BinaryIO:
@@ -34,10 +27,7 @@ def _open(path: str) -> BinaryIO:
   if path.startswith(('http://', 'https://')):
     from mixer_flax import download  # pylint: disable=g-import-not-at-top
     path = download.fetch(path)
-  if _is_local(path):
-    return open(_local(path), 'rb')
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # Lazily: gs:// etc.
-  return tf.io.gfile.GFile(path, 'rb')
+  return fileio.open_file(path, 'rb')
 
 
 def _read_arrays(f: BinaryIO, path: str) -> dict[str, np.ndarray]:
@@ -80,7 +70,7 @@ def load_npz(path: str) -> dict[str, Any]:
     CheckpointError: not a readable `.npz`, a pickled (object) array, or not a
       Mixer parameter layout.
   """
-  if _is_local(path) and not os.path.exists(_local(path)):
+  if fileio.is_local(path) and not fileio.exists(path):
     raise FileNotFoundError(f'Checkpoint {path} does not exist.')
   with _open(path) as f:  # Errors opening the file propagate unchanged.
     flat = _read_arrays(f, path)
@@ -109,14 +99,13 @@ def save_npz(path: str, params: Mapping[str, Any]) -> None:
       raise CheckpointError(f'save_npz({path}): parameter {key!r} has dtype {array.dtype}; '
                             'only floating-point parameters can be saved.')
     flat[key] = array.astype(np.float32)
-  if not _is_local(path):
+  if not fileio.is_local(path):
     buffer = io.BytesIO()
     np.savez(buffer, **flat)
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    with tf.io.gfile.GFile(path, 'wb') as f:  # Object stores publish objects atomically.
+    with fileio.open_file(path, 'wb') as f:  # Object stores publish objects atomically.
       f.write(buffer.getvalue())
     return
-  path = _local(path)
+  path = os.fspath(fileio.path_of(path))
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.npz')

@@ -1,6 +1,6 @@
 """Input pipeline: train / eval batches for pmap from tfds datasets or image folders.
 
-Contract (docs/design.md): `get_dataset_info`, `get_train_iterator`,
+Contract: `get_dataset_info`, `get_train_iterator`,
 `get_eval_iterator`. Batches are dicts of numpy arrays
 (device arrays sharded over the local devices when `config.prefetch > 0`):
 
@@ -105,14 +105,6 @@ def _topology(process_index: int | None, process_count: int | None,
           jax.local_device_count() if local_device_count is None else local_device_count)
 
 
-def _split_batch(batch: int, *, key: str, process_count: int, local_devices: int) -> int:
-  """Per-process batch; checks that batch divides over processes and local devices."""
-  if batch <= 0 or batch % (process_count * local_devices):
-    raise ValueError(f'config.{key}={batch} must be a positive multiple of process_count * '
-                     f'local_device_count = {process_count} * {local_devices}.')
-  return batch // process_count
-
-
 def _threads(config: Any) -> int:
   return sources.tf_options(_get(config, 'tf_threads', 0)).threading.private_threadpool_size
 
@@ -146,7 +138,7 @@ def get_train_iterator(config: Any, *, seed: int, start_step: int = 0,
     D = local devices and b = config.batch // (process_count * D).
   """
   pi, pc, ld = _topology(process_index, process_count, local_device_count)
-  batch = _split_batch(config.batch, key='batch', process_count=pc, local_devices=ld)
+  batch = config.batch // pc  # divisible by processes x devices (config.validate)
   source, pp = _source(config), _pp(config)
   num_classes, size = _num_classes(config, source), int(config.image_size)
   split = _get(config, 'train_split', 'train')
@@ -197,12 +189,9 @@ def get_eval_iterator(config: Any, *, split: str | None = None, batch_size: int 
   """
   pi, pc, ld = _topology(process_index, process_count, local_device_count)
   global_batch = batch_size or _get(config, 'batch_eval', config.batch)
-  batch = _split_batch(global_batch, key='batch_eval', process_count=pc, local_devices=ld)
+  batch = global_batch // pc  # divisible by processes x devices (config.validate)
   source, pp = _source(config), _pp(config)
   num_classes, size = _num_classes(config, source), int(config.image_size)
-  if pp['eval_mode'] != 'resize' and pp['eval_resize'] < size:
-    raise ValueError(f"config.pp.eval_resize={pp['eval_resize']} is smaller than "
-                     f'config.image_size={size}.')
   split = split or _get(config, 'eval_split', 'test')
   counts = [source.count(split, p, pc) for p in range(pc)]
   num_batches = math.ceil(max(counts) / batch)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from mixer_flax.config import EVAL_MODES, TRAIN_CROPS
-
 
 def decode_rgb(image_bytes: tf.Tensor) -> tf.Tensor:
   """Decodes JPEG/PNG/GIF/BMP bytes to uint8 [h, w, 3] (see module doc for conversions)."""
@@ -88,7 +86,7 @@ def train_image(image_bytes: tf.Tensor, *, seed: tf.Tensor, image_size: int, cro
   elif crop == 'resize':
     image = decode_rgb(image_bytes)
   else:
-    raise ValueError(f'config.pp.crop={crop!r}: expected one of {TRAIN_CROPS}.')
+    raise ValueError(f"config.pp.crop={crop!r}: expected 'inception' or 'resize'.")
   image = resize(image, (image_size, image_size))
   if flip:
     image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
@@ -122,7 +120,8 @@ def eval_image(image_bytes: tf.Tensor, *, image_size: int, mode: str,
   elif mode == 'resize_crop':
     image = resize(image, (eval_resize, eval_resize))
   else:
-    raise ValueError(f'config.pp.eval_mode={mode!r}: expected one of {EVAL_MODES}.')
+    raise ValueError(f"config.pp.eval_mode={mode!r}: expected 'resize_small_crop', "
+                     "'resize_crop' or 'resize'.")
   top = (tf.shape(image)[0] - image_size) // 2
   left = (tf.shape(image)[1] - image_size) // 2
   return tf.image.crop_to_bounding_box(image, top, left, image_size, image_size)

@@ -66,9 +66,6 @@ def get_source(*, dataset: str, data_dir: str | None = None, manual_dir: str | N
                label_key: str = 'label') -> Source:
   """Opens `dataset` (a tfds name or 'image_folder'); see the module doc."""
   if dataset == 'image_folder':
-    if not folder_root:
-      raise ValueError("config.dataset='image_folder' needs config.folder_root: a directory "
-                       'with <split>/<class>/<image> files, e.g. root/train/cat/1.jpg.')
     return _folder_source(os.path.abspath(os.path.expanduser(folder_root)))
   return _tfds_source(dataset, data_dir, manual_dir, image_key, label_key)
 

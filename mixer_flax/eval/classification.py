@@ -1,15 +1,15 @@
-"""Exact top-1/top-5 evaluation of a checkpoint on a tfds split or an image folder.
+"""Exact top-1/top-5 evaluation on a tfds split or an image folder: the classification evaluator.
 
-The library behind `scripts/evaluate.py` and `scripts/reproduce_tables.py`. It
-builds a trainer-style config (`dataset`, `eval_split`, `image_size`, `pp`) and
-reuses the trainer's pieces: `pipeline.get_eval_iterator` (every example
-exactly once, padded and masked) and `training.step.make_eval_step` (pmapped over
-all local devices, psum'd sums). Extras over the trainer's eval:
+`ClassificationEvaluator` is the trainer's periodic evaluation (`config.evals` type
+'classification') and the library behind `scripts/evaluate.py` and
+`scripts/reproduce_tables.py`. It reuses the trainer's pieces: `data.pipeline.get_eval_iterator`
+(every example exactly once, padded and masked) and `training.step.make_eval_step` (pmapped
+over all local devices, psum'd sums). Extras:
 
 * `imagenet2012_real`: labels are multi-hot ReaL sets; examples whose ReaL set
   is empty are excluded (mask 0), as in the ReaL paper;
-* the architecture is read off the checkpoint (`infer_architecture`), so any
-  official or own `.npz` evaluates without naming the model.
+* `load_model` reads the architecture off the checkpoint (`checkpoint.info.infer_architecture`),
+  so any official or own `.npz` evaluates without naming the model.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from __future__ import annotations
 import operator
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from mixer_flax import config as config_lib
-from mixer_flax import models
+from mixer_flax import devices, models
 from mixer_flax.checkpoint.info import infer_architecture
 
 # Datasets whose label sets may be empty for some examples (excluded from scoring).
@@ -34,7 +36,7 @@ def eval_config(*, dataset: str, split: str, image_size: int, model_name: str,
                 eval_mode: str = 'resize_small_crop', eval_resize: int | None = None,
                 batch: int = 256, data_dir: str | None = None, folder_root: str | None = None,
                 num_classes: int | None = None) -> ml_collections.ConfigDict:
-  """A trainer-style config for evaluation (schema: docs/design.md).
+  """A trainer-style config for evaluation (keys of `config.base_config`).
 
   `eval_resize` defaults to `config.eval_resize_for(image_size)` (256 for 224).
   """
@@ -44,8 +46,7 @@ def eval_config(*, dataset: str, split: str, image_size: int, model_name: str,
       image_key='image', label_key=LABEL_KEYS.get(dataset, 'label'),
       image_size=image_size, batch_eval=batch, batch=batch, prefetch=0, tf_threads=0,
       shuffle_buffer=1, loss='softmax_xent', label_smoothing=0.0,
-      pp=dict(crop='resize', area_min=0.05, flip=False, randaug_layers=0, randaug_magnitude=0,
-              mixup_alpha=0.0, eval_mode=eval_mode,
+      pp=dict(config_lib.PP_DEFAULTS, eval_mode=eval_mode,
               eval_resize=eval_resize or config_lib.eval_resize_for(image_size))))
 
 
@@ -53,24 +54,22 @@ def eval_sums(eval_step: Any, params: Any, config: ml_collections.ConfigDict, *,
               progress: bool = False) -> dict[str, float]:
   """Runs `eval_step` over the whole eval split and returns the summed metrics.
 
-  The one eval loop of the project (the trainer's periodic eval uses it too). Sums
-  stay on the devices until the end: one host sync per pass.
+  The one eval loop of the project. Sums stay on the devices until the end: one host
+  sync per pass.
 
   Args:
-    config: trainer-style config (`dataset`, `eval_split`, `batch_eval`, `pp`, ...).
     eval_step: from `training.step.make_eval_step`.
     params: parameters replicated over the local devices.
+    config: trainer-style config (`dataset`, `eval_split`, `batch_eval`, `pp`, ...).
     progress: show a tqdm progress bar (batches).
 
   Returns:
     dict(correct, correct_top5, loss, count) summed over every scored example;
     for `MULTI_LABEL_DATASETS` examples without any label are not scored.
   """
-  import jax
-  import tqdm
+  import tqdm  # pylint: disable=g-import-not-at-top
 
-  from mixer_flax import devices
-  from mixer_flax.data import pipeline
+  from mixer_flax.data import pipeline  # pylint: disable=g-import-not-at-top  # TensorFlow
 
   multi_label = config.dataset in MULTI_LABEL_DATASETS
   total = None
@@ -90,45 +89,75 @@ def eval_sums(eval_step: Any, params: Any, config: ml_collections.ConfigDict, *,
   return {k: float(v) for k, v in devices.unreplicate(totals).items()}
 
 
+class ClassificationEvaluator:
+  """Top-1/top-5 accuracy and mean loss over the whole eval split (padding masked out).
+
+  `run(params)` returns `<name>_accuracy`, `<name>_top5_accuracy`, `<name>_loss` and
+  `<name>_count` (with the default name 'eval': the trainer's `eval_accuracy`, ...).
+  """
+
+  def __init__(self, *, config: ml_collections.ConfigDict, model: Any, name: str = 'eval',
+               options: ml_collections.ConfigDict | None = None, progress: bool = False):
+    """Builds the pmapped eval step.
+
+    Args:
+      config: trainer-style config; `options` may override `dataset`, `eval_split`,
+        `data_dir`, `pp` and `batch_eval` for this evaluator.
+      model: the `MlpMixer`.
+      name: prefix of the metric names.
+      options: the `config.evals` entry (`every`, overrides above).
+      progress: show a tqdm progress bar.
+    """
+    from mixer_flax.training import step as step_lib  # pylint: disable=g-import-not-at-top
+
+    options = dict(options or {})
+    config = ml_collections.ConfigDict(config.to_dict())
+    for key in ('dataset', 'eval_split', 'data_dir', 'batch_eval', 'pp'):
+      if options.get(key) is not None:
+        config[key] = options[key]
+    n = jax.local_device_count()  # the eval batch must split evenly over the devices
+    config.batch_eval = -(-int(config.batch_eval) // n) * n
+    self.name, self.config, self.model, self.progress = name, config, model, progress
+    self.every = int(options.get('every') or config.get('eval_every', 1) or 1)
+    self.eval_step = step_lib.make_eval_step(model=model, config=config)
+    size = config.image_size  # parameter shapes, to tell replicated params from plain ones
+    self.param_shapes = jax.eval_shape(lambda: model.init(
+        jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3), jnp.float32)))['params']
+
+  def run(self, params: Any) -> dict[str, float]:
+    """Metrics of `params` (replicated over the local devices, or not)."""
+    if not devices.is_replicated(params, self.param_shapes):
+      params = devices.replicate(params)
+    sums = eval_sums(self.eval_step, params, self.config, progress=self.progress)
+    count = max(sums['count'], 1.0)
+    return {f'{self.name}_accuracy': sums['correct'] / count,
+            f'{self.name}_top5_accuracy': sums['correct_top5'] / count,
+            f'{self.name}_loss': sums['loss'] / count, f'{self.name}_count': sums['count']}
+
+
 def evaluate_params(config: ml_collections.ConfigDict, model: Any, params: Any, *,
                     progress: bool = False) -> dict[str, float]:
-  """Top-1/top-5 accuracy of `model` with `params` on `config.dataset[config.eval_split]`.
-
-  Args:
-    config: see `eval_config`.
-    model: the MlpMixer module.
-    params: unreplicated parameters.
-    progress: show a tqdm progress bar (batches).
+  """`ClassificationEvaluator(config, model).run(params)` for `config.dataset[config.eval_split]`.
 
   Returns:
-    dict(top1, top5, loss, count): accuracies in [0, 1], mean loss, number of
-    scored examples.
+    dict(eval_accuracy, eval_top5_accuracy, eval_loss, eval_count).
+
+  Raises:
+    ValueError: no example was scored.
   """
-  import jax
-
-  from mixer_flax import devices
-  from mixer_flax.training import step as step_lib
-
-  n = jax.local_device_count()
-  if config.batch_eval % n:  # the eval batch must split evenly over the devices
-    config = ml_collections.ConfigDict(config.to_dict())
-    config.batch_eval = -(-config.batch_eval // n) * n
-  eval_step = step_lib.make_eval_step(model=model, config=config)
-  totals = eval_sums(eval_step, devices.replicate(params), config, progress=progress)
-  count = totals['count']
-  if not count:
+  metrics = ClassificationEvaluator(config=config, model=model, progress=progress).run(params)
+  if not metrics['eval_count']:
     raise ValueError(f'No examples were scored in {config.dataset}[{config.eval_split}].')
-  return dict(top1=totals['correct'] / count, top5=totals['correct_top5'] / count,
-              loss=totals['loss'] / count, count=count)
+  return metrics
 
 
 def load_model(path: str, *, image_size: int | None = None, num_classes: int | None = None):
   """Loads an `.npz` and builds the matching model.
 
   Returns:
-    `(model, params, arch)` with `arch` from `infer_architecture`.
+    `(model, params, arch)` with `arch` from `checkpoint.info.infer_architecture`.
   """
-  from mixer_flax import checkpoint
+  from mixer_flax import checkpoint  # pylint: disable=g-import-not-at-top
 
   params = checkpoint.load_npz(path)
   arch = infer_architecture(params, image_size=image_size)

@@ -1,4 +1,4 @@
-"""Few-shot linear evaluation on frozen pre-logits (paper section 3, PAPER_FACTS 7).
+"""Few-shot linear evaluation on frozen pre-logits (paper section 3).
 
 A closed-form L2-regularised least-squares classifier maps frozen pre-logits
 (after the final LayerNorm and mean pooling) to {-1, +1}^K targets; accuracy is
@@ -24,6 +24,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from mixer_flax import config as config_lib
 from mixer_flax import devices
 from mixer_flax.data import on_device
 
@@ -46,7 +47,7 @@ def get_fewshot_config(**overrides: Any) -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict(dict(
       datasets=('cifar10',),  # tfds names, or 'tfds_name:train_split:test_split'
       shots=DEFAULT_SHOTS, seeds=(0, 1, 2), l2=DEFAULT_L2, image_size=224,
-      pp=dict(eval_mode='resize_small_crop', eval_resize=256), batch=256,
+      pp=None, batch=256,  # pp None: config.PP_DEFAULTS' eval_mode, eval_resize for image_size
       data_dir=None, every=10_000))
   cfg.update(overrides)
   return cfg
@@ -133,15 +134,6 @@ def fewshot_accuracy(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarra
   return float(np.mean(accs))
 
 
-def unreplicate_if_needed(params: Any, reference: Any) -> Any:
-  """Drops a leading pmap device axis from `params` when `reference` (shapes) lacks it."""
-  leaf = jax.tree_util.tree_leaves(params)[0]
-  ref = jax.tree_util.tree_leaves(reference)[0]
-  if tuple(leaf.shape) == tuple(ref.shape):
-    return params
-  return jax.tree_util.tree_map(lambda x: x[0], params)
-
-
 def extract_features(model: Any, params: Any,
                      batches: Iterable[dict]) -> tuple[np.ndarray, np.ndarray]:
   """Pre-logits of every unmasked example of `batches`.
@@ -199,19 +191,22 @@ def parse_dataset(spec: str) -> tuple[str, str, str]:
 class FewShotEvaluator:
   """Linear few-shot evaluation of a model's pre-logits on `config.fewshot.datasets`."""
 
-  def __init__(self, *, config: ml_collections.ConfigDict, model: Any):
+  def __init__(self, *, config: ml_collections.ConfigDict, model: Any, name: str = 'fewshot',
+               options: ml_collections.ConfigDict | None = None):
     """Builds the evaluator.
 
     Args:
-      config: the trainer config; reads `config.fewshot` (see `get_fewshot_config`)
-        and falls back to `config.data_dir`.
+      config: the trainer config (`data_dir`, `pp` and `eval_every` are the fallbacks).
       model: the `MlpMixer` whose pre-logits are probed (any head).
+      name: prefix of the metric names.
+      options: the settings (`get_fewshot_config` keys); default `config.fewshot`.
     """
-    if config.get('fewshot') is None:
+    if options is None and config.get('fewshot') is None:
       raise ValueError('FewShotEvaluator needs config.fewshot (see fewshot.get_fewshot_config).')
-    self.config = config
-    self.fs = config.fewshot
-    self.model = model
+    self.config, self.model, self.name = config, model, name
+    # Keys the entry leaves out take get_fewshot_config's defaults.
+    self.fs = get_fewshot_config(**dict(options if options is not None else config.fewshot))
+    self.every = int(self.fs.get('every') or config.get('eval_every', 1) or 1)
     self.datasets = [parse_dataset(s) for s in self.fs.datasets]
 
   def _eval_config(self, tfds_name: str) -> ml_collections.ConfigDict:
@@ -219,12 +214,14 @@ class FewShotEvaluator:
     with cfg.unlocked():
       cfg.dataset = tfds_name
       cfg.num_classes = None
-      cfg.image_size = self.fs.get('image_size', 224)
+      cfg.image_size = size = self.fs.get('image_size', 224)
       cfg.batch_eval = self.fs.get('batch', 256)
       cfg.prefetch = 0
       if self.fs.get('data_dir') is not None:
         cfg.data_dir = self.fs.data_dir
-      cfg.pp.update(self.fs.get('pp', {}))
+      cfg.pp.update(eval_mode=config_lib.PP_DEFAULTS['eval_mode'],
+                    eval_resize=config_lib.eval_resize_for(size))
+      cfg.pp.update(self.fs.get('pp') or {})
     return cfg
 
   def features(self, params: Any, tfds_name: str,
@@ -238,17 +235,18 @@ class FewShotEvaluator:
                             pipeline.get_eval_iterator(cfg, split=split, batch_size=batch))
 
   def run(self, params: Any) -> dict[str, float]:
-    """Returns `{'fewshot/<dataset>_<k>shot': accuracy}` (mean over seeds)."""
+    """Returns `{'<name>/<dataset>_<k>shot': accuracy}` (mean over seeds)."""
     size = self.fs.get('image_size', 224)
     ref = jax.eval_shape(lambda: self.model.init(
         jax.random.PRNGKey(0), np.zeros((1, size, size, 3), np.float32)))['params']
-    params = unreplicate_if_needed(params, ref)
+    if devices.is_replicated(params, ref):
+      params = jax.tree_util.tree_map(lambda x: x[0], params)
     results = {}
     for name, train_split, test_split in self.datasets:
       train = self.features(params, name, train_split)
       test = self.features(params, name, test_split)
       for shots in self.fs.shots:
         acc = fewshot_accuracy(train, test, shots=shots, seeds=self.fs.seeds, l2=self.fs.l2)
-        results[f'fewshot/{name}_{shots}shot'] = acc
+        results[f'{self.name}/{name}_{shots}shot'] = acc
         logging.info('few-shot %s %d-shot: %.4f', name, shots, acc)
     return results

@@ -47,6 +47,11 @@ OVERRIDABLE = ('patch_size', 'hidden_dim', 'num_blocks', 'tokens_mlp_dim', 'chan
                'stoch_depth', 'dropout', 'head_bias_init', 'dtype', 'inference_chunk', 'remat')
 
 
+def unknown_overrides(overrides: Any) -> list[str]:
+  """The keys of `overrides` that `create_model` does not accept (sorted)."""
+  return sorted(set(overrides) - set(OVERRIDABLE))
+
+
 def get_config(name: str) -> ml_collections.ConfigDict:
   """Returns a copy of the architecture config of variant `name` (e.g. 'Mixer-B_16')."""
   if name not in MODEL_CONFIGS:
@@ -67,7 +72,7 @@ def create_model(name: str, *, num_classes: int | None, **overrides: Any) -> Mlp
   Returns:
     An `MlpMixer` module.
   """
-  unknown = sorted(set(overrides) - set(OVERRIDABLE))
+  unknown = unknown_overrides(overrides)
   if unknown:
     raise TypeError(f'Unknown model override(s) {unknown} for {name!r}; '
                     f'allowed: {", ".join(OVERRIDABLE)}.')

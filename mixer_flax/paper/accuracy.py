@@ -54,7 +54,7 @@ def evaluate_rows(rows, *, checkpoint_dir: str | None, data_dir: str | None,
           num_classes=arch['num_classes'])
       config.manual_dir = manual_dir
       result = classification.evaluate_params(config, model, params, progress=True)
-      cache[key] = 100.0 * result['top1']
+      cache[key] = 100.0 * result['eval_accuracy']
     return cache[key]
 
   ours: dict[tuple[str, str], float | str] = {}

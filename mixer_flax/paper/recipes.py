@@ -10,7 +10,7 @@ Dataset facts used to turn epochs into steps and to hold out validation data:
                  user under the name 'imagenet21k' (as big_vision names it),
                  one split 'full' with the 14,197,122 images of the fall 2011
                  release and 21,843 classes (the class count of the released
-                 ImageNet-21k checkpoints, PAPER_FACTS 2). The first 51,200
+                 ImageNet-21k checkpoints). The first 51,200
                  images are held out as minival. Adjust `IMAGENET21K_*` or pass
                  `--config.total_steps` if your copy differs.
 """
@@ -21,7 +21,7 @@ import math
 
 import ml_collections
 
-from mixer_flax.config import base_config
+from mixer_flax import config as config_lib
 from mixer_flax.eval import fewshot
 
 IMAGENET_TRAIN_EXAMPLES = 1_281_167
@@ -30,11 +30,11 @@ IMAGENET21K_EXAMPLES = 14_197_122
 IMAGENET21K_HOLDOUT = 51_200
 IMAGENET21K_CLASSES = 21_843
 
-# Pre-training (PAPER_FACTS 5, Table 4): per (model, data) the augmentation.
+# Pre-training (paper Table 4 and appendix B): per (model, data) the augmentation.
 PRETRAIN_BATCH = 4096
 PRETRAIN_EPOCHS = 300
 
-# Fine-tuning datasets (PAPER_FACTS 6): tfds name -> classes, steps, and the
+# Fine-tuning datasets (paper appendix C): tfds name -> classes, steps, and the
 # (train, eval) splits for model selection (held-out minival) and for the final
 # run on the real test split.
 FINETUNE_DATASETS = {
@@ -64,13 +64,19 @@ def steps_for_epochs(epochs: float, *, num_examples: int, batch: int) -> int:
 
 def pretrain_config(*, model_name: str, dataset: str, randaug_magnitude: int,
                     mixup_alpha: float, arg: str | None = None) -> ml_collections.ConfigDict:
-  """A Table 4 pre-training run (PAPER_FACTS 5).
+  """A pre-training run of the paper (Table 4 and appendix B).
 
   Adam (0.9, 0.999), lr 1e-3, weight_decay 0.1 (multiplied by the lr, AdamW
   style: 1e-4 per step at peak, see mixer_flax/training/optim.py), batch 4096, 10k
   warm-up steps then linear decay to 1e-5, 300 epochs, global-norm clip 1,
   224 px Inception crop + flip, RandAugment 2 layers, stochastic depth 0.1,
-  no dropout, softmax cross-entropy.
+  no dropout, softmax cross-entropy; linear 1/5/10/25-shot ImageNet probes on the
+  pre-logits every 10k steps (paper section 3).
+
+  Batch 4096 does not fit one accelerator: add `--config.accum_steps=N` (the global batch
+  and the result stay the same; batch must divide by processes x devices x N), and
+  optionally `--config.model.dtype=bfloat16 --config.optim_dtype=bfloat16` for speed and
+  memory (the paper's numbers are float32).
 
   Args:
     model_name: 'Mixer-B_16' or 'Mixer-L_16'.
@@ -84,21 +90,20 @@ def pretrain_config(*, model_name: str, dataset: str, randaug_magnitude: int,
   Returns:
     The config.
   """
-  if arg not in (None, '', 'test'):
-    raise ValueError(f"Config argument {arg!r} is not understood; use no argument or 'test'.")
-  c = base_config()
+  test = config_lib.parse_arg(arg, words={'split': ('test',)}, split='minival')['split'] == 'test'
+  c = config_lib.base_config()
   c.model_name = model_name
   c.model.stoch_depth = 0.1
   c.dataset = dataset
   if dataset == 'imagenet2012':
     c.num_classes = 1000
-    if arg == 'test':
+    if test:
       c.train_split, c.eval_split = 'train', 'validation'
       num_train = IMAGENET_TRAIN_EXAMPLES
     else:
       num_train = IMAGENET_MINIVAL_TRAIN_EXAMPLES
   elif dataset == 'imagenet21k':
-    if arg == 'test':
+    if test:
       raise ValueError("imagenet21k has no separate test split: use no config argument.")
     c.num_classes = IMAGENET21K_CLASSES
     c.train_split = f'full[{IMAGENET21K_HOLDOUT}:]'

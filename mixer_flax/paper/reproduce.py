@@ -11,12 +11,7 @@ Tables:
 Each run prints the Markdown and writes `<out>/table_<name>.md` (+ `.json`); throughput and
 accuracy tables also write a plot in the spirit of the paper's Fig. 3 (`<out>/fig3_<name>.png`).
 
-Examples:
-  python scripts/reproduce_tables.py --table 1
-  python scripts/reproduce_tables.py --table throughput --batch 8 --dtype float32
-  python scripts/reproduce_tables.py --table throughput --variants Mixer-S_32,Mixer-B_32 --batch 2
-  python scripts/reproduce_tables.py --table 3 --checkpoint_dir ckpts --data_dir ~/tfds_data
-  python scripts/reproduce_tables.py --table permutation --steps 1200
+Examples: `scripts/reproduce_tables.py`.
 """
 
 from __future__ import annotations

@@ -6,16 +6,13 @@ Measures, for one experiment config (default: experiments/digits.py):
   3. unless --no-step, the pmapped train step on a fixed batch (what the
      trainer consumes), and the ratio pipeline / step.
 
-  python scripts/benchmark_input.py [--config experiments/digits.py] [--batches 50]
-      [--data_dir DIR] [--tf_threads N] [--set pp.randaug_layers=2 --set pp.mixup_alpha=0.2]
+Command line: `scripts/benchmark_input.py`.
 
 `--jpeg_folder DIR` instead times the host train pipeline on an ImageNet-like folder
 (written into DIR when it is empty: perf/jpeg_folder.py) with the paper's ImageNet settings
 (default config experiments/imagenet_b16.py: Inception crop 224, flip, RandAugment 2/15,
 mixup 0.5) and, in the same run, without RandAugment and mixup; it prints both rates and
-their ratio. RandAugment and mixup run on the device, so the host does the same work:
-
-  python scripts/benchmark_input.py --jpeg_folder /tmp/jpegs --tf_threads 2 --batch 128
+their ratio. RandAugment and mixup run on the device, so the host does the same work.
 """
 
 from __future__ import annotations

@@ -99,9 +99,7 @@ def _microbatch_grads(loss_of: Callable, params: Any, images: jax.Array, labels:
   grad_fn = jax.value_and_grad(loss_of)
   if accum_steps == 1:
     return grad_fn(params, images, labels, jax.random.fold_in(rng, 0))
-  b = images.shape[0]
-  if b % accum_steps:
-    raise ValueError(f'Per-device batch {b} is not divisible by config.accum_steps={accum_steps}.')
+  b = images.shape[0]  # a multiple of accum_steps (config.validate)
   images = images.reshape((accum_steps, b // accum_steps) + images.shape[1:])
   labels = labels.reshape((accum_steps, b // accum_steps) + labels.shape[1:])
 

@@ -1,0 +1,110 @@
+"""config.py and experiment.py: validation (every problem at once), evals, the argument grammar."""
+
+import ml_collections
+import pytest
+
+from mixer_flax import config as config_lib
+from mixer_flax.eval import fewshot
+
+
+def make_config(**overrides) -> ml_collections.ConfigDict:
+  c = config_lib.base_config()
+  c.update(dict(model_name='Mixer-Ti_4', image_size=16, batch=16, batch_eval=16, total_steps=20,
+                optimizer='adam', label_smoothing=0.1, dataset='sklearn_digits'), **overrides)
+  return c
+
+
+def test_validate_config_accepts_good_and_names_bad_keys():
+  config_lib.validate(make_config(), num_devices=8, process_count=1)
+  with pytest.raises(ValueError, match=r'config\.batch=16 is not divisible .* 32'):
+    config_lib.validate(make_config(accum_steps=4), num_devices=8, process_count=1)
+  with pytest.raises(ValueError, match=r'config\.batch=16 is not divisible'):
+    config_lib.validate(make_config(), num_devices=8, process_count=4)
+  bad = make_config(optimizer='lamb', batch_eval=12, label_smoothing=0.1, loss='sigmoid_xent',
+                    warmup_steps=-1, image_size=18, decay_type='step')
+  with pytest.raises(ValueError) as err:
+    config_lib.validate(bad, num_devices=8, process_count=1)
+  for key in ('optimizer', 'batch_eval', 'label_smoothing', 'warmup_steps', 'image_size',
+              'decay_type'):
+    assert f'config.{key}' in str(err.value)
+  bad = make_config(dataset='image_folder', folder_root=None, pretrained_path='ft.npz',
+                    pretrained_image_size=12)
+  with pytest.raises(ValueError) as err:
+    config_lib.validate(bad, num_devices=1, process_count=1)
+  for key in ('folder_root', 'pretrained_image_size=12'):
+    assert f'config.{key}' in str(err.value)
+  bad = make_config()
+  bad.model = ml_collections.ConfigDict(dict(stoch_depth=0.1, widht=3))
+  with pytest.raises(ValueError, match=r'config\.model has unknown key'):
+    config_lib.validate(bad, num_devices=1, process_count=1)
+  del bad['total_steps']
+  with pytest.raises(ValueError, match=r'config\.total_steps is missing'):
+    config_lib.validate(bad, num_devices=1, process_count=1)
+
+
+def test_validate_reports_data_loop_and_evaluator_problems_together():
+  bad = config_lib.base_config()
+  bad.pp.update(crop='center', area_min=0.0, eval_resize=100, mixup_alpha=-1.0)
+  bad.evals = ml_collections.ConfigDict(dict(val=dict(type='top1', every=0)))
+  bad.progress_every = 0
+  with pytest.raises(ValueError) as err:
+    config_lib.validate(bad, num_devices=1, process_count=1)
+  message = str(err.value)
+  for key in ('config.pp.crop', 'config.pp.area_min', 'config.pp.eval_resize=100',
+              'config.pp.mixup_alpha', 'config.progress_every'):
+    assert key in message
+  bad.progress_every = 10
+  with pytest.raises(ValueError) as err:
+    config_lib.validate(bad, num_devices=1, process_count=1)
+  assert "config.evals.val.type='top1'" in str(err.value)
+  assert 'config.evals.val.every=0' in str(err.value)
+
+
+def test_missing_pretrained_file_is_named(tmp_path):
+  config = config_lib.base_config()
+  config.pretrained_path = str(tmp_path / 'nope.npz')
+  with pytest.raises(FileNotFoundError, match=r'config\.pretrained_path=.*nope\.npz'):
+    config_lib.validate(config, num_devices=1, process_count=1)
+  config_lib.validate(config, num_devices=1, process_count=1, check_files=False)
+
+
+def test_evals_come_from_config_evals_or_the_older_keys():
+  config = config_lib.base_config()
+  config.eval_every = 7
+  assert {k: v.to_dict() for k, v in config_lib.evals(config).items()} == {
+      'eval': dict(type='classification', every=7)}
+  config.fewshot = fewshot.get_fewshot_config(datasets=('sklearn_digits',), every=None)
+  entry = config_lib.evals(config)['fewshot']
+  assert (entry.type, entry.every, entry.datasets) == ('fewshot', 7, ('sklearn_digits',))
+  config.evals = ml_collections.ConfigDict(dict(val=dict(type='classification', every=3)))
+  assert list(config_lib.evals(config)) == ['val']
+
+
+def test_parse_arg_is_one_grammar_for_every_experiment_file():
+  parse = config_lib.parse_arg
+  assert parse(None, positional=('total_steps',), total_steps=500) == {'total_steps': 500}
+  assert parse('300', positional=('total_steps',), total_steps=500) == {'total_steps': 300}
+  assert parse('total_steps=7', positional=('total_steps',), total_steps=500)['total_steps'] == 7
+  assert parse('patch_pixel:300', positional=('variant', 'total_steps'), variant='original',
+               total_steps=0) == {'variant': 'patch_pixel', 'total_steps': 300}
+  finetune = dict(positional=('model', 'dataset', 'image_size'),
+                  words={'source': ('i21k', 'i1k'), 'split': ('test',)}, model='', dataset='',
+                  image_size=224, source='i21k', split='minival')
+  assert parse('Mixer-L_16,imagenet2012,448,i1k,test', **finetune) == dict(
+      model='Mixer-L_16', dataset='imagenet2012', image_size=448, source='i1k', split='test')
+  assert parse('test', words={'split': ('test',)}, split='minival') == {'split': 'test'}
+  with pytest.raises(ValueError, match="item 'bogus' is not understood"):
+    parse('bogus', words={'split': ('test',)}, split='minival')
+  with pytest.raises(ValueError, match="total_steps='many' is not a number"):
+    parse('many', positional=('total_steps',), total_steps=500)
+  with pytest.raises(ValueError, match="unknown key 'steps'"):
+    parse('steps=3', positional=('total_steps',), total_steps=500)
+
+
+def test_load_experiment_reads_the_file_argument():
+  assert config_lib.load_experiment('experiments/digits.py:7').total_steps == 7
+  assert config_lib.load_experiment('experiments/digits.py').total_steps == 500
+  config = config_lib.load_experiment('experiments/finetune.py:Mixer-B_16,cifar10,448,test')
+  assert (config.image_size, config.eval_split, config.pp.eval_resize) == (448, 'test', 512)
+  with pytest.raises(FileNotFoundError, match='experiments/nope.py'):
+    config_lib.load_experiment('experiments/nope.py:1')
