@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from mixer_flax import models
-from mixer_flax.data import augment
+from mixer_flax.data import augment, on_device
 from mixer_flax.perf import end_to_end, host
 from mixer_flax.perf import report as report_lib
 from mixer_flax.perf.flops import analytic_flops, cost_flops, grad_cost_flops
@@ -135,6 +135,16 @@ def _bench_train(args: argparse.Namespace, model: Any, images: jax.Array, peak: 
   xla = grad_cost_flops(model, holder['state'].params, images, labels)
   res.update(compile_s=compile_s, memory=memory(None),
              xla_gflop_per_image=xla / batch / 1e9 if xla else None)
+  if augment:  # the augmentation alone, jitted on the same device: its share of the step
+    spec = on_device.AugmentSpec.from_config(config, args.num_classes)
+    one = jax.device_put({k: v[0] for k, v in dev_batch.items()}, device)
+    prepare = jax.jit(lambda b: on_device.train_inputs(
+        b, spec=spec, rng=jax.random.key(3), step=jnp.int32(0), first_index=0))
+    jax.block_until_ready(prepare(one))
+    alone = measure(lambda: prepare(one), peak=peak, images_per_step=batch, flops_per_step=0.0,
+                    repeats=args.repeats, min_time=args.min_time)
+    res.update(augment_only_ms=1e3 * batch / alone['img_per_s'],
+               augment_share=res['img_per_s'] / alone['img_per_s'])
   return res
 
 
@@ -155,7 +165,7 @@ def bench_model(args: argparse.Namespace, peak: MatmulPeak) -> list[dict[str, An
       row['train'] = _bench_train(args, model, images, peak, flops)
     if 'train_augment' in args.modes:
       row['train_augment'] = _bench_train(args, model, images, peak, flops, augment=True)
-      if 'train' in row:  # share of the augmented step spent on augmentation
+      if 'train' in row:  # whole-step comparison (noisy on a shared machine)
         row['augment_cost'] = 1 - row['train_augment']['img_per_s'] / row['train']['img_per_s']
     results.append(row)
   return results
