@@ -10,9 +10,11 @@
 #            --compare_timm (timm + torch.compile, bf16 autocast, in a subprocess first);
 #   train    the trainer's Adam step at batch $BATCH_TRAIN, --bound (gradient of the chain),
 #            --compare_timm (AdamW step);
+#   augment  the train step at batch $BATCH_TRAIN with and without RandAugment 2/15 + mixup 0.5
+#            on the device (uint8 input), and the augmentation's share of the step;
 #   old_defaults  fwd and train again with MIXER_FLAX_XLA_DEFAULTS=0 (JAX's own XLA flags),
 #            only while the budget lasts.
-# Expected wall time on one H100/H200: about 4 minutes; nothing runs past $BUDGET s (240) and
+# Expected wall time on one H100/H200: about 5 minutes; nothing runs past $BUDGET s (300) and
 # the timm peer (80 s / 100 s at most, torch.compile included) only gets time that leaves the
 # JAX part of its stage enough.
 #
@@ -34,10 +36,10 @@ MATMUL=${MATMUL:-8192}
 REPEATS=${REPEATS:-3}
 MIN_TIME=${MIN_TIME:-0.5}
 TIMM_COMPILE=${TIMM_COMPILE:-1}
-BUDGET=${BUDGET:-240}
+BUDGET=${BUDGET:-300}
 CAP_SCALE=${CAP_SCALE:-1}
 PYTHON=${PYTHON:-$(command -v python || command -v python3)}
-STAGES=${STAGES:-fwd train old_defaults}
+STAGES=${STAGES:-fwd train augment old_defaults}
 cd "$(dirname "$0")/.."
 # The package from this checkout, installed or not (scripts/ do not edit sys.path).
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -91,11 +93,13 @@ for stage in $STAGES; do
     fwd) bench fwd 130 --batch "$BATCH_FWD" --modes forward --bound $(peer 80 120) ;;
     # shellcheck disable=SC2046
     train) bench train 170 --batch "$BATCH_TRAIN" --modes train --bound $(peer 100 70) ;;
+    # The train step with and without the paper's device augmentation (uint8 in), same run.
+    augment) bench augment 70 --batch "$BATCH_TRAIN" --modes train,train_augment ;;
     old_defaults)
       MIXER_FLAX_XLA_DEFAULTS=0 bench old_defaults_fwd 40 --batch "$BATCH_FWD" --modes forward
       MIXER_FLAX_XLA_DEFAULTS=0 bench old_defaults_train 60 --batch "$BATCH_TRAIN" --modes train
       ;;
-    *) echo "unknown stage $stage (use: fwd train old_defaults)" >>"$LOG" ;;
+    *) echo "unknown stage $stage (use: fwd train augment old_defaults)" >>"$LOG" ;;
   esac
 done
 echo "total $SECONDS s" >>"$LOG"

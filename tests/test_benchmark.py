@@ -117,6 +117,16 @@ def test_bound_is_the_models_matmul_chain(token_layout):
   assert np.linalg.norm(got - expected) <= 1e-5 * np.linalg.norm(expected)
 
 
+def test_train_augment_mode_times_the_device_augmentation():
+  report = benchmark.run(['--variant', 'Mixer-Ti_16', '--image_size', '32', '--batch', '2',
+                          '--repeats', '1', '--min_time', '0.01', '--matmul_size', '128',
+                          '--num_classes', '10', '--modes', 'train,train_augment'])
+  (row,) = report['results']
+  aug = row['train_augment']
+  assert aug['img_per_s'] > 0 and aug['augment_only_ms'] > 0 and 0 < aug['augment_share']
+  assert 'augment_cost' in row and 'forward' not in row
+
+
 def test_bad_variant_is_rejected():
   with pytest.raises(SystemExit):
     benchmark.run(['--variant', 'Mixer-Q_7'])

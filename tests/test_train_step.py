@@ -271,3 +271,52 @@ def test_modules_import_without_tensorflow():
   root = pathlib.Path(__file__).resolve().parent.parent
   subprocess.run([sys.executable, '-c', code], check=True, cwd=root,
                  env={**os.environ, 'PYTHONPATH': str(root)})
+
+
+# ---------------------------------------------------------------------------
+# The paper's augmentation (RandAugment 2 layers m=15, mixup 0.5) on the device, in the step.
+
+PAPER_PP = dict(randaug_layers=2, randaug_magnitude=15, mixup_alpha=0.5)
+
+
+def run_augmented(config, *, num_devices, steps, state=None, start=0, p_step=None):
+  """Losses and final unreplicated state of `steps` updates on uint8 / class-index batches."""
+  model = tiny_model()
+  if state is None:
+    state = step_lib.create_train_state(config=config, model=model, rng=jax.random.key(0),
+                                        image_size=IMAGE)
+  state = replicate(state, num_devices)
+  p_step = p_step or step_lib.make_train_step(config=config, model=model,
+                                              devices=jax.local_devices()[:num_devices])
+  losses = []
+  for i in range(start, start + steps):
+    rs = np.random.RandomState(100 + i)
+    images = rs.randint(0, 256, (GLOBAL_BATCH, IMAGE, IMAGE, 3)).astype(np.uint8)
+    labels = rs.randint(0, NUM_CLASSES, GLOBAL_BATCH).astype(np.int32)
+    batch = {'images': shard(images, num_devices), 'labels': shard(labels, num_devices)}
+    state, metrics = p_step(state, batch, jax.random.key(42))
+    losses.append(float(metrics['train_loss'][0]))
+  return np.array(losses), unreplicate(state)
+
+
+def test_paper_augmentation_same_on_8_devices_and_1_device_with_accumulation():
+  """8 devices x 2 examples vs 1 device x 16 in 2 microbatches: the same augmented batches."""
+  losses8, state8 = run_augmented(make_config(pp=PAPER_PP, **SGD), num_devices=8, steps=3)
+  losses1, state1 = run_augmented(make_config(pp=PAPER_PP, accum_steps=2, **SGD),
+                                  num_devices=1, steps=3)
+  np.testing.assert_allclose(losses8, losses1, rtol=1e-5)
+  assert_trees_close(state8.params, state1.params, atol=1e-5)
+  plain, _ = run_augmented(make_config(**SGD), num_devices=1, steps=3)
+  assert np.abs(plain - losses1).max() > 5e-4  # the augmentation changed the inputs
+
+
+def test_resumed_run_sees_identical_augmented_batches():
+  config = make_config(pp=PAPER_PP, **SGD)
+  p_step = step_lib.make_train_step(config=config, model=tiny_model(),
+                                    devices=jax.local_devices()[:2])
+  losses, state = run_augmented(config, num_devices=2, steps=4, p_step=p_step)
+  first, saved = run_augmented(config, num_devices=2, steps=2, p_step=p_step)  # host copy
+  rest, resumed = run_augmented(config, num_devices=2, steps=2, state=saved, start=2,
+                                p_step=p_step)
+  np.testing.assert_array_equal(np.concatenate([first, rest]), losses)
+  assert_trees_close(resumed.params, state.params, atol=0)

@@ -4,19 +4,24 @@ Contract: `get_dataset_info`, `get_train_iterator`,
 `get_eval_iterator`. Batches are dicts of numpy arrays
 (device arrays sharded over the local devices when `config.prefetch > 0`):
 
-  images  float32 [local_devices, per_device, H, W, 3] in [-1, 1]
-  labels  float32 [local_devices, per_device, num_classes] (one-hot, multi-hot or mixed)
+  images  uint8 [local_devices, per_device, H, W, 3]
+  labels  int32 [local_devices, per_device] class indices, or uint8 multi-hot
+          [local_devices, per_device, num_classes] where the dataset label is a list
   mask    float32 [local_devices, per_device] (eval only; 0 on padding)
+
+The host only decodes, crops, resizes and flips; RandAugment, mixup, one-hot
+encoding and the scale to [-1, 1] run on the device inside the pmapped steps
+(`data.on_device`, configured by the same `config.pp` keys).
 
 Training stream of process p (deterministic in (seed, p)): epoch e is this
 process's shard in a fixed order, shuffled with a buffer of
 `config.shuffle_buffer` records and a seed derived from (seed, p, e); epochs are
 concatenated and cut into batches of config.batch / process_count. Records are
-still encoded while shuffled; each is decoded and augmented with a stateless seed
-derived from (seed, p, its position in the stream), mixup with one from (seed,
-p, step). So `start_step=k` reproduces an uninterrupted run exactly: it starts
-at epoch k*B // n and skips the remaining (k*B mod n) records *before decoding*
-(B = per-process batch, n = per-process shard size). Cost: reading at most one
+still encoded while shuffled; each is decoded, cropped and flipped with a stateless
+seed derived from (seed, p, its position in the stream). So `start_step=k`
+reproduces an uninterrupted run exactly: it starts at epoch k*B // n and skips
+the remaining (k*B mod n) records *before decoding* (B = per-process batch, n =
+per-process shard size). Cost: reading at most one
 epoch of this process's encoded records (ImageNet-1k on one host: ~1.3 M
 records / ~140 GB worst case; divide by the number of hosts).
 
@@ -39,7 +44,7 @@ import jax
 import tensorflow as tf
 
 from mixer_flax import config as config_lib
-from mixer_flax.data import preprocessing, randaugment, sources
+from mixer_flax.data import preprocessing, sources
 from mixer_flax.devices import prefetch_to_device
 
 __all__ = ['DatasetInfo', 'get_dataset_info', 'get_train_iterator', 'get_eval_iterator']
@@ -141,7 +146,7 @@ def get_train_iterator(config: Any, *, seed: int, start_step: int = 0,
     local_device_count: defaults to jax.local_device_count().
 
   Yields:
-    {'images': f32 [D, b, H, W, 3] in [-1, 1], 'labels': f32 [D, b, K]} with
+    {'images': uint8 [D, b, H, W, 3], 'labels': int32 [D, b] or uint8 [D, b, K]} with
     D = local devices and b = config.batch // (process_count * D).
   """
   pi, pc, ld = _topology(process_index, process_count, local_device_count)
@@ -164,27 +169,19 @@ def get_train_iterator(config: Any, *, seed: int, start_step: int = 0,
 
   def preprocess(index: tf.Tensor, record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     record = source.load(record)
-    s_crop, s_ra = tf.unstack(tf.random.experimental.stateless_split(_fold(key, 1, index), 2))
+    # The first of two split seeds, as before RandAugment moved to the device: same crops.
+    s_crop = tf.random.experimental.stateless_split(_fold(key, 1, index), 2)[0]
     image = preprocessing.train_image(
         record['image'], seed=s_crop, image_size=size, crop=pp['crop'],
         area_min=pp['area_min'], flip=pp['flip'])
-    if pp['randaug_layers'] > 0:
-      image = randaugment.randaugment(image, seed=s_ra, num_layers=pp['randaug_layers'],
-                                      magnitude=pp['randaug_magnitude'])
-    image = tf.ensure_shape(preprocessing.scale_to_unit(image), [size, size, 3])
-    return {'images': image, 'labels': preprocessing.encode_labels(record['label'], num_classes)}
-
-  def finish(step: tf.Tensor, b: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    if pp['mixup_alpha'] > 0:
-      b['images'], b['labels'] = preprocessing.mixup(
-          b['images'], b['labels'], seed=_fold(key, 2, step), alpha=pp['mixup_alpha'])
-    return _to_devices(b, ld)
+    return {'images': tf.ensure_shape(image, [size, size, 3]),
+            'labels': preprocessing.encode_labels(record['label'], num_classes)}
 
   first = start_step * batch
   threads = _threads(config)
   ds = tf.data.Dataset.range(first // n, 2**62).flat_map(epoch).skip(first % n)
   ds = ds.map(preprocess, num_parallel_calls=threads)
-  ds = ds.batch(batch, drop_remainder=True).enumerate(start=start_step).map(finish)
+  ds = ds.batch(batch, drop_remainder=True).map(functools.partial(_to_devices, local_devices=ld))
   ds = ds.prefetch(TF_PREFETCH).with_options(sources.tf_options(_get(config, 'tf_threads', 0)))
   return _maybe_prefetch(ds.as_numpy_iterator(), config, ld)
 
@@ -199,7 +196,8 @@ def get_eval_iterator(config: Any, *, split: str | None = None, batch_size: int 
   mask 0. Multi-label examples without any label get mask 0 (as ImageNet ReaL).
 
   Yields:
-    {'images': f32 [D, b/D, H, W, 3], 'labels': f32 [D, b/D, K], 'mask': f32 [D, b/D]}.
+    {'images': uint8 [D, b/D, H, W, 3], 'labels': int32 [D, b/D] or uint8 [D, b/D, K],
+     'mask': f32 [D, b/D]}.
   """
   pi, pc, ld = _topology(process_index, process_count, local_device_count)
   global_batch = batch_size or _get(config, 'batch_eval', config.batch)
@@ -216,12 +214,11 @@ def get_eval_iterator(config: Any, *, split: str | None = None, batch_size: int 
                                      eval_resize=pp['eval_resize'])
     labels = preprocessing.encode_labels(record['label'], num_classes)
     mask = tf.cast(tf.reduce_max(labels) > 0, tf.float32) if record['label'].shape.rank else 1.0
-    return {'images': tf.ensure_shape(preprocessing.scale_to_unit(image), [size, size, 3]),
-            'labels': labels, 'mask': tf.cast(mask, tf.float32)}
+    return {'images': tf.ensure_shape(image, [size, size, 3]), 'labels': labels,
+            'mask': tf.cast(mask, tf.float32)}
 
-  padding = {'images': tf.zeros([size, size, 3]), 'labels': tf.zeros([num_classes]),
-             'mask': tf.constant(0.0)}
   ds = source.records(split, pi, pc).map(preprocess, num_parallel_calls=_threads(config))
+  padding = {k: tf.zeros(s.shape, s.dtype) for k, s in ds.element_spec.items()}
   ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat(
       num_batches * batch - counts[pi]))
   ds = ds.batch(batch, drop_remainder=True).map(functools.partial(_to_devices, local_devices=ld))

@@ -127,43 +127,15 @@ def eval_image(image_bytes: tf.Tensor, *, image_size: int, mode: str,
   return tf.image.crop_to_bounding_box(image, top, left, image_size, image_size)
 
 
-def scale_to_unit(image: tf.Tensor) -> tf.Tensor:
-  """uint8 [..., 3] -> float32 in [-1, 1] via (x - 127.5) / 127.5."""
-  return (tf.cast(image, tf.float32) - 127.5) / 127.5
-
-
 def encode_labels(label: tf.Tensor, num_classes: int) -> tf.Tensor:
-  """Class index () -> one-hot, or a list of indices [k] -> multi-hot; float32 [num_classes]."""
+  """Host label encoding: class index () -> int32 (); a list of indices [k] -> uint8 multi-hot.
+
+  One-hot encoding, mixup and label smoothing happen on the device (data.on_device).
+  """
   label = tf.cast(label, tf.int32)
   if label.shape.rank == 0:
-    return tf.one_hot(label, num_classes, dtype=tf.float32)
+    return label
   if label.shape.rank == 1:  # An empty list gives all zeros.
-    return tf.minimum(tf.reduce_sum(tf.one_hot(label, num_classes, dtype=tf.float32), 0), 1.0)
+    hot = tf.reduce_sum(tf.one_hot(label, num_classes, dtype=tf.int32), 0)
+    return tf.cast(tf.minimum(hot, 1), tf.uint8)
   raise ValueError(f'Labels must be a class index or a list of them, got shape {label.shape}.')
-
-
-def mixup(images: tf.Tensor, labels: tf.Tensor, *, seed: tf.Tensor,
-          alpha: float) -> tuple[tf.Tensor, tf.Tensor]:
-  """Mixup of a batch with itself rolled by one example.
-
-  One ratio a ~ Beta(alpha, alpha) per batch, replaced by max(a, 1 - a) so the
-  un-rolled example dominates (as in big_vision); labels are mixed with the
-  same ratio, so one-hot labels still sum to 1.
-
-  Args:
-    images: float32 [B, H, W, 3].
-    labels: float32 [B, K].
-    seed: int64 [2].
-    alpha: Beta concentration (> 0).
-
-  Returns:
-    (images [B, H, W, 3], labels [B, K]).
-  """
-  s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-  g1 = tf.random.stateless_gamma([], seed=s1, alpha=alpha)
-  g2 = tf.random.stateless_gamma([], seed=s2, alpha=alpha)
-  a = g1 / tf.maximum(g1 + g2, 1e-12)
-  a = tf.maximum(a, 1.0 - a)
-  images = a * images + (1.0 - a) * tf.roll(images, shift=1, axis=0)
-  labels = a * labels + (1.0 - a) * tf.roll(labels, shift=1, axis=0)
-  return images, labels

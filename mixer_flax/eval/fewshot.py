@@ -26,6 +26,7 @@ import numpy as np
 
 from mixer_flax import config as config_lib
 from mixer_flax import devices
+from mixer_flax.data import on_device
 
 BIAS_FEATURE = 100.0
 DEFAULT_L2 = 2.0**10
@@ -140,8 +141,8 @@ def extract_features(model: Any, params: Any,
   Args:
     model: an `MlpMixer`.
     params: unreplicated parameters.
-    batches: dicts with 'images' `(..., H, W, 3)`, 'labels' (one-hot `(..., K)`
-      or int `(...)`) and optionally 'mask' `(...)`; leading axes are flattened.
+    batches: dicts with 'images' `(..., H, W, 3)` (uint8, or float in [-1, 1]), 'labels'
+      (one-hot `(..., K)` or int `(...)`), optionally 'mask' `(...)`; leading axes flattened.
 
   Returns:
     `(features (N, C) float32, labels (N,) int)`.
@@ -149,7 +150,8 @@ def extract_features(model: Any, params: Any,
   local = jax.local_devices()
   data_sharding = devices.batch_sharding(local)
   params = jax.device_put(params, devices.replicated_sharding(local))
-  fwd = jax.jit(lambda p, x: model.apply({'params': p}, x, return_prelogits=True)[1])
+  scaled = on_device.scale_images  # uint8 pipeline images -> [-1, 1] on the device
+  fwd = jax.jit(lambda p, x: model.apply({'params': p}, scaled(x), return_prelogits=True)[1])
   feats, labels = [], []
   for batch in batches:
     images = np.asarray(batch['images'])

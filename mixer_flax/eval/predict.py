@@ -17,7 +17,7 @@ def load_images(paths: list[str], *, image_size: int, eval_mode: str,
   """
   import tensorflow as tf
 
-  from mixer_flax.data import preprocessing
+  from mixer_flax.data import on_device, preprocessing
 
   out = []
   for path in paths:
@@ -25,7 +25,7 @@ def load_images(paths: list[str], *, image_size: int, eval_mode: str,
       raise FileNotFoundError(f'Image file {path!r} does not exist.')
     image = preprocessing.eval_image(tf.io.read_file(path), image_size=image_size,
                                      mode=eval_mode, eval_resize=eval_resize)
-    out.append(preprocessing.scale_to_unit(image).numpy())
+    out.append(np.asarray(on_device.scale_images(image.numpy())))
   return np.stack(out)
 
 

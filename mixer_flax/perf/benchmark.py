@@ -25,6 +25,11 @@ and its gradient when training), `--compare_timm` timm's Mixer with
 so one report shows ours / bound / peer side by side, all against the same
 run's JAX matmul peak. `--token_layout` picks the residual-stream layout.
 
+`--modes ...,train_augment` adds the train step as the trainer now runs it: uint8 images
+and class indices in, RandAugment 2 layers m=15 + mixup 0.5 on the device (no TensorFlow),
+timed in the same run as `train`, and prints the augmentation's share of the step
+(`--randaug_mode auto|select|switch`, data/augment.py).
+
 `--end_to_end` instead compares the full trainer (`train.train_and_evaluate`:
 tfds input pipeline, prefetch, logging) on a config (default the digits config)
 with the bare pmapped step on a device-resident batch. Only this mode imports
@@ -34,6 +39,7 @@ Examples:
   python scripts/benchmark.py --variant Mixer-B_16 --batch 8,32
   python scripts/benchmark.py --variant Mixer-B_16 --batch 256 --dtype bfloat16 --json out.json
   python scripts/benchmark.py --dtype bfloat16 --batch 512 --modes train --bound --compare_timm
+  python scripts/benchmark.py --variant Mixer-B_16 --batch 8 --modes train,train_augment
   python scripts/benchmark.py --end_to_end --json e2e.json
 """
 
@@ -50,6 +56,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from mixer_flax import models
+from mixer_flax.data import augment, on_device
 from mixer_flax.models import layout
 from mixer_flax.perf import bound as bound_lib
 from mixer_flax.perf import end_to_end, host, peer
@@ -57,6 +64,9 @@ from mixer_flax.perf import report as report_lib
 from mixer_flax.perf.flops import analytic_flops, cost_flops, grad_cost_flops
 from mixer_flax.perf.timing import MatmulPeak, measure, memory
 from mixer_flax.training import step as step_lib
+
+# The paper's ImageNet recipe (experiments/imagenet_b16.py): RandAugment 2 layers m=15, mixup 0.5.
+PAPER_AUGMENTATION = dict(randaug_layers=2, randaug_magnitude=15, mixup_alpha=0.5)
 
 
 def _train_config(args: argparse.Namespace, batch: int) -> Any:
@@ -99,17 +109,26 @@ def _bench_forward(args: argparse.Namespace, model: Any, images: jax.Array, peak
 
 
 def _bench_train(args: argparse.Namespace, model: Any, images: jax.Array, peak: MatmulPeak,
-                 flops: float) -> dict[str, Any]:
-  """The trainer's pmapped, donating train step (Adam) over one device; 3x forward FLOPs."""
+                 flops: float, *, augment: bool = False) -> dict[str, Any]:
+  """The trainer's pmapped, donating train step (Adam) over one device; 3x forward FLOPs.
+
+  With `augment` the step gets what the trainer ships, uint8 images and class indices,
+  and applies the paper's augmentation on the device (PAPER_AUGMENTATION).
+  """
   batch = images.shape[0]
   device = jax.devices()[0]
   config = _train_config(args, batch)
   state = step_lib.create_train_state(config=config, model=model, rng=jax.random.key(0),
                                       image_size=args.image_size)
   state = jax.device_put(jax.tree_util.tree_map(lambda x: x[None], state), device)
-  step = step_lib.make_train_step(config=config, model=model, devices=[device])
   labels = jax.nn.one_hot(jnp.arange(batch) % args.num_classes, args.num_classes)
-  dev_batch = jax.device_put({'images': images[None], 'labels': labels[None]}, device)
+  dev_batch = {'images': images[None], 'labels': labels[None]}
+  if augment:
+    config.pp = dict(PAPER_AUGMENTATION, randaug_mode=args.randaug_mode)
+    dev_batch = {'images': jnp.round(images[None] * 127.5 + 127.5).astype(jnp.uint8),
+                 'labels': (jnp.arange(batch) % args.num_classes)[None]}
+  step = step_lib.make_train_step(config=config, model=model, devices=[device])
+  dev_batch = jax.device_put(dev_batch, device)
   rng = jax.random.key_data(jax.random.key(2))
   t0 = time.perf_counter()
   state, metrics = step(state, dev_batch, rng)
@@ -127,6 +146,16 @@ def _bench_train(args: argparse.Namespace, model: Any, images: jax.Array, peak: 
   xla = grad_cost_flops(model, holder['state'].params, images, labels)
   res.update(compile_s=compile_s, memory=memory(None),
              xla_gflop_per_image=xla / batch / 1e9 if xla else None)
+  if augment:  # the augmentation alone, jitted on the same device: its share of the step
+    spec = on_device.AugmentSpec.from_config(config, args.num_classes)
+    one = jax.device_put({k: v[0] for k, v in dev_batch.items()}, device)
+    prepare = jax.jit(lambda b: on_device.train_inputs(
+        b, spec=spec, rng=jax.random.key(3), step=jnp.int32(0), first_index=0))
+    jax.block_until_ready(prepare(one))
+    alone = measure(lambda: prepare(one), peak=peak, images_per_step=batch, flops_per_step=0.0,
+                    repeats=args.repeats, min_time=args.min_time)
+    res.update(augment_only_ms=1e3 * batch / alone['img_per_s'],
+               augment_share=res['img_per_s'] / alone['img_per_s'])
   return res
 
 
@@ -150,6 +179,10 @@ def bench_model(args: argparse.Namespace, peak: MatmulPeak) -> list[dict[str, An
         row['grad_bound' if grad else 'forward_bound'] = bound_lib.bench_bound(
             model, images, peak=peak, flops=flops, grad=grad, repeats=args.repeats,
             min_time=args.min_time)
+    if 'train_augment' in args.modes:
+      row['train_augment'] = _bench_train(args, model, images, peak, flops, augment=True)
+      if 'train' in row:  # whole-step comparison (noisy on a shared machine)
+        row['augment_cost'] = 1 - row['train_augment']['img_per_s'] / row['train']['img_per_s']
     results.append(row)
   return results
 
@@ -162,7 +195,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument('--image_size', type=int, default=224)
   p.add_argument('--num_classes', type=int, default=1000)
   p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
-  p.add_argument('--modes', default='forward,train', help='subset of forward,train')
+  p.add_argument('--modes', default='forward,train',
+                 help='subset of forward,train,train_augment (train_augment: the train step '
+                      'with RandAugment 2/15 + mixup 0.5 on the device, uint8 inputs)')
+  p.add_argument('--randaug_mode', default='auto', choices=augment.MODES,
+                 help='train_augment: op selection (data/augment.py)')
   p.add_argument('--accum_steps', type=int, default=1,
                  help='train step microbatches (config.accum_steps)')
   p.add_argument('--remat', action='store_true', help='rematerialise Mixer blocks (training)')
@@ -192,9 +229,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
   args = p.parse_args(argv)
   args.batch = [int(b) for b in str(args.batch).split(',') if b]
   args.modes = [m for m in args.modes.split(',') if m]
-  bad = sorted(set(args.modes) - {'forward', 'train'})
+  bad = sorted(set(args.modes) - {'forward', 'train', 'train_augment'})
   if bad:
-    p.error(f'--modes: unknown {bad}; use forward and/or train')
+    p.error(f'--modes: unknown {bad}; use forward, train and/or train_augment')
   if args.variant not in models.MODEL_CONFIGS:
     p.error(f'--variant {args.variant!r} unknown; known: {", ".join(models.MODEL_CONFIGS)}')
   return args
@@ -227,7 +264,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     size = args.matmul_size or (2048 if jax.default_backend() == 'cpu' else 8192)
     peak = MatmulPeak(size=size, dtype=jnp.dtype(args.dtype), min_time=min(args.min_time, 0.3))
     report['results'] = bench_model(args, peak)
-    runs = [p for row in report['results'] for m in ('forward', 'train') if m in row
+    runs = [p for row in report['results'] for m in ('forward', 'train', 'train_augment')
+            if m in row
             for p in row[m]['peak_flops_runs']]
     report['matmul'] = {'size': size, 'median_gflop_per_s': statistics.median(runs) / 1e9
                         if runs else peak()[0] / 1e9}

@@ -7,18 +7,28 @@ Measures, for one experiment config (default: experiments/digits.py):
      trainer consumes), and the ratio pipeline / step.
 
 Command line: `scripts/benchmark_input.py`.
+
+`--jpeg_folder DIR` instead times the host train pipeline on an ImageNet-like folder
+(written into DIR when it is empty: perf/jpeg_folder.py) with the paper's ImageNet settings
+(default config experiments/imagenet_b16.py: Inception crop 224, flip, RandAugment 2/15,
+mixup 0.5) and, in the same run, without RandAugment and mixup; it prints both rates and
+their ratio. RandAugment and mixup run on the device, so the host does the same work.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import statistics
 import time
 
 import jax
 import ml_collections
 
 from mixer_flax import config as config_lib
+
+DIGITS = 'experiments/digits.py'
 
 
 def images_per_second(iterator, *, batches: int, per_batch: int) -> float:
@@ -65,19 +75,69 @@ def _set(config: ml_collections.ConfigDict, assignment: str) -> None:
       value.lower() in ('1', 'true') if isinstance(old, bool) else value)
 
 
+def jpeg_folder_rates(args: argparse.Namespace) -> dict[str, float]:
+  """Host train-pipeline images/s on the JPEG folder, with / without RandAugment + mixup."""
+  from mixer_flax.data import pipeline, sources
+  from mixer_flax.perf import jpeg_folder
+
+  root = jpeg_folder.write_jpeg_folder(args.jpeg_folder)
+  count, kib = jpeg_folder.folder_stats(root)
+  config_path = 'experiments/imagenet_b16.py' if args.config == DIGITS else args.config
+  config = config_lib.load_experiment(config_path)
+  config.update(dataset='image_folder', folder_root=root, train_split='train',
+                eval_split='test', num_classes=None, prefetch=0, batch=args.batch or 128)
+  if args.tf_threads is not None:
+    config.tf_threads = args.tf_threads
+  for assignment in args.set:
+    _set(config, assignment)
+  threads = sources.tf_options(config.get('tf_threads', 0)).threading.private_threadpool_size
+  print(f'{root}: {count} JPEGs, mean {kib:.1f} KiB; {config_path} pp={dict(config.pp)}; '
+        f'batch {config.batch}; tf threads {threads}; cpus {os.cpu_count()}; '
+        f'load average {os.getloadavg()[0]:.1f}')
+  config, plain = config.copy_and_resolve_references(), config.copy_and_resolve_references()
+  plain.pp.update(randaug_layers=0, mixup_alpha=0.0)
+  # Alternating rounds (a fresh iterator each, so no background prefetch of the other
+  # setting runs while one is timed), median per setting: a shared machine's load drifts.
+  settings = {'paper augmentation': config, 'no RandAugment / mixup': plain}
+  samples: dict[str, list[float]] = {name: [] for name in settings}
+  for r in range(args.rounds):  # order A B, B A, ...: neither always follows the other
+    for name, cfg in list(settings.items())[::1 if r % 2 == 0 else -1]:
+      iterator = pipeline.get_train_iterator(cfg, seed=0)
+      samples[name].append(images_per_second(iterator, batches=args.batches,
+                                             per_batch=config.batch))
+      del iterator
+      gc.collect()  # stops the finished iterator's background threads
+  rates = {name: statistics.median(v) for name, v in samples.items()}
+  for name, rate in rates.items():
+    print(f'host train pipeline, {name}: {rate:,.0f} images/s ({rate / threads:,.0f} per '
+          f'thread; rounds {", ".join(f"{r:,.0f}" for r in samples[name])})')
+  ratio = rates['paper augmentation'] / rates['no RandAugment / mixup']
+  print(f'ratio with / without: {ratio:.2f}x (the host batches are identical: RandAugment '
+        'and mixup run on the device; differences are timing noise)')
+  return rates
+
+
 def main(argv: list[str] | None = None) -> None:
   """`scripts/benchmark_input.py`: parses flags, prints the three rates."""
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--config', default='experiments/digits.py', help='experiment file[:arg]')
+  parser.add_argument('--config', default=DIGITS, help='experiment file[:arg]')
   parser.add_argument('--batches', type=int, default=50)
   parser.add_argument('--data_dir', default=None)
   parser.add_argument('--tf_threads', type=int, default=None)
   parser.add_argument('--set', action='append', default=[], help='key=value override')
   parser.add_argument('--no-step', dest='step', action='store_false')
+  parser.add_argument('--jpeg_folder', default=None, help='time the host pipeline with and '
+                      'without the paper augmentation on this (generated) JPEG folder')
+  parser.add_argument('--batch', type=int, default=None, help='override config.batch')
+  parser.add_argument('--rounds', type=int, default=3, help='--jpeg_folder: alternating rounds')
   args = parser.parse_args(argv)
+  if args.jpeg_folder:
+    jpeg_folder_rates(args)
+    return
 
   config = config_lib.load_experiment(args.config)
   config.prefetch = 0
+  config.batch = args.batch or config.batch
   if args.data_dir:
     config.data_dir = args.data_dir
   if args.tf_threads is not None:

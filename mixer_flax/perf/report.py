@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 # Row order: ours, the matmul-only bound, the timm peer (fraction of the JAX peak).
-MODES = ('forward', 'forward_bound', 'forward_timm', 'train', 'grad_bound', 'train_timm')
+MODES = ('forward', 'forward_bound', 'forward_timm', 'train', 'train_augment', 'grad_bound',
+         'train_timm')
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -46,3 +47,10 @@ def print_table(report: dict[str, Any]) -> None:
             f"{mult * row['analytic_gflop_per_image']:7.1f} "
             f"{(f'{xla:.1f}' if xla else '-'):>7} {r['compile_s']:7.1f}s "
             f"{(f'{mib:.0f}' if mib else '-'):>9}")
+    if 'train_augment' in row:
+      a = row['train_augment']
+      whole = (f"; whole-step rates differ by {100 * row['augment_cost']:.1f}%"
+               if 'augment_cost' in row else '')
+      print(f"device augmentation (RandAugment 2/15 + mixup 0.5) alone: "
+            f"{a['augment_only_ms']:.1f} ms per batch of {row['batch']} = "
+            f"{100 * a['augment_share']:.2f}% of the augmented train step{whole}")

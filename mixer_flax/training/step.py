@@ -17,6 +17,12 @@ Non-finite guard: when the averaged loss or gradient norm is NaN/Inf the
 step returns the input state unchanged (step counter included) and
 `metrics['finite'] == False`, so the caller can stop with a clear error and
 still holds (and may save) the last good state.
+
+Inputs: the host ships uint8 images and integer labels; both steps turn them into
+float32 [-1, 1] images and float32 targets on the device (`data.on_device`), and the
+train step first applies the `config.pp` augmentation (RandAugment, mixup) to the whole
+per-device batch, before it is split into microbatches. Its randomness depends on
+(rng, step, global example index) only, so 1 or 8 devices and resumed runs agree.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from mixer_flax.data import on_device
 from mixer_flax.training import optim
 from mixer_flax.training.losses import get_loss_fn
 
@@ -115,8 +122,9 @@ def make_train_step(*, config: ml_collections.ConfigDict, model: nn.Module,
   """Builds the pmapped, state-donating train step.
 
   Args:
-    config: reads `accum_steps`, `loss`, `label_smoothing` and the optimizer
-      / schedule keys.
+    config: reads `accum_steps`, `loss`, `label_smoothing`, the optimizer
+      / schedule keys and the device augmentation `pp.randaug_layers`,
+      `pp.randaug_magnitude`, `pp.mixup_alpha`, `pp.randaug_mode`.
     model: the Mixer module (dropout / stochastic depth use rng 'dropout').
     tx: the optimizer; default `optim.make_optimizer(config)`. Must be the one
       used by `create_train_state`.
@@ -125,7 +133,10 @@ def make_train_step(*, config: ml_collections.ConfigDict, model: nn.Module,
   Returns:
     `step(state, batch, rng) -> (state, metrics)`:
       state: `TrainState` replicated over the devices (donated).
-      batch: `{'images': [D, per_device, H, W, 3], 'labels': [D, per_device, K]}`.
+      batch: `{'images': uint8 [D, per_device, H, W, 3], 'labels': int
+        [D, per_device] class indices or [D, per_device, K] multi-hot}`; float32
+        images in [-1, 1] and float targets [D, per_device, K] are accepted
+        when no RandAugment is configured.
       rng: a PRNG key, unreplicated or replicated over the devices, typed or
         raw uint32 key data (see the module docstring).
       metrics: replicated float32 scalars `train_loss` (global mean),
@@ -138,6 +149,7 @@ def make_train_step(*, config: ml_collections.ConfigDict, model: nn.Module,
   tx = tx or optim.make_optimizer(config, schedule)
   loss_fn = get_loss_fn(config, train=True)
   accum_steps = int(config.get('accum_steps', 1) or 1)
+  augment = on_device.AugmentSpec.from_config(config, model.num_classes)
 
   def loss_of(params, images, labels, rng):
     logits = model.apply({'params': params}, images, train=True, rngs={'dropout': rng})
@@ -146,10 +158,13 @@ def make_train_step(*, config: ml_collections.ConfigDict, model: nn.Module,
   def step(state: TrainState, batch: dict, rng: jax.Array):
     if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
       rng = jax.random.wrap_key_data(rng)
+    per_device = batch['images'].shape[0]
+    images, labels = on_device.train_inputs(
+        batch, spec=augment, rng=rng, step=state.step,
+        first_index=jax.lax.axis_index('batch') * per_device)
     rng = jax.random.fold_in(rng, state.step)
     rng = jax.random.fold_in(rng, jax.lax.axis_index('batch'))
-    loss, grads = _microbatch_grads(loss_of, state.params, batch['images'], batch['labels'],
-                                    rng, accum_steps)
+    loss, grads = _microbatch_grads(loss_of, state.params, images, labels, rng, accum_steps)
     loss, grads = jax.lax.pmean((loss, grads), axis_name='batch')
     grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -200,8 +215,9 @@ def make_eval_step(*, model: nn.Module, config: ml_collections.ConfigDict,
   loss_fn = get_loss_fn(config, train=False)
 
   def eval_step(params, batch):
-    logits = model.apply({'params': params}, batch['images'], train=False)
-    labels = batch['labels'].astype(jnp.float32)
+    images = on_device.scale_images(batch['images'])
+    logits = model.apply({'params': params}, images, train=False)
+    labels = on_device.encode_labels(batch['labels'], logits.shape[-1], logits.shape[:1])
     mask = batch.get('mask')
     mask = jnp.ones(logits.shape[:1], jnp.float32) if mask is None else mask.astype(jnp.float32)
     top1 = jnp.argmax(logits, axis=-1)

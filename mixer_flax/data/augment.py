@@ -1,0 +1,186 @@
+"""RandAugment on the device in JAX: the reference op list, arguments and uint8 rounding.
+
+Reference: `distort_image_with_randaugment` of the TPU EfficientNet `autoaugment.py`
+(big_vision's `pp/autoaugment.py` is a copy), which the paper's recipe uses. Each of
+`num_layers` layers picks one of the 16 ops below uniformly (no identity op) and applies
+it with the magnitude m (paper: 2 layers, m = 10, 15 or 20); `level = m / 10`
+(`_MAX_LEVEL` = 10). Images are uint8 [H, W, 3]; `trunc` is a cast to uint8 after the
+stated clip (the reference truncates, PIL mostly truncates too); `+-` is a random sign.
+
+  autocontrast  per channel: lo, hi = min, max; if hi > lo: trunc(clip(x * 255/(hi - lo)
+                - lo * 255/(hi - lo))) else x
+  equalize      per channel PIL equalize: step = (count - count of the last non-empty bin)
+                // 255; lut[v] = (#pixels < v + step // 2) // step, clip 255; x if step == 0
+  invert        255 - x
+  rotate        +-30 level degrees about the centre ((W-1)/2, (H-1)/2); tfa.image.rotate
+  posterize     keep bits = int(4 level) high bits: (x >> (8 - bits)) << (8 - bits)
+  solarize      x if x < int(256 level) else 255 - x  (m >= 10: no change)
+  color         blend(grey, x, f); grey = trunc(255.5 * (0.2989 r + 0.587 g + 0.114 b) / 255)
+  contrast      blend(d, x, f) with the constant d = trunc(min(H W / 256, 255)) (*)
+  brightness    blend(0, x, f)
+  sharpness     blend(s, x, f); s = trunc(clip(SMOOTH 3x3 [1 1 1; 1 5 1; 1 1 1] / 13)),
+                border pixels of s = x
+  shear_x       output (u, v) <- input (u +- 0.3 level v, v)
+  shear_y       output (u, v) <- input (u, v +- 0.3 level u)
+  translate_x   output (u, v) <- input (u +- 100 level, v)  (pixels, not a fraction)
+  translate_y   output (u, v) <- input (u, v +- 100 level)
+  cutout        a (2p x 2p) square, p = int(40 level), centred at a uniformly drawn pixel
+                (rows [max(0, cy - p), min(H, cy + p)), same for columns), set to 128
+  solarize_add  x < 128: trunc(clip(x + int(110 level))); else x
+
+with f = 1.8 level + 0.1 (no random sign; m = 15: f = 2.8) and blend(d, x, f) =
+trunc(clip(d + f (x - d), 0, 255)) in float32. Geometric ops: for each output pixel
+(u = column, v = row) the source pixel is round(A (u, v) + t) with round half away
+from zero (std::round of TF's NEAREST projective transform); sources outside the image
+take the reference fill 128 (its wrap/unwrap of a ones channel).
+
+(*) The reference's contrast "mean" sums the histogram (= H W) and divides by 256
+instead of averaging the grey levels (big_vision issue #109; 196 at 224 px); we keep
+it, as the paper's runs had it. Where the reference itself differs from PIL (tests):
+contrast (that mean), color (PIL's grey is round((19595 r + 38470 g + 7471 b) / 2^16)),
+sharpness (PIL rounds the smoothed image) and geometric ops (PIL samples pixel centres in
+float64, we in float32: only coordinates within ~1e-5 of a half integer differ).
+
+Implementation (augment_ops.py, hand-written: dm-pix is not a dependency and
+`jax.scipy.ndimage.map_coordinates` rounds half to even): the 8 point-wise ops are
+256-entry lookup tables per channel, the 5 geometric ops 2x3 matrices for one
+nearest-neighbour gather. Two strategies give identical results (tested):
+'select' (vmap) builds every candidate table and matrix, does one lookup and one
+gather and selects colour / sharpness / cutout with `where`; 'switch' maps over the
+examples (lax.map) and runs only the drawn op with lax.switch (under vmap a switch
+computes all branches). 'auto' = 'switch' on CPU (it is ~10x cheaper there, see
+docs/performance.md), 'select' on accelerators (no per-example loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mixer_flax.data import augment_ops as ops
+
+OPS = ('autocontrast', 'equalize', 'invert', 'rotate', 'posterize', 'solarize', 'color',
+       'contrast', 'brightness', 'sharpness', 'shear_x', 'shear_y', 'translate_x',
+       'translate_y', 'cutout', 'solarize_add')
+MAX_LEVEL = 10.0
+CUTOUT_CONST = 40
+TRANSLATE_CONST = 100
+MODES = ('auto', 'select', 'switch')
+_LUT_OPS = ('autocontrast', 'equalize', 'invert', 'posterize', 'solarize', 'contrast',
+            'brightness', 'solarize_add')
+_AFFINE_OPS = ('rotate', 'shear_x', 'shear_y', 'translate_x', 'translate_y')
+
+
+def op_args(magnitude: float) -> dict[str, float | int]:
+  """The reference's magnitude -> argument mapping (before the random sign)."""
+  level = float(magnitude) / MAX_LEVEL
+  return dict(degrees=level * 30.0, bits=int(level * 4), threshold=int(level * 256),
+              factor=level * 1.8 + 0.1, shear=level * 0.3, pixels=level * TRANSLATE_CONST,
+              pad=int(level * CUTOUT_CONST), addition=int(level * 110))
+
+
+def draw(key: jax.Array, height: int, width: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """One layer's randomness: op index (uniform over OPS), sign (+-1.0), cutout centre [2]."""
+  k_op, k_sign, k_row, k_col = jax.random.split(key, 4)
+  op = jax.random.randint(k_op, (), 0, len(OPS))
+  sign = jnp.where(jax.random.bernoulli(k_sign), 1.0, -1.0).astype(jnp.float32)
+  center = jnp.stack([jax.random.randint(k_row, (), 0, height),
+                      jax.random.randint(k_col, (), 0, width)])
+  return op, sign, center
+
+
+def _luts(a: dict, height: int, width: int) -> dict[str, Callable]:
+  """Table builders: name -> (histogram [3, 256]) -> lookup table [3, 256]."""
+  return {'autocontrast': ops.autocontrast_lut, 'equalize': ops.equalize_lut,
+          'invert': lambda _: ops.invert_lut(),
+          'posterize': lambda _: ops.posterize_lut(a['bits']),
+          'solarize': lambda _: ops.solarize_lut(a['threshold']),
+          'contrast': lambda _: ops.blend_lut(ops.contrast_degenerate(height, width),
+                                              a['factor']),
+          'brightness': lambda _: ops.blend_lut(0, a['factor']),
+          'solarize_add': lambda _: ops.solarize_add_lut(a['addition'])}
+
+
+def _matrices(a: dict, sign: jax.Array, height: int, width: int) -> dict[str, jax.Array]:
+  return {'rotate': ops.rotate_matrix(sign * a['degrees'], height, width),
+          'shear_x': ops.shear_x_matrix(sign * a['shear']),
+          'shear_y': ops.shear_y_matrix(sign * a['shear']),
+          'translate_x': ops.translate_matrix(sign * a['pixels'], 0.0),
+          'translate_y': ops.translate_matrix(0.0, sign * a['pixels'])}
+
+
+def _pixel_ops(a: dict, center: jax.Array) -> dict[str, Callable]:
+  return {'color': lambda x: ops.blend(ops.grey(x), x, a['factor']),
+          'sharpness': lambda x: ops.blend(ops.smooth(x), x, a['factor']),
+          'cutout': lambda x: ops.cutout(x, a['pad'], center)}
+
+
+def op_fn(name: str, *, magnitude: float, sign: jax.Array | float = 1.0,
+          center: jax.Array | None = None, height: int, width: int) -> Callable:
+  """The op OPS[name] at `magnitude` as a function uint8 [H, W, 3] -> uint8 [H, W, 3]."""
+  a = op_args(magnitude)
+  luts = _luts(a, height, width)
+  if name in luts:
+    return lambda x: ops.apply_lut(x, luts[name](ops.histogram(x)))
+  if name in _AFFINE_OPS:
+    return lambda x: ops.affine(x, _matrices(a, jnp.float32(sign), height, width)[name])
+  center = jnp.zeros(2, jnp.int32) if center is None else center
+  return _pixel_ops(a, center)[name]
+
+
+def apply_op(image: jax.Array, op: jax.Array, sign: jax.Array, center: jax.Array, *,
+             magnitude: float) -> jax.Array:
+  """OPS[op] (a traced int) on one uint8 image [H, W, 3]; lax.switch runs one branch."""
+  h, w = image.shape[:2]
+  return jax.lax.switch(op, [op_fn(name, magnitude=magnitude, sign=sign, center=center,
+                                   height=h, width=w) for name in OPS], image)
+
+
+def _select(image: jax.Array, op: jax.Array, sign: jax.Array, center: jax.Array, *,
+            magnitude: float) -> jax.Array:
+  """Same as apply_op; every candidate reads the layer input (no chained recomputation)."""
+  h, w = image.shape[:2]
+  a = op_args(magnitude)
+  hist = ops.histogram(image)
+  tables = [f(hist) for f in _luts(a, h, w).values()] + [ops.per_channel(ops.VALUES)]
+  mats = list(_matrices(a, sign, h, w).values()) + [ops.translate_matrix(0.0, 0.0)]
+  lut_slot = jnp.asarray(np.array([_LUT_OPS.index(o) if o in _LUT_OPS else len(_LUT_OPS)
+                                   for o in OPS]))[op]
+  mat_slot = jnp.asarray(np.array([_AFFINE_OPS.index(o) if o in _AFFINE_OPS
+                                   else len(_AFFINE_OPS) for o in OPS]))[op]
+  out = jnp.where(lut_slot < len(_LUT_OPS), ops.apply_lut(image, jnp.stack(tables)[lut_slot]),
+                  ops.affine(image, jnp.stack(mats)[mat_slot]))
+  for name, fn in _pixel_ops(a, center).items():
+    out = jnp.where(op == OPS.index(name), fn(image), out)
+  return out
+
+
+def randaugment(image: jax.Array, key: jax.Array, *, num_layers: int, magnitude: float,
+                mode: str = 'select') -> jax.Array:
+  """RandAugment of one uint8 image [H, W, 3]; layer l draws from fold_in(key, l)."""
+  h, w = image.shape[:2]
+  apply = apply_op if mode == 'switch' else _select
+
+  def layer(i, x):
+    op, sign, center = draw(jax.random.fold_in(key, i), h, w)
+    return apply(x, op, sign, center, magnitude=magnitude)
+
+  return jax.lax.fori_loop(0, num_layers, layer, image)
+
+
+def randaugment_batch(images: jax.Array, keys: jax.Array, *, num_layers: int,
+                      magnitude: float, mode: str = 'auto') -> jax.Array:
+  """Per-example RandAugment of uint8 [B, H, W, 3] with keys [B] (see module doc: mode)."""
+  if mode not in MODES:
+    raise ValueError(f'RandAugment mode {mode!r}: expected one of {MODES}.')
+  if num_layers <= 0:
+    return images
+  if mode == 'auto':
+    mode = 'switch' if jax.default_backend() == 'cpu' else 'select'
+  one = lambda x, k: randaugment(x, k, num_layers=num_layers, magnitude=magnitude, mode=mode)  # noqa: E731
+  if mode == 'switch':
+    return jax.lax.map(lambda xk: one(*xk), (images, keys))
+  return jax.vmap(one)(images, keys)
