@@ -39,9 +39,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(
       stoch_depth=0.0, dropout=0.0, head_bias_init=0.0, dtype='float32',
       tokens_mlp_dim=config_dict.placeholder(int)))
-  c.pretrained_path = config_dict.placeholder(str)  # .npz to fine-tune from (local, gs://)
+  c.pretrained_path = config_dict.placeholder(str)  # checkpoint to fine-tune from (any URL)
   c.pretrained_image_size = 224  # resolution the pretrained checkpoint was trained at
-
   c.dataset = 'imagenet2012'  # tfds name, or 'image_folder'
   c.folder_root = config_dict.placeholder(str)  # image_folder: root/{train,test}/<class>/*
   c.data_dir = config_dict.placeholder(str)  # tfds data_dir (None: tfds default)
@@ -50,8 +49,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_split = 'train[99%:]'  # tfds split string of the classification evaluator
   c.num_classes = config_dict.placeholder(int)  # head width (None: from the dataset)
   c.label_key = 'label'  # tfds label feature (e.g. 'label_azimuth' of smallnorb)
-  # 'module:function' mapping each full tfds example to {image, label} (VTAB label maps).
-  c.record_fn = config_dict.placeholder(str)
+  c.record_fn = config_dict.placeholder(str)  # 'module:fn': tfds example -> {image, label}
   c.image_size = 224  # train crop / eval crop side
   c.pp = ml_collections.ConfigDict(PP_DEFAULTS)  # preprocessing, see PP_DEFAULTS
   c.shuffle_buffer = 50_000  # records in the train shuffle buffer
@@ -127,10 +125,9 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
   process_count = jax.process_count() if process_count is None else process_count
   num_devices = jax.local_device_count() if num_devices is None else num_devices
   problems = [f'config.{k} is missing' for k in _REQUIRED if k not in config]
-  if problems:
-    raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
-  problems += (_batch_problems(config, process_count * num_devices) + _optim_problems(config)
-               + _model_problems(config) + _data_problems(config) + _loop_problems(config))
+  if not problems:  # the checks below read the required keys
+    problems = (_batch_problems(config, process_count * num_devices) + _optim_problems(config)
+                + _model_problems(config) + _data_problems(config) + _loop_problems(config))
   if problems:
     raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
   path = config.get('pretrained_path', None) or ''  # http(s): fetched, checked by load_npz

@@ -44,7 +44,7 @@ import jax
 import tensorflow as tf
 
 from mixer_flax import config as config_lib
-from mixer_flax.data import preprocessing, sources
+from mixer_flax.data import checks, preprocessing, sources
 from mixer_flax.devices import prefetch_to_device
 
 __all__ = ['DatasetInfo', 'get_dataset_info', 'get_train_iterator', 'get_eval_iterator']
@@ -103,8 +103,8 @@ def get_dataset_info(config: Any) -> DatasetInfo:
 
 
 def check_splits(config: Any) -> list[str]:
-  """`sources.check_splits` for the train and eval split of `config` on this process."""
-  return sources.check_splits(
+  """`checks.check_splits` for the train and eval split of `config` on this process."""
+  return checks.check_splits(
       _source(config), train_split=_get(config, 'train_split', 'train'),
       eval_split=_get(config, 'eval_split', 'test'), process_index=jax.process_index(),
       process_count=jax.process_count())

@@ -56,10 +56,10 @@ import jax.numpy as jnp
 import ml_collections
 
 from mixer_flax import models
-from mixer_flax.data import augment, on_device
+from mixer_flax.data import on_device
 from mixer_flax.models import layout
 from mixer_flax.perf import bound as bound_lib
-from mixer_flax.perf import end_to_end, host, peer
+from mixer_flax.perf import cli, end_to_end, host, peer
 from mixer_flax.perf import report as report_lib
 from mixer_flax.perf.flops import analytic_flops, cost_flops, grad_cost_flops
 from mixer_flax.perf.timing import MatmulPeak, measure, memory
@@ -187,59 +187,9 @@ def bench_model(args: argparse.Namespace, peak: MatmulPeak) -> list[dict[str, An
   return results
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--variant', default='Mixer-B_16', help='a key of models.MODEL_CONFIGS')
-  p.add_argument('--batch', default='8', help='comma-separated batch sizes')
-  p.add_argument('--image_size', type=int, default=224)
-  p.add_argument('--num_classes', type=int, default=1000)
-  p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
-  p.add_argument('--modes', default='forward,train',
-                 help='subset of forward,train,train_augment (train_augment: the train step '
-                      'with RandAugment 2/15 + mixup 0.5 on the device, uint8 inputs)')
-  p.add_argument('--randaug_mode', default='auto', choices=augment.MODES,
-                 help='train_augment: op selection (data/augment.py)')
-  p.add_argument('--accum_steps', type=int, default=1,
-                 help='train step microbatches (config.accum_steps)')
-  p.add_argument('--remat', action='store_true', help='rematerialise Mixer blocks (training)')
-  p.add_argument('--inference_chunk', type=int, default=-1,
-                 help='model inference_chunk: -1 auto (default), 0 off, k images per chunk')
-  p.add_argument('--token_layout', default='auto', choices=('auto', 'nsc', 'snc'),
-                 help="model token_layout (auto: the backend's default, models/layout.py)")
-  p.add_argument('--matmul_size', type=int, default=0, help='0: 2048 on CPU, 8192 otherwise')
-  p.add_argument('--repeats', type=int, default=5, help='timed runs (median reported)')
-  p.add_argument('--min_time', type=float, default=1.0, help='seconds per timed run')
-  p.add_argument('--json', default='', help='write the results to this JSON file')
-  p.add_argument('--allocator', default='default',
-                 choices=('default', 'glibc', 'tcmalloc', 'hugepages'),
-                 help='host allocator settings (re-executes this script with them)')
-  p.add_argument('--bound', action='store_true',
-                 help='also time the matmul chain alone (forward, and its gradient for train)')
-  p.add_argument('--compare_timm', action='store_true',
-                 help='also time timm + torch.compile in a subprocess (needs torch, timm)')
-  p.add_argument('--timm_compile', type=int, default=1, help='0: timm peer without compile')
-  p.add_argument('--timm_timeout', type=float, default=1800,
-                 help='seconds the timm peer may take (then its rows are left out)')
-  p.add_argument('--end_to_end', action='store_true',
-                 help='trainer vs bare step rate on --config (needs TensorFlow)')
-  p.add_argument('--config', default='experiments/digits.py', help='config for --end_to_end')
-  p.add_argument('--steps', type=int, default=300, help='trainer steps for --end_to_end')
-  p.add_argument('--data_dir', default='', help='tfds data_dir for --end_to_end (default: config)')
-  args = p.parse_args(argv)
-  args.batch = [int(b) for b in str(args.batch).split(',') if b]
-  args.modes = [m for m in args.modes.split(',') if m]
-  bad = sorted(set(args.modes) - {'forward', 'train', 'train_augment'})
-  if bad:
-    p.error(f'--modes: unknown {bad}; use forward, train and/or train_augment')
-  if args.variant not in models.MODEL_CONFIGS:
-    p.error(f'--variant {args.variant!r} unknown; known: {", ".join(models.MODEL_CONFIGS)}')
-  return args
-
-
 def run(argv: list[str] | None = None) -> dict[str, Any]:
   """Runs the benchmark described by command-line `argv`; returns the report."""
-  args = _parse(argv)
+  args = cli.parse_args(argv)
   if argv is None and args.allocator != 'default':
     host.reexec_with_allocator(args.allocator)
   timm_report = None
