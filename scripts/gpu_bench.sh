@@ -19,7 +19,7 @@
 # JAX part of its stage enough.
 #
 # STAGES picks a subset (default "fwd train old_defaults").
-# Dry run on CPU with tiny sizes (what tests/test_benchmark.py does):
+# Dry run on CPU with tiny sizes (what tests/test_perf_benchmark.py does):
 #   OUT=/tmp/out DRY_RUN=1 PYTHON=.venv/bin/python bash scripts/gpu_bench.sh
 set -u
 OUT=${OUT:?set OUT to the output folder}

@@ -1,6 +1,6 @@
 """Host preprocessing (tf.data): eval crops, Inception crop, host label encoding.
 
-RandAugment and mixup run on the device: tests/test_augment.py, tests/test_on_device.py.
+RandAugment and mixup run on the device: tests/test_data_augment.py, tests/test_data_on_device.py.
 """
 
 import io
