@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mixer_flax.data import augment
+from mixer_flax.data import augment, augment_compact
 from mixer_flax.data import augment_ops as ops
 
 
@@ -43,7 +43,7 @@ def test_unknown_histogram_method_and_mode_are_reported():
   images, keys = jnp.zeros((2, 4, 4, 3), jnp.uint8), jax.random.split(jax.random.key(0), 2)
   with pytest.raises(ValueError, match="histogram method 'sort'.*'auto', 'scatter'"):
     augment.randaugment_batch(images, keys, num_layers=2, magnitude=9, histogram='sort')
-  with pytest.raises(ValueError, match="mode 'fast'.*'auto', 'select', 'switch'"):
+  with pytest.raises(ValueError, match="mode 'fast'.*'auto', 'select', 'compact', 'switch'"):
     augment.randaugment_batch(images, keys, num_layers=2, magnitude=9, mode='fast')
 
 
@@ -86,3 +86,16 @@ def test_select_op_equals_the_switch_path_for_every_op(histogram):
     np.testing.assert_array_equal(selected, switched, err_msg=augment.OPS[op])
     changed += not np.array_equal(selected, images)
   assert changed == n_ops
+
+
+def test_needed_histograms_counts_a_group_or_every_image():
+  images = _images()
+  want = np.stack([_bincount(x) for x in images])
+  run = jax.jit(lambda x, n: augment_compact.needed_histograms(x, n, method='scatter', size=2))
+  for needed in ([0, 0, 0, 0, 0], [0, 0, 1, 0, 0], [1, 0, 0, 0, 1], [1, 1, 0, 1, 0],
+                 [1, 1, 1, 1, 1]):  # 0 and 1-2 needed: the group of 2; 3 and 5: every image
+    needed = np.array(needed, bool)
+    got = np.asarray(run(images, needed))
+    np.testing.assert_array_equal(got[needed], want[needed])
+    assert not got[~needed].any()
+  assert augment_compact.capacity(512) == 67 and augment_compact.capacity(4) == 4

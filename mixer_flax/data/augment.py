@@ -49,11 +49,12 @@ nearest-neighbour gather. Two strategies give identical results (tested):
 followed by one lookup (identity table for warps, identity matrix for tables) and one
 shared blend for colour / sharpness, and selects with `where`; 'switch' maps over the
 examples (lax.map) and runs only the drawn op with lax.switch (under vmap a switch
-computes all branches). 'auto' = 'switch' on CPU (it is ~10x cheaper there, see
-docs/performance.md), 'select' on accelerators (no per-example loop). Only equalize
-needs a histogram (autocontrast uses the channel min / max); `histogram` picks how it
-is counted (augment_ops.histogram: 'scatter', 'onehot' matmul, 'compare'), all exact;
-'auto' looks up AUTO_HISTOGRAM for the backend.
+computes all branches); 'compact' is 'select' layer by layer over the batch, counting
+histograms only for the examples that drew equalize (augment_compact.py). 'auto' looks
+up AUTO_MODE: 'switch' on CPU (~10x cheaper there, docs/performance.md), 'select' on
+accelerators (no per-example loop). Only equalize needs a histogram (autocontrast uses
+the channel min / max); `histogram` picks how it is counted (augment_ops.histogram:
+'scatter', 'onehot' matmul, 'compare'), all exact; 'auto' looks up AUTO_HISTOGRAM.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mixer_flax.data import augment_compact
 from mixer_flax.data import augment_ops as ops
 
 OPS = ('autocontrast', 'equalize', 'invert', 'rotate', 'posterize', 'solarize', 'color',
@@ -72,9 +74,10 @@ OPS = ('autocontrast', 'equalize', 'invert', 'rotate', 'posterize', 'solarize', 
 MAX_LEVEL = 10.0
 CUTOUT_CONST = 40
 TRANSLATE_CONST = 100
-MODES = ('auto', 'select', 'switch')
+MODES = ('auto', 'select', 'compact', 'switch')
 HISTOGRAMS = ('auto', *ops.HISTOGRAMS)
-# histogram='auto' per jax.default_backend() (equalize's counts; docs/performance.md).
+# mode / histogram 'auto' per jax.default_backend() (docs/performance.md).
+AUTO_MODE = {'cpu': 'switch', 'gpu': 'select', 'tpu': 'select'}
 AUTO_HISTOGRAM = {'cpu': 'scatter', 'gpu': 'scatter', 'tpu': 'scatter'}
 _LUT_OPS = ('autocontrast', 'equalize', 'invert', 'posterize', 'solarize', 'contrast',
             'brightness', 'solarize_add')
@@ -156,16 +159,21 @@ _MAT_SLOT = np.array([_AFFINE_OPS.index(o) if o in _AFFINE_OPS else len(_AFFINE_
 
 
 def select_op(image: jax.Array, op: jax.Array, sign: jax.Array, center: jax.Array, *,
-              magnitude: float, histogram: str = 'scatter') -> jax.Array:
+              magnitude: float, histogram: str = 'scatter',
+              hist: jax.Array | None = None) -> jax.Array:
   """Same as apply_op without control flow (for vmap): every candidate reads the layer input.
 
   One warp and one lookup serve the 13 table and warp ops (the drawn op's table, the
   identity for warps, after the drawn op's warp, the identity for tables); color and
   sharpness share one blend of their selected target; cutout is a final select.
+  hist: the image's histogram [3, 256] if already counted (for equalize).
   """
   h, w = image.shape[:2]
   a = op_args(magnitude)
-  tables = [f(image) for f in _luts(a, h, w, histogram).values()]
+  luts = _luts(a, h, w, histogram)
+  if hist is not None:
+    luts['equalize'] = lambda _: ops.equalize_lut(hist)
+  tables = [f(image) for f in luts.values()]
   lut = jnp.stack(tables + [ops.per_channel(ops.VALUES)])[jnp.asarray(_LUT_SLOT)[op]]
   mats = list(_matrices(a, sign, h, w).values()) + [ops.translate_matrix(0.0, 0.0)]
   out = ops.apply_lut(ops.affine(image, jnp.stack(mats)[jnp.asarray(_MAT_SLOT)[op]]), lut)
@@ -185,7 +193,7 @@ def resolve(mode: str = 'auto', histogram: str = 'auto') -> tuple[str, str]:
                      f'{HISTOGRAMS}.')
   backend = jax.default_backend()
   if mode == 'auto':
-    mode = 'switch' if backend == 'cpu' else 'select'
+    mode = AUTO_MODE.get(backend, 'select')
   if histogram == 'auto':
     histogram = AUTO_HISTOGRAM.get(backend, 'scatter')
   return mode, histogram
@@ -215,4 +223,14 @@ def randaugment_batch(images: jax.Array, keys: jax.Array, *, num_layers: int,
                                  mode=mode, histogram=histogram)
   if mode == 'switch':
     return jax.lax.map(lambda xk: one(*xk), (images, keys))
-  return jax.vmap(one)(images, keys)
+  if mode == 'select':
+    return jax.vmap(one)(images, keys)
+  h, w = images.shape[1:3]
+
+  def layer(i, x):  # 'compact': select_op, histograms only where equalize was drawn
+    op, sign, center = jax.vmap(lambda k: draw(jax.random.fold_in(k, i), h, w))(keys)
+    hist = augment_compact.needed_histograms(x, op == OPS.index('equalize'), method=histogram)
+    return jax.vmap(lambda *xs: select_op(*xs[:4], magnitude=magnitude, histogram=histogram,
+                                          hist=xs[4]))(x, op, sign, center, hist)
+
+  return jax.lax.fori_loop(0, num_layers, layer, images)
