@@ -38,7 +38,7 @@ def test_histogram_methods_count_exactly(method):
 
 
 def test_unknown_histogram_method_and_mode_are_reported():
-  with pytest.raises(ValueError, match="'sort'.*'scatter', 'onehot', 'compare'"):
+  with pytest.raises(ValueError, match="'sort'.*'scatter', 'onehot', 'onehot_int8', 'compare'"):
     ops.histogram(jnp.zeros((4, 4, 3), jnp.uint8), 'sort')
   images, keys = jnp.zeros((2, 4, 4, 3), jnp.uint8), jax.random.split(jax.random.key(0), 2)
   with pytest.raises(ValueError, match="histogram method 'sort'.*'auto', 'scatter'"):

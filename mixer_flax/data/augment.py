@@ -54,7 +54,7 @@ histograms only for the examples that drew equalize (augment_compact.py). 'auto'
 up AUTO_MODE: 'switch' on CPU (~10x cheaper there, docs/performance.md), 'select' on
 accelerators (no per-example loop). Only equalize needs a histogram (autocontrast uses
 the channel min / max); `histogram` picks how it is counted (augment_ops.histogram:
-'scatter', 'onehot' matmul, 'compare'), all exact; 'auto' looks up AUTO_HISTOGRAM.
+'scatter', 'onehot' / 'onehot_int8' matmul, 'compare'), all exact; 'auto': AUTO_HISTOGRAM.
 """
 
 from __future__ import annotations
