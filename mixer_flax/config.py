@@ -14,16 +14,10 @@ import ml_collections
 import numpy as np
 from ml_collections import config_dict
 
-from mixer_flax import fileio, models
+from mixer_flax import config_data, fileio, models
+from mixer_flax.config_data import EVAL_MODES, PP_DEFAULTS, TRAIN_CROPS  # noqa: F401 (config.pp)
 from mixer_flax.experiment import load_experiment, parse_arg  # noqa: F401  (the config API)
 from mixer_flax.training import losses, optim
-
-# Preprocessing (`config.pp`): train crops, eval modes and the defaults of every key.
-TRAIN_CROPS = ('inception', 'resize')
-EVAL_MODES = ('resize_small_crop', 'resize_crop', 'resize')
-PP_DEFAULTS = dict(crop='inception', area_min=0.05, flip=True, randaug_layers=0,
-                   randaug_magnitude=0, mixup_alpha=0.0, eval_mode='resize_small_crop',
-                   eval_resize=256)
 
 
 def eval_resize_for(image_size: int) -> int:
@@ -125,9 +119,11 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
   process_count = jax.process_count() if process_count is None else process_count
   num_devices = jax.local_device_count() if num_devices is None else num_devices
   problems = [f'config.{k} is missing' for k in _REQUIRED if k not in config]
+  shards = process_count * num_devices
   if not problems:  # the checks below read the required keys
-    problems = (_batch_problems(config, process_count * num_devices) + _optim_problems(config)
-                + _model_problems(config) + _data_problems(config) + _loop_problems(config))
+    problems = (_batch_problems(config, shards) + _optim_problems(config)
+                + _model_problems(config) + config_data.data_problems(config, shards)
+                + _loop_problems(config))
   if problems:
     raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
   path = config.get('pretrained_path', None) or ''  # http(s): fetched, checked by load_npz
@@ -207,27 +203,6 @@ def _model_problems(config: ml_collections.ConfigDict) -> list[str]:
     # Any image_size works: integer multiples adapt token mixing block-diagonally, others resample.
     problems.append(f'config.pretrained_image_size={pre_size!r} must be the positive side (px) '
                     'the checkpoint was trained at')
-  return problems
-
-
-def _data_problems(config: ml_collections.ConfigDict) -> list[str]:
-  """The dataset and the preprocessing settings `config.pp` (over `PP_DEFAULTS`)."""
-  problems = []
-  if config.get('dataset', None) == 'image_folder' and not config.get('folder_root', None):
-    problems.append("config.folder_root must be set for dataset='image_folder' "
-                    '(a directory with train/<class>/* and test/<class>/*)')
-  pp = dict(PP_DEFAULTS, **dict(config.get('pp', None) or {}))
-  for key, allowed in (('crop', TRAIN_CROPS), ('eval_mode', EVAL_MODES)):
-    if pp[key] not in allowed:
-      problems.append(f'config.pp.{key}={pp[key]!r} must be one of {allowed}')
-  if pp['eval_mode'] in EVAL_MODES[:2] and pp['eval_resize'] < config.image_size:  # crop modes
-    problems.append(f"config.pp.eval_resize={pp['eval_resize']} must be >= config.image_size="
-                    f"{config.image_size} for eval_mode={pp['eval_mode']!r}")
-  if not 0.0 < pp['area_min'] <= 1.0:
-    problems.append(f"config.pp.area_min={pp['area_min']} must be in (0, 1]")
-  for key in ('mixup_alpha', 'randaug_layers', 'randaug_magnitude'):
-    if pp[key] < 0:
-      problems.append(f'config.pp.{key}={pp[key]} must be >= 0')
   return problems
 
 

@@ -60,6 +60,27 @@ def test_validate_reports_data_loop_and_evaluator_problems_together():
   assert 'config.evals.val.every=0' in str(err.value)
 
 
+def test_validate_names_bad_augmentation_choices_and_odd_mixup_pairs():
+  good = make_config(batch=48)
+  good.pp.update(mixup_alpha=0.5, randaug_layers=2, randaug_magnitude=15,
+                 randaug_mode='compact', randaug_histogram='onehot')
+  config_lib.validate(good, num_devices=8, process_count=1)  # 6 per device
+  bad = make_config(batch=24)  # 3 per device on 8 devices
+  bad.pp.update(mixup_alpha=0.2, randaug_mode='fast', randaug_histogram='sort')
+  with pytest.raises(ValueError) as err:
+    config_lib.validate(bad, num_devices=8, process_count=1)
+  message = str(err.value)
+  assert "config.pp.randaug_mode='fast' must be one of ('auto', 'select', 'compact'" in message
+  assert "config.pp.randaug_histogram='sort' must be one of ('auto', 'scatter'" in message
+  assert ('config.batch=24 over 8 devices (processes x local devices) is 3 per device; make '
+          'config.batch a multiple of 16 or set config.pp.mixup_alpha=0') in message
+  bad.pp.update(randaug_mode='switch', randaug_histogram='auto')
+  with pytest.raises(ValueError, match=r'over 8 devices .* is 3 per device'):
+    config_lib.validate(bad, num_devices=4, process_count=2)  # 2 processes x 4: 3 each
+  bad.pp.mixup_alpha = 0.0
+  config_lib.validate(bad, num_devices=8, process_count=1)  # no mixup: any per-device batch
+
+
 def test_missing_pretrained_file_is_named(tmp_path):
   config = config_lib.base_config()
   config.pretrained_path = str(tmp_path / 'nope.npz')

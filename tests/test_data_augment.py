@@ -152,8 +152,9 @@ def test_select_and_switch_strategies_agree():
   keys = jax.random.split(jax.random.key(3), len(images))
   outs = [np.asarray(jax.jit(lambda x, k, mode=mode: augment.randaugment_batch(
       x, k, num_layers=3, magnitude=15, mode=mode))(images, keys))
-          for mode in ('select', 'switch')]
+          for mode in ('select', 'compact', 'switch')]
   np.testing.assert_array_equal(outs[0], outs[1])
+  np.testing.assert_array_equal(outs[0], outs[2])
   assert not np.array_equal(outs[0], images)
 
 

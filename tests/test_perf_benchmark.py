@@ -120,9 +120,11 @@ def test_bound_is_the_models_matmul_chain(token_layout):
 def test_train_augment_mode_times_the_device_augmentation():
   report = benchmark.run(['--variant', 'Mixer-Ti_16', '--image_size', '32', '--batch', '2',
                           '--repeats', '1', '--min_time', '0.01', '--matmul_size', '128',
-                          '--num_classes', '10', '--modes', 'train,train_augment'])
+                          '--num_classes', '10', '--modes', 'train,train_augment',
+                          '--randaug_mode', 'compact', '--randaug_histogram', 'onehot'])
   (row,) = report['results']
   aug = row['train_augment']
+  assert report['randaug'] == ['compact', 'onehot']
   assert aug['img_per_s'] > 0 and aug['augment_only_ms'] > 0 and 0 < aug['augment_share']
   assert 'augment_cost' in row and 'forward' not in row
 

@@ -45,11 +45,16 @@ Implementation (augment_ops.py, hand-written: dm-pix is not a dependency and
 `jax.scipy.ndimage.map_coordinates` rounds half to even): the 8 point-wise ops are
 256-entry lookup tables per channel, the 5 geometric ops 2x3 matrices for one
 nearest-neighbour gather. Two strategies give identical results (tested):
-'select' (vmap) builds every candidate table and matrix, does one lookup and one
-gather and selects colour / sharpness / cutout with `where`; 'switch' maps over the
+'select' (vmap, select_op) builds every candidate table and matrix, does one warp
+followed by one lookup (identity table for warps, identity matrix for tables) and one
+shared blend for colour / sharpness, and selects with `where`; 'switch' maps over the
 examples (lax.map) and runs only the drawn op with lax.switch (under vmap a switch
-computes all branches). 'auto' = 'switch' on CPU (it is ~10x cheaper there, see
-docs/performance.md), 'select' on accelerators (no per-example loop).
+computes all branches); 'compact' is 'select' layer by layer over the batch, counting
+histograms only for the examples that drew equalize (augment_compact.py). 'auto' looks
+up AUTO_MODE: 'switch' on CPU (~10x cheaper there, docs/performance.md), 'select' on
+accelerators (no per-example loop). Only equalize needs a histogram (autocontrast uses
+the channel min / max); `histogram` picks how it is counted (augment_ops.histogram:
+'scatter', 'onehot' / 'onehot_int8' matmul, 'compare'), all exact; 'auto': AUTO_HISTOGRAM.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mixer_flax.data import augment_compact
 from mixer_flax.data import augment_ops as ops
 
 OPS = ('autocontrast', 'equalize', 'invert', 'rotate', 'posterize', 'solarize', 'color',
@@ -68,7 +74,11 @@ OPS = ('autocontrast', 'equalize', 'invert', 'rotate', 'posterize', 'solarize', 
 MAX_LEVEL = 10.0
 CUTOUT_CONST = 40
 TRANSLATE_CONST = 100
-MODES = ('auto', 'select', 'switch')
+MODES = ('auto', 'select', 'compact', 'switch')
+HISTOGRAMS = ('auto', *ops.HISTOGRAMS)
+# mode / histogram 'auto' per jax.default_backend() (docs/performance.md).
+AUTO_MODE = {'cpu': 'switch', 'gpu': 'select', 'tpu': 'select'}
+AUTO_HISTOGRAM = {'cpu': 'scatter', 'gpu': 'scatter', 'tpu': 'scatter'}
 _LUT_OPS = ('autocontrast', 'equalize', 'invert', 'posterize', 'solarize', 'contrast',
             'brightness', 'solarize_add')
 _AFFINE_OPS = ('rotate', 'shear_x', 'shear_y', 'translate_x', 'translate_y')
@@ -92,9 +102,10 @@ def draw(key: jax.Array, height: int, width: int) -> tuple[jax.Array, jax.Array,
   return op, sign, center
 
 
-def _luts(a: dict, height: int, width: int) -> dict[str, Callable]:
-  """Table builders: name -> (histogram [3, 256]) -> lookup table [3, 256]."""
-  return {'autocontrast': ops.autocontrast_lut, 'equalize': ops.equalize_lut,
+def _luts(a: dict, height: int, width: int, histogram: str) -> dict[str, Callable]:
+  """Table builders: name -> (uint8 image [H, W, 3]) -> lookup table [3, 256]."""
+  return {'autocontrast': lambda x: ops.autocontrast_lut(*ops.channel_range(x)),
+          'equalize': lambda x: ops.equalize_lut(ops.histogram(x, histogram)),
           'invert': lambda _: ops.invert_lut(),
           'posterize': lambda _: ops.posterize_lut(a['bits']),
           'solarize': lambda _: ops.solarize_lut(a['threshold']),
@@ -119,12 +130,13 @@ def _pixel_ops(a: dict, center: jax.Array) -> dict[str, Callable]:
 
 
 def op_fn(name: str, *, magnitude: float, sign: jax.Array | float = 1.0,
-          center: jax.Array | None = None, height: int, width: int) -> Callable:
+          center: jax.Array | None = None, height: int, width: int,
+          histogram: str = 'scatter') -> Callable:
   """The op OPS[name] at `magnitude` as a function uint8 [H, W, 3] -> uint8 [H, W, 3]."""
   a = op_args(magnitude)
-  luts = _luts(a, height, width)
+  luts = _luts(a, height, width, histogram)
   if name in luts:
-    return lambda x: ops.apply_lut(x, luts[name](ops.histogram(x)))
+    return lambda x: ops.apply_lut(x, luts[name](x))
   if name in _AFFINE_OPS:
     return lambda x: ops.affine(x, _matrices(a, jnp.float32(sign), height, width)[name])
   center = jnp.zeros(2, jnp.int32) if center is None else center
@@ -132,55 +144,93 @@ def op_fn(name: str, *, magnitude: float, sign: jax.Array | float = 1.0,
 
 
 def apply_op(image: jax.Array, op: jax.Array, sign: jax.Array, center: jax.Array, *,
-             magnitude: float) -> jax.Array:
+             magnitude: float, histogram: str = 'scatter') -> jax.Array:
   """OPS[op] (a traced int) on one uint8 image [H, W, 3]; lax.switch runs one branch."""
   h, w = image.shape[:2]
   return jax.lax.switch(op, [op_fn(name, magnitude=magnitude, sign=sign, center=center,
-                                   height=h, width=w) for name in OPS], image)
+                                   height=h, width=w, histogram=histogram)
+                             for name in OPS], image)
 
 
-def _select(image: jax.Array, op: jax.Array, sign: jax.Array, center: jax.Array, *,
-            magnitude: float) -> jax.Array:
-  """Same as apply_op; every candidate reads the layer input (no chained recomputation)."""
+# Slot of each op in _select's stacked tables / matrices; the last slot is the identity.
+_LUT_SLOT = np.array([_LUT_OPS.index(o) if o in _LUT_OPS else len(_LUT_OPS) for o in OPS])
+_MAT_SLOT = np.array([_AFFINE_OPS.index(o) if o in _AFFINE_OPS else len(_AFFINE_OPS)
+                      for o in OPS])
+
+
+def select_op(image: jax.Array, op: jax.Array, sign: jax.Array, center: jax.Array, *,
+              magnitude: float, histogram: str = 'scatter',
+              hist: jax.Array | None = None) -> jax.Array:
+  """Same as apply_op without control flow (for vmap): every candidate reads the layer input.
+
+  One warp and one lookup serve the 13 table and warp ops (the drawn op's table, the
+  identity for warps, after the drawn op's warp, the identity for tables); color and
+  sharpness share one blend of their selected target; cutout is a final select.
+  hist: the image's histogram [3, 256] if already counted (for equalize).
+  """
   h, w = image.shape[:2]
   a = op_args(magnitude)
-  hist = ops.histogram(image)
-  tables = [f(hist) for f in _luts(a, h, w).values()] + [ops.per_channel(ops.VALUES)]
+  luts = _luts(a, h, w, histogram)
+  if hist is not None:
+    luts['equalize'] = lambda _: ops.equalize_lut(hist)
+  tables = [f(image) for f in luts.values()]
+  lut = jnp.stack(tables + [ops.per_channel(ops.VALUES)])[jnp.asarray(_LUT_SLOT)[op]]
   mats = list(_matrices(a, sign, h, w).values()) + [ops.translate_matrix(0.0, 0.0)]
-  lut_slot = jnp.asarray(np.array([_LUT_OPS.index(o) if o in _LUT_OPS else len(_LUT_OPS)
-                                   for o in OPS]))[op]
-  mat_slot = jnp.asarray(np.array([_AFFINE_OPS.index(o) if o in _AFFINE_OPS
-                                   else len(_AFFINE_OPS) for o in OPS]))[op]
-  out = jnp.where(lut_slot < len(_LUT_OPS), ops.apply_lut(image, jnp.stack(tables)[lut_slot]),
-                  ops.affine(image, jnp.stack(mats)[mat_slot]))
-  for name, fn in _pixel_ops(a, center).items():
-    out = jnp.where(op == OPS.index(name), fn(image), out)
-  return out
+  out = ops.apply_lut(ops.affine(image, jnp.stack(mats)[jnp.asarray(_MAT_SLOT)[op]]), lut)
+  is_color = op == OPS.index('color')
+  target = jnp.where(is_color, ops.grey(image), ops.smooth(image))
+  out = jnp.where(is_color | (op == OPS.index('sharpness')),
+                  ops.blend(target, image, a['factor']), out)
+  return jnp.where(op == OPS.index('cutout'), ops.cutout(image, a['pad'], center), out)
+
+
+def resolve(mode: str = 'auto', histogram: str = 'auto') -> tuple[str, str]:
+  """The concrete (mode, histogram method) for this backend; checks both names."""
+  if mode not in MODES:
+    raise ValueError(f'RandAugment mode {mode!r}: expected one of {MODES}.')
+  if histogram not in HISTOGRAMS:
+    raise ValueError(f'RandAugment histogram method {histogram!r}: expected one of '
+                     f'{HISTOGRAMS}.')
+  backend = jax.default_backend()
+  if mode == 'auto':
+    mode = AUTO_MODE.get(backend, 'select')
+  if histogram == 'auto':
+    histogram = AUTO_HISTOGRAM.get(backend, 'scatter')
+  return mode, histogram
 
 
 def randaugment(image: jax.Array, key: jax.Array, *, num_layers: int, magnitude: float,
-                mode: str = 'select') -> jax.Array:
+                mode: str = 'select', histogram: str = 'scatter') -> jax.Array:
   """RandAugment of one uint8 image [H, W, 3]; layer l draws from fold_in(key, l)."""
   h, w = image.shape[:2]
-  apply = apply_op if mode == 'switch' else _select
+  apply = apply_op if mode == 'switch' else select_op
 
   def layer(i, x):
     op, sign, center = draw(jax.random.fold_in(key, i), h, w)
-    return apply(x, op, sign, center, magnitude=magnitude)
+    return apply(x, op, sign, center, magnitude=magnitude, histogram=histogram)
 
   return jax.lax.fori_loop(0, num_layers, layer, image)
 
 
 def randaugment_batch(images: jax.Array, keys: jax.Array, *, num_layers: int,
-                      magnitude: float, mode: str = 'auto') -> jax.Array:
-  """Per-example RandAugment of uint8 [B, H, W, 3] with keys [B] (see module doc: mode)."""
-  if mode not in MODES:
-    raise ValueError(f'RandAugment mode {mode!r}: expected one of {MODES}.')
+                      magnitude: float, mode: str = 'auto',
+                      histogram: str = 'auto') -> jax.Array:
+  """Per-example RandAugment of uint8 [B, H, W, 3] with keys [B] (module doc: mode, histogram)."""
+  mode, histogram = resolve(mode, histogram)
   if num_layers <= 0:
     return images
-  if mode == 'auto':
-    mode = 'switch' if jax.default_backend() == 'cpu' else 'select'
-  one = lambda x, k: randaugment(x, k, num_layers=num_layers, magnitude=magnitude, mode=mode)  # noqa: E731
+  one = lambda x, k: randaugment(x, k, num_layers=num_layers, magnitude=magnitude,  # noqa: E731
+                                 mode=mode, histogram=histogram)
   if mode == 'switch':
     return jax.lax.map(lambda xk: one(*xk), (images, keys))
-  return jax.vmap(one)(images, keys)
+  if mode == 'select':
+    return jax.vmap(one)(images, keys)
+  h, w = images.shape[1:3]
+
+  def layer(i, x):  # 'compact': select_op, histograms only where equalize was drawn
+    op, sign, center = jax.vmap(lambda k: draw(jax.random.fold_in(k, i), h, w))(keys)
+    hist = augment_compact.needed_histograms(x, op == OPS.index('equalize'), method=histogram)
+    return jax.vmap(lambda *xs: select_op(*xs[:4], magnitude=magnitude, histogram=histogram,
+                                          hist=xs[4]))(x, op, sign, center, hist)
+
+  return jax.lax.fori_loop(0, num_layers, layer, images)

@@ -32,10 +32,45 @@ def blend(degenerate: jax.Array, image: jax.Array, factor: jax.Array | float) ->
 # ---------------------------------------------------------------------------
 # Lookup tables.
 
-def histogram(image: jax.Array) -> jax.Array:
-  """Per channel counts of each level: uint8 [H, W, 3] -> int32 [3, 256]."""
-  flat = jnp.asarray(image).reshape(-1, 3).astype(jnp.int32) + 256 * jnp.arange(3)
-  return jnp.zeros(3 * 256, jnp.int32).at[flat.reshape(-1)].add(1).reshape(3, 256)
+HISTOGRAMS = ('scatter', 'onehot', 'onehot_int8', 'compare')
+
+
+def histogram(image: jax.Array, method: str = 'scatter') -> jax.Array:
+  """Per channel counts of each level: uint8 [H, W, 3] -> int32 [3, 256]; all methods exact.
+
+  'scatter' adds 1 per pixel into the bins (on a GPU: atomics into 768 addresses);
+  'onehot' counts[c, 16 hi + lo] = onehot16(x >> 4)^T @ onehot16(x & 15), one [16, P] x
+  [P, 16] product per channel with 0/1 bf16 operands and float32 accumulation (exact
+  below 2^24 pixels); 'onehot_int8' the same with int8 operands and int32 accumulation
+  (half the operand bytes); 'compare' sums x == v over the pixels for each level v (a
+  fused reduction, no scatter, 256 compares per pixel).
+  """
+  x = jnp.asarray(image).reshape(-1, 3)
+  if method == 'scatter':
+    flat = x.astype(jnp.int32) + 256 * jnp.arange(3)
+    return jnp.zeros(3 * 256, jnp.int32).at[flat.reshape(-1)].add(1).reshape(3, 256)
+  if method in ('onehot', 'onehot_int8'):
+    if method == 'onehot' and x.shape[0] >= 2**24:
+      raise ValueError(f'histogram method onehot counts in float32: {x.shape[0]} pixels is '
+                       "too many (< 2^24); use method='onehot_int8' or 'scatter'.")
+    dtype, acc = ((jnp.bfloat16, jnp.float32) if method == 'onehot'
+                  else (jnp.int8, jnp.int32))
+    nibble = jnp.arange(16, dtype=jnp.uint8)[None, :, None]
+    hi = ((x.T[:, None, :] >> 4) == nibble).astype(dtype)  # [3, 16, P]
+    lo = ((x.T[:, None, :] & 15) == nibble).astype(dtype)
+    counts = jnp.einsum('chp,clp->chl', hi, lo, preferred_element_type=acc,
+                        precision=jax.lax.Precision.HIGHEST)
+    return counts.reshape(3, 256).astype(jnp.int32)
+  if method == 'compare':
+    levels = jnp.arange(256, dtype=jnp.uint8)
+    return jnp.sum(x.T[:, :, None] == levels, axis=1, dtype=jnp.int32)
+  raise ValueError(f'histogram method {method!r}: expected one of {HISTOGRAMS}.')
+
+
+def channel_range(image: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per channel (min, max) levels of uint8 [H, W, 3]: two int32 [3] (autocontrast's input)."""
+  x = jnp.asarray(image).reshape(-1, 3)
+  return jnp.min(x, axis=0).astype(jnp.int32), jnp.max(x, axis=0).astype(jnp.int32)
 
 
 def apply_lut(image: jax.Array, lut: jax.Array) -> jax.Array:
@@ -53,10 +88,13 @@ def _last_nonzero(hist: jax.Array) -> jax.Array:
   return 255 - jnp.argmax(hist[:, ::-1] > 0, axis=1)
 
 
-def autocontrast_lut(hist: jax.Array) -> jax.Array:
-  """Per channel: trunc(v * s - lo * s), s = 255 / (hi - lo) (float32); identity if hi == lo."""
-  lo = jnp.argmax(hist > 0, axis=1).astype(jnp.float32)[:, None]
-  hi = _last_nonzero(hist).astype(jnp.float32)[:, None]
+def autocontrast_lut(lo: jax.Array, hi: jax.Array) -> jax.Array:
+  """Per channel: trunc(v * s - lo * s), s = 255 / (hi - lo) (float32); identity if hi == lo.
+
+  lo, hi: per channel min and max levels [3] (channel_range).
+  """
+  lo = jnp.asarray(lo).astype(jnp.float32)[:, None]
+  hi = jnp.asarray(hi).astype(jnp.float32)[:, None]
   scale = 255.0 / jnp.maximum(hi - lo, 1.0)
   stretched = trunc_uint8(VALUES.astype(jnp.float32) * scale + (-lo * scale))
   return jnp.where(hi > lo, stretched, per_channel(VALUES))

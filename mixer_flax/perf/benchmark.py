@@ -28,7 +28,7 @@ run's JAX matmul peak. `--token_layout` picks the residual-stream layout.
 `--modes ...,train_augment` adds the train step as the trainer now runs it: uint8 images
 and class indices in, RandAugment 2 layers m=15 + mixup 0.5 on the device (no TensorFlow),
 timed in the same run as `train`, and prints the augmentation's share of the step
-(`--randaug_mode auto|select|switch`, data/augment.py).
+(`--randaug_mode auto|select|compact|switch`, `--randaug_histogram`, data/augment.py).
 
 `--end_to_end` instead compares the full trainer (`train.train_and_evaluate`:
 tfds input pipeline, prefetch, logging) on a config (default the digits config)
@@ -124,7 +124,8 @@ def _bench_train(args: argparse.Namespace, model: Any, images: jax.Array, peak: 
   labels = jax.nn.one_hot(jnp.arange(batch) % args.num_classes, args.num_classes)
   dev_batch = {'images': images[None], 'labels': labels[None]}
   if augment:
-    config.pp = dict(PAPER_AUGMENTATION, randaug_mode=args.randaug_mode)
+    config.pp = dict(PAPER_AUGMENTATION, randaug_mode=args.randaug_mode,
+                     randaug_histogram=args.randaug_histogram)
     dev_batch = {'images': jnp.round(images[None] * 127.5 + 127.5).astype(jnp.uint8),
                  'labels': (jnp.arange(batch) % args.num_classes)[None]}
   step = step_lib.make_train_step(config=config, model=model, devices=[device])
@@ -199,6 +200,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                             'image_size': args.image_size, 'dtype': args.dtype,
                             'num_classes': args.num_classes, 'remat': args.remat,
                             'inference_chunk': args.inference_chunk,
+                            'randaug': [args.randaug_mode, args.randaug_histogram],
                             'token_layout': layout.resolve(_model_overrides(args).get(
                                 'token_layout')),
                             'analytic_flops': analytic_flops(

@@ -25,6 +25,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       'with RandAugment 2/15 + mixup 0.5 on the device, uint8 inputs)')
   p.add_argument('--randaug_mode', default='auto', choices=augment.MODES,
                  help='train_augment: op selection (data/augment.py)')
+  p.add_argument('--randaug_histogram', default='auto', choices=augment.HISTOGRAMS,
+                 help="train_augment: how equalize's histogram is counted (data/augment.py)")
   p.add_argument('--accum_steps', type=int, default=1,
                  help='train step microbatches (config.accum_steps)')
   p.add_argument('--remat', action='store_true', help='rematerialise Mixer blocks (training)')
