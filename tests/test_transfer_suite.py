@@ -1,9 +1,10 @@
 """The suite runner end to end on tfds mock data with a tiny Mixer (hidden 16, one block).
 
-Every one of the 19 VTAB tasks goes through the trainer (2 steps, one lr: no val sweep) and
+Every one of the 19 VTAB tasks goes through the trainer (4 steps, one lr: no val sweep) and
 writes its row; KITTI-Dist also runs the learning-rate sweep on the 200 val examples, and
-sNORB-Azim / dSpr-Loc are killed and resumed. All runs use 16 px inputs, so tasks with the same
-class count run the same XLA programs (compiled once per module: `compilation_cache`).
+sNORB-Azim / dSpr-Loc are killed and resumed (those two runs, uninterrupted, are the 19-task
+run's). All runs use 16 px inputs, so tasks with the same class count run the same XLA
+programs (compiled once per module: `fast_compile`).
 tests/test_transfer_data.py checks every task's splits at the catalog sizes and its labels.
 """
 
