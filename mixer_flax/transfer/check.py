@@ -51,7 +51,9 @@ def check_datasets(names: Iterable[str], data_dir: str | None) -> list[DatasetSt
 
 
 def _gib(n: int) -> str:
-  return f'{n / 2**30:.2f} GiB' if n >= 2**20 else 'size not listed by tfds'
+  if n >= 2**30:
+    return f'{n / 2**30:.2f} GiB'
+  return f'{n / 2**20:.1f} MiB' if n >= 2**20 else 'size not listed by tfds'
 
 
 def status_report(statuses: list[DatasetStatus], data_dir: str | None) -> str:

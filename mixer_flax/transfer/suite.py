@@ -23,6 +23,7 @@ import jax
 import ml_collections
 
 from mixer_flax import train
+from mixer_flax.data import pipeline
 from mixer_flax.transfer import check
 
 RESULTS = 'results.jsonl'
@@ -133,6 +134,8 @@ def run_task(task: SuiteTask, *, directory: str, lrs: Sequence[float],
   return dict(
       task=task.name, label=task.label, group=task.group, dataset=task.dataset,
       lr=best, val_accuracy={_lr_name(k): v for k, v in val.items()},
+      num_classes=int(final_config.num_classes),
+      train_count=pipeline.get_dataset_info(final_config).num_train_examples,
       accuracy=float(result['eval_accuracy']), test_count=int(result.get('eval_count', 0)),
       steps=int(final_config.total_steps), image_size=int(final_config.image_size),
       model_name=final_config.model_name, pretrained=final_config.get('pretrained_path'),
