@@ -13,9 +13,12 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 FILL = 128  # the reference's replace value for pixels uncovered by a warp, and for cutout
-VALUES = jnp.arange(256, dtype=jnp.int32)
+# numpy, not jnp: importing this module (config.validate does) must not start the JAX backend
+# (jax.distributed.initialize has to come first).
+VALUES = np.arange(256, dtype=np.int32)
 
 
 def trunc_uint8(x: jax.Array) -> jax.Array:
