@@ -180,6 +180,19 @@ def test_host_augmentations_deterministic_uint8_and_resumable(digits_dir):
     np.testing.assert_array_equal(b['labels'], run[step]['labels'])
 
 
+def test_record_cache_changes_no_batch(digits_dir, monkeypatch):
+  # Small train splits keep their records in memory after the first epoch (CPU time only).
+  config = make_config(data_dir=digits_dir, image_size=16, batch=256, pp=AUGMENTED)
+  cached = pipeline.get_train_iterator(config, seed=3)
+  cached = [next(cached) for _ in range(12)]  # > 2 epochs of 1437 records
+  monkeypatch.setattr(pipeline, 'CACHE_RECORDS_MAX', 0)
+  plain = pipeline.get_train_iterator(config, seed=3)
+  for b in cached:
+    p = next(plain)
+    np.testing.assert_array_equal(b['images'], p['images'])
+    np.testing.assert_array_equal(b['labels'], p['labels'])
+
+
 def test_folder_converts_grey_palette_and_rgba_to_rgb(tmp_path):
   rgb = np.arange(48, dtype=np.uint8).reshape(4, 4, 3) * 5
   grey = rgb[..., 0]

@@ -50,6 +50,9 @@ from mixer_flax.devices import prefetch_to_device
 __all__ = ['DatasetInfo', 'get_dataset_info', 'get_train_iterator', 'get_eval_iterator']
 
 TF_PREFETCH = 2  # Batches tf.data prepares ahead (on top of config.prefetch on devices).
+# Train splits up to this many records keep their (still encoded) records in memory after the
+# first epoch: reading and parsing them was ~40% of the digits pipeline's CPU time.
+CACHE_RECORDS_MAX = 20_000
 
 
 class DatasetInfo(NamedTuple):
@@ -158,6 +161,8 @@ def get_train_iterator(config: Any, *, seed: int, start_step: int = 0,
   if n == 0:
     raise ValueError(f'config.train_split={split!r} gives process {pi} of {pc} no examples.')
   base = source.records(split, pi, pc)
+  if n <= CACHE_RECORDS_MAX:
+    base = base.cache()
   key = tf.constant([seed, pi], tf.int64)
   buffer = max(1, min(int(_get(config, 'shuffle_buffer', 50_000)), n))
 
