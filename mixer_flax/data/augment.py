@@ -41,6 +41,11 @@ contrast (that mean), color (PIL's grey is round((19595 r + 38470 g + 7471 b) / 
 sharpness (PIL rounds the smoothed image) and geometric ops (PIL samples pixel centres in
 float64, we in float32: only coordinates within ~1e-5 of a half integer differ).
 
+At m = 15 with 2 layers the reference blanks an image for two op pairs, each drawn with
+probability 1/256: the same translation twice with the same sign (2 x 150 px > 224 px) and
+solarize_add then brightness (every pixel >= 128, then x2.8): ~0.8% of the images, kept as
+the paper's recipe had it (tests/test_data_augment.py: no other draw gives a constant image).
+
 Implementation (augment_ops.py, hand-written: dm-pix is not a dependency and
 `jax.scipy.ndimage.map_coordinates` rounds half to even): the 8 point-wise ops are
 256-entry lookup tables per channel, the 5 geometric ops 2x3 matrices for one
