@@ -36,15 +36,16 @@ def needed_histograms(images: jax.Array, needed: jax.Array, *, method: str = 'sc
   b = images.shape[0]
   size = capacity(b) if size is None else size
   count = jax.vmap(lambda x: ops.histogram(x, method))
+
+  def every(x):
+    return jnp.where(needed[:, None, None], count(x), 0)
+
   if size >= b:
-    return jnp.where(needed[:, None, None], count(images), 0)
+    return every(images)
 
   def grouped(x):
     index = jnp.nonzero(needed, size=size, fill_value=b)[0]  # b = a free slot, dropped
     hist = count(x[jnp.minimum(index, b - 1)])
     return jnp.zeros((b, 3, 256), jnp.int32).at[index].set(hist, mode='drop')
-
-  def every(x):
-    return jnp.where(needed[:, None, None], count(x), 0)
 
   return jax.lax.cond(jnp.sum(needed) <= size, grouped, every, images)

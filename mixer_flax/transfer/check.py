@@ -50,7 +50,7 @@ def check_datasets(names: Iterable[str], data_dir: str | None) -> list[DatasetSt
   return [dataset_status(n, data_dir) for n in dict.fromkeys(names)]
 
 
-def _gib(n: int) -> str:
+def _size(n: int) -> str:
   if n >= 2**30:
     return f'{n / 2**30:.2f} GiB'
   return f'{n / 2**20:.1f} MiB' if n >= 2**20 else 'size not listed by tfds'
@@ -62,12 +62,12 @@ def status_report(statuses: list[DatasetStatus], data_dir: str | None) -> str:
   lines = [f'tfds data_dir: {data_dir or default}']
   for s in statuses:
     state = f'prepared ({s.version})' if s.prepared else ('UNKNOWN' if s.error else 'missing')
-    lines.append(f'  {s.name:52s} {state:18s} download {_gib(s.download_bytes)}'
+    lines.append(f'  {s.name:52s} {state:18s} download {_size(s.download_bytes)}'
                  + ('  [manual download]' if s.manual else ''))
   missing = [s for s in statuses if not s.prepared]
   total = sum(s.download_bytes for s in missing)
   lines.append(f'{len(statuses) - len(missing)} of {len(statuses)} prepared; missing downloads '
-               f'total {_gib(total)} (tfds checksum files; unlisted archives not counted).')
+               f'total {_size(total)} (tfds checksum files; unlisted archives not counted).')
   return '\n'.join(lines)
 
 
