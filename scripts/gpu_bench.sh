@@ -12,13 +12,14 @@
 #            --compare_timm (AdamW step);
 #   augment  the train step at batch $BATCH_TRAIN with and without RandAugment 2/15 + mixup 0.5
 #            on the device (uint8 input), and the augmentation's share of the step;
+#   variants fwd with --token_hidden md, train with --gelu_remat, and with both;
 #   old_defaults  fwd and train again with MIXER_FLAX_XLA_DEFAULTS=0 (JAX's own XLA flags),
 #            only while the budget lasts.
 # Expected wall time on one H100/H200: about 5 minutes; nothing runs past $BUDGET s (300) and
 # the timm peer (80 s / 100 s at most, torch.compile included) only gets time that leaves the
 # JAX part of its stage enough.
 #
-# STAGES picks a subset (default "fwd train old_defaults").
+# STAGES picks a subset (default "fwd train augment old_defaults"; e.g. "fwd train variants").
 # Dry run on CPU with tiny sizes (what tests/test_perf_benchmark.py does):
 #   OUT=/tmp/out DRY_RUN=1 PYTHON=.venv/bin/python bash scripts/gpu_bench.sh
 set -u
@@ -93,13 +94,20 @@ for stage in $STAGES; do
     fwd) bench fwd 130 --batch "$BATCH_FWD" --modes forward --bound $(peer 80 120) ;;
     # shellcheck disable=SC2046
     train) bench train 170 --batch "$BATCH_TRAIN" --modes train --bound $(peer 100 70) ;;
+    # Opt-in levers (models/layout.py), each against the fwd / train rows of the same run.
+    variants)
+      bench fwd_md 60 --batch "$BATCH_FWD" --modes forward --token_hidden md
+      bench train_gelu_remat 80 --batch "$BATCH_TRAIN" --modes train --gelu_remat
+      bench train_md_gelu_remat 80 --batch "$BATCH_TRAIN" --modes train --token_hidden md \
+        --gelu_remat
+      ;;
     # The train step with and without the paper's device augmentation (uint8 in), same run.
     augment) bench augment 70 --batch "$BATCH_TRAIN" --modes train,train_augment ;;
     old_defaults)
       MIXER_FLAX_XLA_DEFAULTS=0 bench old_defaults_fwd 40 --batch "$BATCH_FWD" --modes forward
       MIXER_FLAX_XLA_DEFAULTS=0 bench old_defaults_train 60 --batch "$BATCH_TRAIN" --modes train
       ;;
-    *) echo "unknown stage $stage (use: fwd train augment old_defaults)" >>"$LOG" ;;
+    *) echo "unknown stage $stage (use: fwd train augment variants old_defaults)" >>"$LOG" ;;
   esac
 done
 echo "total $SECONDS s" >>"$LOG"

@@ -180,12 +180,16 @@ def _rel(a, b):
   return np.linalg.norm(a - b) / np.linalg.norm(b)
 
 
-@pytest.mark.parametrize('token_layout, remat', [('nsc', False), ('snc', False), ('snc', True)])
-def test_token_layouts_match_reference_logits_and_grads(token_layout, remat):
+@pytest.mark.parametrize('token_layout, remat, token_hidden, gelu_remat', [
+    ('nsc', False, 'dm', False), ('snc', False, 'dm', False), ('snc', True, 'dm', False),
+    ('snc', False, 'md', True), ('nsc', False, 'md', False), ('snc', True, 'md', True)])
+def test_token_layouts_match_reference_logits_and_grads(token_layout, remat, token_hidden,
+                                                        gelu_remat):
   # Same parameters, same function as the swapaxes + Dense reference, in f32: logits and the
   # gradient of a loss w.r.t. every parameter (rel <= 1e-5).
   cfg = dict(patch_size=4, hidden_dim=32, num_blocks=2, tokens_mlp_dim=24, channels_mlp_dim=48)
   ours = models.MlpMixer(num_classes=7, token_layout=token_layout, remat=remat,
+                         token_hidden=token_hidden, gelu_remat=gelu_remat,
                          inference_chunk=0, **cfg)
   ref = _RefMixer(num_classes=7, **cfg)
   images = jax.random.uniform(jax.random.PRNGKey(1), (3, 16, 12, 3), minval=-1, maxval=1)
@@ -222,9 +226,9 @@ def test_token_layouts_agree_on_chunks_stochastic_depth_and_bf16():
   params = _random_params(nsc.init(jax.random.PRNGKey(0), images)['params'], seed=2)
   rngs = {'dropout': jax.random.PRNGKey(3)}
   # Stochastic depth drops the same examples in both layouts (one draw per example).
-  a, b = (jax.jit(lambda p, m=m: m.apply({'params': p}, images, train=True, rngs=rngs))(params)
-          for m in (nsc, snc))
-  assert _rel(b, a) <= 1e-5
+  a, b, c = (jax.jit(lambda p, m=m: m.apply({'params': p}, images, train=True, rngs=rngs))(
+      params) for m in (nsc, snc, snc.clone(token_hidden='md', gelu_remat=True)))
+  assert _rel(b, a) <= 1e-5 and _rel(c, a) <= 1e-5
 
   def infer(model):
     return jax.jit(lambda p: model.apply({'params': p}, images, return_prelogits=True))(params)
@@ -236,4 +240,7 @@ def test_token_layouts_agree_on_chunks_stochastic_depth_and_bf16():
   assert b.dtype == jnp.float32 and _rel(b, a) <= 3e-2 and _rel(b, logits) <= 3e-2
   with pytest.raises(ValueError, match="token_layout='ncs'"):
     models.create_model('Mixer-Ti_4', num_classes=5, token_layout='ncs').init(
+        jax.random.PRNGKey(0), images)
+  with pytest.raises(ValueError, match="token_hidden='nd'"):
+    models.create_model('Mixer-Ti_4', num_classes=5, token_hidden='nd').init(
         jax.random.PRNGKey(0), images)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mixer_flax import models
-from mixer_flax.perf import benchmark, bound, flops
+from mixer_flax.perf import benchmark, bound, cli, flops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -127,6 +127,18 @@ def test_train_augment_mode_times_the_device_augmentation():
   assert report['randaug'] == ['compact', 'onehot']
   assert aug['img_per_s'] > 0 and aug['augment_only_ms'] > 0 and 0 < aug['augment_share']
   assert 'augment_cost' in row and 'forward' not in row
+
+
+def test_opt_in_levers_reach_the_model_and_the_report():
+  report = benchmark.run(['--variant', 'Mixer-Ti_16', '--image_size', '32', '--batch', '2',
+                          '--repeats', '1', '--min_time', '0.01', '--matmul_size', '128',
+                          '--num_classes', '10', '--modes', 'train', '--token_layout', 'snc',
+                          '--token_hidden', 'md', '--gelu_remat'])
+  assert (report['token_layout'], report['token_hidden'], report['gelu_remat']) == (
+      'snc', 'md', True)
+  assert report['results'][0]['train']['img_per_s'] > 0
+  assert benchmark._model_overrides(cli.parse_args(['--token_hidden', 'md', '--gelu_remat'])) == {
+      'dtype': 'float32', 'token_hidden': 'md', 'gelu_remat': True}
 
 
 def test_bad_variant_is_rejected():

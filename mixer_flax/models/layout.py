@@ -1,4 +1,6 @@
-"""Where the token axis lives in `MlpMixer`'s residual stream (performance only).
+"""Where the token axis lives in `MlpMixer`'s activations (performance only).
+
+The residual stream (`token_layout`):
 
 * 'nsc': tokens `(N, S, C)`, as in the paper's reference code. Token mixing
   contracts axis 1 (`einsum('nsc,sd->ndc')`); XLA folds the layout change into
@@ -7,8 +9,16 @@
   `W^T (D_S x S) @ x (S x N*C)`, and channel mixing is unchanged (last axis).
   Measured on one H200 (bf16, cuBLAS GEMMs): train step +7%, inference equal.
 
-Both compute the same function on the same parameters (tests/test_models.py).
-Dropout masks are drawn in the stream's own layout, so with `dropout > 0` the two
+The token-mixing MLP's hidden activations (`token_hidden`):
+
+* 'dm': in the stream's own layout, `(D_S, N, C)` / `(N, D_S, C)`;
+* 'md': with D_S last, `(N*C, D_S)` ('snc', a 2-D GEMM) / `(N, C, D_S)` ('nsc'). The
+  bias then runs along the GEMM output's minor axis, so XLA can put bias + GELU in a
+  cuBLASLt epilogue (an H200 compile of Mixer-B/16 bf16 at batch 1024: 24 instead of 12
+  BIAS_GELU GEMMs, 14.5 GB less element-wise traffic; docs/performance.md).
+
+All of these compute the same function on the same parameters (tests/test_models.py).
+Dropout masks are drawn in the activations' own layout, so with `dropout > 0` two
 layouts draw different (equally distributed) masks; stochastic depth draws the
 same per-example mask in both. Anything exposed to users (features, pre-logits)
 is returned in `(N, S, C)` / `(N, C)`: convert with `to_nsc`.
@@ -22,6 +32,10 @@ import jax.numpy as jnp
 LAYOUTS = ('nsc', 'snc')
 # Layout chosen when `MlpMixer.token_layout` is None, per JAX backend (others: 'nsc').
 AUTO = {'gpu': 'snc', 'cpu': 'nsc'}
+HIDDENS = ('dm', 'md')
+# Token-mixing hidden layout when `MlpMixer.token_hidden` is None, per backend (others:
+# 'dm'). 'md' stays opt-in until a GPU run measures it (docs/performance.md).
+AUTO_HIDDEN: dict[str, str] = {}
 
 
 def resolve(layout: str | None) -> str:
@@ -31,6 +45,15 @@ def resolve(layout: str | None) -> str:
   if layout not in LAYOUTS:
     raise ValueError(f'token_layout={layout!r} unknown; use one of {LAYOUTS} or None (auto).')
   return layout
+
+
+def resolve_hidden(hidden: str | None) -> str:
+  """The concrete token-mixing hidden layout for `hidden` (None: `AUTO_HIDDEN`)."""
+  if hidden is None:
+    return AUTO_HIDDEN.get(jax.default_backend(), 'dm')
+  if hidden not in HIDDENS:
+    raise ValueError(f'token_hidden={hidden!r} unknown; use one of {HIDDENS} or None (auto).')
+  return hidden
 
 
 def token_axis(layout: str) -> int:
@@ -63,6 +86,20 @@ def token_matmul(x: jax.Array, kernel: jax.Array, layout: str) -> jax.Array:
     y = jnp.einsum('sm,sd->dm', x.reshape(s, -1), kernel)
     return y.reshape((kernel.shape[1],) + x.shape[1:])
   return jnp.einsum('nsc,sd->ndc', x, kernel)
+
+
+def to_hidden(x: jax.Array, kernel: jax.Array, layout: str) -> jax.Array:
+  """Stream x `kernel (S, D)` -> 'md' hidden: `(N*C, D)` ('snc', 2-D GEMM) or `(N, C, D)`."""
+  if layout == 'snc':
+    return jnp.einsum('sm,sd->md', x.reshape(x.shape[0], -1), kernel)
+  return jnp.einsum('nsc,sd->ncd', x, kernel)
+
+
+def from_hidden(h: jax.Array, kernel: jax.Array, layout: str) -> jax.Array:
+  """'md' hidden x `kernel (D, S)` -> `(S, N*C)` ('snc': reshape to `(S, N, C)`) / `(N, S, C)`."""
+  if layout == 'snc':
+    return jnp.einsum('md,ds->sm', h, kernel)
+  return jnp.einsum('ncd,ds->nsc', h, kernel)
 
 
 def to_nsc(x: jax.Array, layout: str) -> jax.Array:

@@ -24,6 +24,9 @@ stochastic depth (`stoch_depth`), `dropout`, `head_bias_init`.
 Performance options (same parameters, same function):
   * `token_layout`: residual stream `(N, S, C)` or `(S, N, C)` (None: per
     backend); see `models/layout.py`.
+  * `token_hidden`: token-mixing hidden activations with D_S first ('dm') or last
+    ('md', lets bias + GELU become a GEMM epilogue); see `models/layout.py`.
+  * `gelu_remat`: recompute GELUs in the backward pass (`layers.gelu`).
   * `inference_chunk`: at inference the batch runs in chunks of this many
     images (None: automatic on CPU, 0: off); see `models/chunking.py`.
   * `remat`: recompute each Mixer block's activations in the backward pass
@@ -46,17 +49,12 @@ import jax.numpy as jnp
 
 from mixer_flax.models import chunking
 from mixer_flax.models import layout as layout_lib
-from mixer_flax.models.layers import Stem, TokenDense
+from mixer_flax.models.layers import Stem, TokenDense, gelu
 
 Dtype = Any
 
 # Layer norm epsilon of the reference code.
 LN_EPS = 1e-6
-
-
-def _gelu(x: jax.Array) -> jax.Array:
-  """The tanh-approximated GELU of the reference (`flax.linen.gelu`)."""
-  return nn.gelu(x, approximate=True)
 
 
 class MlpBlock(nn.Module):
@@ -69,6 +67,8 @@ class MlpBlock(nn.Module):
     dropout: dropout rate after the GELU and after the second layer.
     dtype: computation dtype (parameters stay float32).
     layout: 'nsc' or 'snc' (`models/layout.py`).
+    hidden: token mixing's hidden layout, 'dm' or 'md' (`models/layout.py`).
+    gelu_remat: recompute the GELU in the backward pass (`layers.gelu`).
   """
 
   mlp_dim: int
@@ -76,21 +76,26 @@ class MlpBlock(nn.Module):
   dropout: float = 0.0
   dtype: Dtype = jnp.float32
   layout: str = 'nsc'
+  hidden: str = 'dm'
+  gelu_remat: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     """Maps a stream `(N, S, C)` ('snc': `(S, N, C)`) to the same shape."""
     if self.tokens:
       width = x.shape[layout_lib.token_axis(self.layout)]
-      dense0 = TokenDense(self.mlp_dim, dtype=self.dtype, layout=self.layout, name='Dense_0')
-      dense1 = TokenDense(width, dtype=self.dtype, layout=self.layout, name='Dense_1')
+      md = self.hidden == 'md'
+      dense0 = TokenDense(self.mlp_dim, dtype=self.dtype, layout=self.layout,
+                          io='to_hidden' if md else 'stream', name='Dense_0')
+      dense1 = TokenDense(width, dtype=self.dtype, layout=self.layout,
+                          io='from_hidden' if md else 'stream', name='Dense_1')
     else:
       width = x.shape[-1]
       dense0 = nn.Dense(self.mlp_dim, dtype=self.dtype, name='Dense_0')
       dense1 = nn.Dense(width, dtype=self.dtype, name='Dense_1')
-    y = _gelu(dense0(x))
+    y = gelu(dense0(x), remat=self.gelu_remat)
     y = nn.Dropout(self.dropout)(y, deterministic=not train)
-    y = dense1(y)
+    y = dense1(y).reshape(x.shape)
     return nn.Dropout(self.dropout)(y, deterministic=not train)
 
 
@@ -122,6 +127,8 @@ class MixerBlock(nn.Module):
   dropout: float = 0.0
   dtype: Dtype = jnp.float32
   layout: str = 'nsc'
+  token_hidden: str = 'dm'
+  gelu_remat: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -132,11 +139,12 @@ class MixerBlock(nn.Module):
     drop = DropPath(self.drop_path, batch_axis=layout_lib.batch_axis(self.layout))
     y = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype, name='LayerNorm_0')(x)
     y = MlpBlock(self.tokens_mlp_dim, tokens=True, dropout=self.dropout, dtype=self.dtype,
-                 layout=self.layout, name='token_mixing')(y, train=train)
+                 layout=self.layout, hidden=self.token_hidden, gelu_remat=self.gelu_remat,
+                 name='token_mixing')(y, train=train)
     x = x + drop(y, train=train)
     y = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype, name='LayerNorm_1')(x)
     y = MlpBlock(self.channels_mlp_dim, dropout=self.dropout, dtype=self.dtype,
-                 name='channel_mixing')(y, train=train)
+                 gelu_remat=self.gelu_remat, name='channel_mixing')(y, train=train)
     return x + drop(y, train=train)
 
 
@@ -159,6 +167,9 @@ class MlpMixer(nn.Module):
     remat: rematerialise Mixer blocks in the backward pass (saves memory).
     token_layout: residual stream 'nsc' `(N, S, C)` or 'snc' `(S, N, C)`;
       None = per backend (`models/layout.py`). Performance only.
+    token_hidden: token-mixing hidden layout 'dm' or 'md'; None = per backend
+      (`models/layout.py`). Performance only.
+    gelu_remat: recompute GELUs in the backward pass. Performance only.
   """
 
   num_classes: int | None
@@ -174,6 +185,8 @@ class MlpMixer(nn.Module):
   inference_chunk: int | None = None
   remat: bool = False
   token_layout: str | None = None
+  token_hidden: str | None = None
+  gelu_remat: bool = False
 
   def chunk_size(self, images_shape: tuple[int, ...]) -> int:
     """Images per inference chunk for inputs of `images_shape` (0: no chunking)."""
@@ -199,13 +212,15 @@ class MlpMixer(nn.Module):
         return chunking.apply_in_chunks(self, images, chunk, return_prelogits)
     block = nn.remat(MixerBlock, static_argnums=(2,)) if self.remat else MixerBlock
     layout = layout_lib.resolve(self.token_layout)
+    hidden = layout_lib.resolve_hidden(self.token_hidden)
     # x is the residual stream in `layout`; layout_lib.to_nsc(x, layout) gives (N, S, C).
     x = Stem(self.hidden_dim, self.patch_size, dtype=self.dtype, layout=layout,
              name='stem')(images)
     for i in range(self.num_blocks):
       rate = self.stoch_depth * i / max(self.num_blocks - 1, 1)
       x = block(self.tokens_mlp_dim, self.channels_mlp_dim, drop_path=rate, dropout=self.dropout,
-                dtype=self.dtype, layout=layout, name=f'MixerBlock_{i}')(x, train)
+                dtype=self.dtype, layout=layout, token_hidden=hidden,
+                gelu_remat=self.gelu_remat, name=f'MixerBlock_{i}')(x, train)
     x = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype, name='pre_head_layer_norm')(x)
     pre_logits = jnp.mean(x.astype(jnp.float32), axis=layout_lib.token_axis(layout))
     if not self.num_classes:

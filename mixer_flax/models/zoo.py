@@ -45,7 +45,7 @@ MODEL_CONFIGS: dict[str, ml_collections.ConfigDict] = {
 # Constructor arguments of MlpMixer that `create_model` accepts as overrides.
 OVERRIDABLE = ('patch_size', 'hidden_dim', 'num_blocks', 'tokens_mlp_dim', 'channels_mlp_dim',
                'stoch_depth', 'dropout', 'head_bias_init', 'dtype', 'inference_chunk', 'remat',
-               'token_layout')
+               'token_layout', 'token_hidden', 'gelu_remat')
 
 
 def unknown_overrides(overrides: Any) -> list[str]:

@@ -23,7 +23,8 @@ shared, noisy machine biases rate and peak alike. Medians are reported.
 and its gradient when training), `--compare_timm` timm's Mixer with
 `torch.compile` (`perf/peer.py`, a subprocess run before JAX claims the device),
 so one report shows ours / bound / peer side by side, all against the same
-run's JAX matmul peak. `--token_layout` picks the residual-stream layout.
+run's JAX matmul peak. `--token_layout` picks the residual-stream layout, `--token_hidden`
+the token-mixing hidden layout, `--gelu_remat` GELU recomputation (models/layout.py).
 
 `--modes ...,train_augment` adds the train step as the trainer now runs it: uint8 images
 and class indices in, RandAugment 2 layers m=15 + mixup 0.5 on the device (no TensorFlow),
@@ -86,6 +87,10 @@ def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     out['inference_chunk'] = args.inference_chunk
   if args.token_layout != 'auto':
     out['token_layout'] = args.token_layout
+  if args.token_hidden != 'auto':
+    out['token_hidden'] = args.token_hidden
+  if args.gelu_remat:
+    out['gelu_remat'] = True
   return out
 
 
@@ -203,6 +208,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                             'randaug': [args.randaug_mode, args.randaug_histogram],
                             'token_layout': layout.resolve(_model_overrides(args).get(
                                 'token_layout')),
+                            'token_hidden': layout.resolve_hidden(_model_overrides(args).get(
+                                'token_hidden')),
+                            'gelu_remat': args.gelu_remat,
                             'analytic_flops': analytic_flops(
                                 variant=args.variant, image_size=args.image_size,
                                 num_classes=args.num_classes)}

@@ -34,6 +34,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                  help='model inference_chunk: -1 auto (default), 0 off, k images per chunk')
   p.add_argument('--token_layout', default='auto', choices=('auto', 'nsc', 'snc'),
                  help="model token_layout (auto: the backend's default, models/layout.py)")
+  p.add_argument('--token_hidden', default='auto', choices=('auto', 'dm', 'md'),
+                 help="model token_hidden (auto: the backend's default, models/layout.py)")
+  p.add_argument('--gelu_remat', action='store_true',
+                 help='model gelu_remat: recompute GELUs in the backward pass (training)')
   p.add_argument('--matmul_size', type=int, default=0, help='0: 2048 on CPU, 8192 otherwise')
   p.add_argument('--repeats', type=int, default=5, help='timed runs (median reported)')
   p.add_argument('--min_time', type=float, default=1.0, help='seconds per timed run')
