@@ -12,7 +12,8 @@
 #            --compare_timm (AdamW step);
 #   augment  the train step at batch $BATCH_TRAIN with and without RandAugment 2/15 + mixup 0.5
 #            on the device (uint8 input), and the augmentation's share of the step;
-#   variants fwd with --token_hidden md, train with --gelu_remat, and with both;
+#   variants the defaults, then in the same process token_hidden=md (forward), gelu_remat
+#            and both (train step): `--also` rows with their ratio to the baseline;
 #   old_defaults  fwd and train again with MIXER_FLAX_XLA_DEFAULTS=0 (JAX's own XLA flags),
 #            only while the budget lasts.
 # Expected wall time on one H100/H200: about 5 minutes; nothing runs past $BUDGET s (300) and
@@ -94,12 +95,11 @@ for stage in $STAGES; do
     fwd) bench fwd 130 --batch "$BATCH_FWD" --modes forward --bound $(peer 80 120) ;;
     # shellcheck disable=SC2046
     train) bench train 170 --batch "$BATCH_TRAIN" --modes train --bound $(peer 100 70) ;;
-    # Opt-in levers (models/layout.py), each against the fwd / train rows of the same run.
+    # Opt-in levers (models/layout.py), each timed in the process of its own baseline.
     variants)
-      bench fwd_md 60 --batch "$BATCH_FWD" --modes forward --token_hidden md
-      bench train_gelu_remat 80 --batch "$BATCH_TRAIN" --modes train --gelu_remat
-      bench train_md_gelu_remat 80 --batch "$BATCH_TRAIN" --modes train --token_hidden md \
-        --gelu_remat
+      bench fwd_levers 90 --batch "$BATCH_FWD" --modes forward --also token_hidden=md
+      bench train_levers 150 --batch "$BATCH_TRAIN" --modes train --also gelu_remat=1 \
+        --also token_hidden=md,gelu_remat=1
       ;;
     # The train step with and without the paper's device augmentation (uint8 in), same run.
     augment) bench augment 70 --batch "$BATCH_TRAIN" --modes train,train_augment ;;

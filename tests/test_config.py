@@ -37,6 +37,14 @@ def test_validate_config_accepts_good_and_names_bad_keys():
   bad.model = ml_collections.ConfigDict(dict(stoch_depth=0.1, widht=3))
   with pytest.raises(ValueError, match=r'config\.model has unknown key'):
     config_lib.validate(bad, num_devices=1, process_count=1)
+  bad.model = ml_collections.ConfigDict(dict(token_layout='ncs', token_hidden='dn'))
+  with pytest.raises(ValueError) as err:
+    config_lib.validate(bad, num_devices=1, process_count=1)
+  assert "config.model.token_layout='ncs'" in str(err.value)
+  assert "config.model.token_hidden='dn' must be one of dm|md" in str(err.value)
+  bad.model = ml_collections.ConfigDict(dict(token_layout='snc', token_hidden='md',
+                                             gelu_remat=True))
+  config_lib.validate(make_config(model=bad.model), num_devices=1, process_count=1)
   del bad['total_steps']
   with pytest.raises(ValueError, match=r'config\.total_steps is missing'):
     config_lib.validate(bad, num_devices=1, process_count=1)

@@ -129,16 +129,24 @@ def test_train_augment_mode_times_the_device_augmentation():
   assert 'augment_cost' in row and 'forward' not in row
 
 
-def test_opt_in_levers_reach_the_model_and_the_report():
+def test_opt_in_levers_reach_the_model_and_the_report(capsys):
   report = benchmark.run(['--variant', 'Mixer-Ti_16', '--image_size', '32', '--batch', '2',
                           '--repeats', '1', '--min_time', '0.01', '--matmul_size', '128',
-                          '--num_classes', '10', '--modes', 'train', '--token_layout', 'snc',
-                          '--token_hidden', 'md', '--gelu_remat'])
+                          '--num_classes', '10', '--modes', 'forward,train', '--token_layout',
+                          'snc', '--gelu_remat', '--also', 'token_hidden=md,gelu_remat=0'])
   assert (report['token_layout'], report['token_hidden'], report['gelu_remat']) == (
-      'snc', 'md', True)
-  assert report['results'][0]['train']['img_per_s'] > 0
+      'snc', 'dm', True)
+  (row,) = report['results']
+  (alt,) = row['also']  # timed in the same process, after the baseline
+  assert alt['overrides'] == {'token_hidden': 'md', 'gelu_remat': False}
+  for mode in ('forward', 'train'):
+    assert alt[mode]['vs_baseline'] == pytest.approx(
+        alt[mode]['img_per_s'] / row[mode]['img_per_s'])
+  assert "also1 = {'token_hidden': 'md', 'gelu_remat': False}" in capsys.readouterr().out
   assert benchmark._model_overrides(cli.parse_args(['--token_hidden', 'md', '--gelu_remat'])) == {
       'dtype': 'float32', 'token_hidden': 'md', 'gelu_remat': True}
+  with pytest.raises(SystemExit):
+    cli.parse_args(['--also', 'token_hiden=md'])
 
 
 def test_bad_variant_is_rejected():

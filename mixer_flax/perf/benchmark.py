@@ -185,6 +185,15 @@ def bench_model(args: argparse.Namespace, peak: MatmulPeak) -> list[dict[str, An
         row['grad_bound' if grad else 'forward_bound'] = bound_lib.bench_bound(
             model, images, peak=peak, flops=flops, grad=grad, repeats=args.repeats,
             min_time=args.min_time)
+    for overrides in args.also:  # the same process, right after the baseline
+      other = models.create_model(args.variant, num_classes=args.num_classes,
+                                  **{**_model_overrides(args), **overrides})
+      alt: dict[str, Any] = {'overrides': overrides}
+      for mode, bench in (('forward', _bench_forward), ('train', _bench_train)):
+        if mode in row:
+          alt[mode] = bench(args, other, images, peak, flops)
+          alt[mode]['vs_baseline'] = alt[mode]['img_per_s'] / row[mode]['img_per_s']
+      row.setdefault('also', []).append(alt)
     if 'train_augment' in args.modes:
       row['train_augment'] = _bench_train(args, model, images, peak, flops, augment=True)
       if 'train' in row:  # whole-step comparison (noisy on a shared machine)

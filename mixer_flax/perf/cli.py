@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from mixer_flax import models
 from mixer_flax.data import augment
@@ -38,6 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                  help="model token_hidden (auto: the backend's default, models/layout.py)")
   p.add_argument('--gelu_remat', action='store_true',
                  help='model gelu_remat: recompute GELUs in the backward pass (training)')
+  p.add_argument('--also', action='append', default=[], metavar='KEY=VALUE[,KEY=VALUE]',
+                 help='also time the model with these create_model overrides, in the same '
+                      'process right after the baseline (repeatable), e.g. token_hidden=md')
   p.add_argument('--matmul_size', type=int, default=0, help='0: 2048 on CPU, 8192 otherwise')
   p.add_argument('--repeats', type=int, default=5, help='timed runs (median reported)')
   p.add_argument('--min_time', type=float, default=1.0, help='seconds per timed run')
@@ -65,4 +69,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.error(f'--modes: unknown {bad}; use forward, train and/or train_augment')
   if args.variant not in models.MODEL_CONFIGS:
     p.error(f'--variant {args.variant!r} unknown; known: {", ".join(models.MODEL_CONFIGS)}')
+  try:
+    args.also = [parse_overrides(spec) for spec in args.also]
+  except ValueError as e:
+    p.error(f'--also: {e}')
   return args
+
+
+def parse_overrides(spec: str) -> dict[str, Any]:
+  """'token_hidden=md,gelu_remat=1' -> {'token_hidden': 'md', 'gelu_remat': True}.
+
+  Values: integers, true/false (1/0 for the boolean keys remat and gelu_remat), else strings.
+  """
+  out: dict[str, Any] = {}
+  for item in filter(None, spec.split(',')):
+    key, sep, value = item.partition('=')
+    if not sep or key not in models.OVERRIDABLE:
+      raise ValueError(f'{item!r} is not KEY=VALUE with KEY one of {", ".join(models.OVERRIDABLE)}')
+    if key in ('remat', 'gelu_remat') or value.lower() in ('true', 'false'):
+      out[key] = value.lower() in ('1', 'true')
+    else:
+      out[key] = int(value) if value.lstrip('-').isdigit() else value
+  if not out:
+    raise ValueError(f'{spec!r} names no override')
+  return out

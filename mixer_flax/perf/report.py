@@ -35,18 +35,15 @@ def print_table(report: dict[str, Any]) -> None:
   print(hdr)
   for row in report.get('results', []):
     for mode in MODES:
-      if mode not in row:
-        continue
-      r = row[mode]
-      mult = 3 if mode.startswith(('train', 'grad')) else 1
-      mem = r.get('memory', {})
-      mib = mem.get('device_peak_mib', mem.get('host_peak_rss_mib'))
-      xla, cpu_frac = r.get('xla_gflop_per_image'), r.get('cpu_time_fraction_of_peak')
-      print(f"{mode:14} {row['batch']:5d} {r['img_per_s']:9.2f} {r['fraction_of_peak']:8.3f} "
-            f"{(f'{cpu_frac:.3f}' if cpu_frac else '-'):>8} "
-            f"{mult * row['analytic_gflop_per_image']:7.1f} "
-            f"{(f'{xla:.1f}' if xla else '-'):>7} {r['compile_s']:7.1f}s "
-            f"{(f'{mib:.0f}' if mib else '-'):>9}")
+      if mode in row:
+        _print_row(mode, row, row[mode])
+    for i, alt in enumerate(row.get('also', []), 1):
+      for mode in ('forward', 'train'):
+        if mode in alt:
+          _print_row(f'{mode}+also{i}', row, alt[mode])
+      gains = ', '.join(f"{m} x{alt[m]['vs_baseline']:.3f}" for m in ('forward', 'train')
+                        if m in alt)
+      print(f"  also{i} = {alt['overrides']}: {gains} vs the baseline above")
     if 'train_augment' in row:
       a = row['train_augment']
       whole = (f"; whole-step rates differ by {100 * row['augment_cost']:.1f}%"
@@ -54,3 +51,16 @@ def print_table(report: dict[str, Any]) -> None:
       print(f"device augmentation (RandAugment 2/15 + mixup 0.5) alone: "
             f"{a['augment_only_ms']:.1f} ms per batch of {row['batch']} = "
             f"{100 * a['augment_share']:.2f}% of the augmented train step{whole}")
+
+
+def _print_row(label: str, row: dict[str, Any], r: dict[str, Any]) -> None:
+  """One table line: rate, fraction of peak, FLOPs, compile time and memory of `r`."""
+  mult = 3 if label.startswith(('train', 'grad')) else 1
+  mem = r.get('memory', {})
+  mib = mem.get('device_peak_mib', mem.get('host_peak_rss_mib'))
+  xla, cpu_frac = r.get('xla_gflop_per_image'), r.get('cpu_time_fraction_of_peak')
+  print(f"{label:14} {row['batch']:5d} {r['img_per_s']:9.2f} {r['fraction_of_peak']:8.3f} "
+        f"{(f'{cpu_frac:.3f}' if cpu_frac else '-'):>8} "
+        f"{mult * row['analytic_gflop_per_image']:7.1f} "
+        f"{(f'{xla:.1f}' if xla else '-'):>7} {r['compile_s']:7.1f}s "
+        f"{(f'{mib:.0f}' if mib else '-'):>9}")
