@@ -38,22 +38,24 @@ HIDDENS = ('dm', 'md')
 AUTO_HIDDEN: dict[str, str] = {}
 
 
+def _pick(value: str | None, *, key: str, allowed: tuple[str, ...], auto: dict[str, str],
+          fallback: str) -> str:
+  """`value` if allowed; None: `auto` for the default backend, else `fallback`."""
+  if value is None:
+    return auto.get(jax.default_backend(), fallback)
+  if value not in allowed:
+    raise ValueError(f'{key}={value!r} unknown; use one of {allowed} or None (auto).')
+  return value
+
+
 def resolve(layout: str | None) -> str:
-  """The concrete layout for `layout` (None: `AUTO` for the default backend)."""
-  if layout is None:
-    return AUTO.get(jax.default_backend(), 'nsc')
-  if layout not in LAYOUTS:
-    raise ValueError(f'token_layout={layout!r} unknown; use one of {LAYOUTS} or None (auto).')
-  return layout
+  """The concrete stream layout for `token_layout` (None: `AUTO` for the default backend)."""
+  return _pick(layout, key='token_layout', allowed=LAYOUTS, auto=AUTO, fallback='nsc')
 
 
 def resolve_hidden(hidden: str | None) -> str:
-  """The concrete token-mixing hidden layout for `hidden` (None: `AUTO_HIDDEN`)."""
-  if hidden is None:
-    return AUTO_HIDDEN.get(jax.default_backend(), 'dm')
-  if hidden not in HIDDENS:
-    raise ValueError(f'token_hidden={hidden!r} unknown; use one of {HIDDENS} or None (auto).')
-  return hidden
+  """The concrete token-mixing hidden layout for `token_hidden` (None: `AUTO_HIDDEN`)."""
+  return _pick(hidden, key='token_hidden', allowed=HIDDENS, auto=AUTO_HIDDEN, fallback='dm')
 
 
 def token_axis(layout: str) -> int:
