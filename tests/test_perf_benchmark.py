@@ -142,6 +142,8 @@ def test_opt_in_levers_reach_the_model_and_the_report(capsys):
   for mode in ('forward', 'train'):
     assert alt[mode]['vs_baseline'] == pytest.approx(
         alt[mode]['img_per_s'] / row[mode]['img_per_s'])
+    assert alt[mode]['vs_baseline_of_peak'] == pytest.approx(
+        alt[mode]['fraction_of_peak'] / row[mode]['fraction_of_peak'])
   assert "also1 = {'token_hidden': 'md', 'gelu_remat': False}" in capsys.readouterr().out
   assert benchmark._model_overrides(cli.parse_args(['--token_hidden', 'md', '--gelu_remat'])) == {
       'dtype': 'float32', 'token_hidden': 'md', 'gelu_remat': True}

@@ -193,6 +193,8 @@ def bench_model(args: argparse.Namespace, peak: MatmulPeak) -> list[dict[str, An
         if mode in row:
           alt[mode] = bench(args, other, images, peak, flops)
           alt[mode]['vs_baseline'] = alt[mode]['img_per_s'] / row[mode]['img_per_s']
+          alt[mode]['vs_baseline_of_peak'] = (alt[mode]['fraction_of_peak']
+                                              / row[mode]['fraction_of_peak'])
       row.setdefault('also', []).append(alt)
     if 'train_augment' in args.modes:
       row['train_augment'] = _bench_train(args, model, images, peak, flops, augment=True)
