@@ -50,7 +50,12 @@ class TokenDense(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    """Maps `(N, S, C)` to `(N, features, C)` ('snc': `(S, N, C)` to `(features, N, C)`)."""
+    """Maps `(N, S, C)` to `(N, features, C)` ('snc': `(S, N, C)` to `(features, N, C)`).
+
+    With `io='to_hidden'` the output is `(N, C, features)` ('snc': `(N*C, features)`); with
+    `io='from_hidden'` the input is that hidden and the output `(N, features, C)`
+    ('snc': `(features, N*C)`).
+    """
     tokens = x.shape[-1 if self.io == 'from_hidden' else layout_lib.token_axis(self.layout)]
     kernel = self.param('kernel', self.kernel_init, (tokens, self.features), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
