@@ -212,15 +212,14 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
   timm_report = None
   if args.compare_timm and not args.end_to_end:  # first: before JAX claims the device
     timm_report = peer.launch(args)
+  overrides = _model_overrides(args)
   report: dict[str, Any] = {'environment': host.environment(), 'variant': args.variant,
                             'image_size': args.image_size, 'dtype': args.dtype,
                             'num_classes': args.num_classes, 'remat': args.remat,
                             'inference_chunk': args.inference_chunk,
                             'randaug': [args.randaug_mode, args.randaug_histogram],
-                            'token_layout': layout.resolve(_model_overrides(args).get(
-                                'token_layout')),
-                            'token_hidden': layout.resolve_hidden(_model_overrides(args).get(
-                                'token_hidden')),
+                            'token_layout': layout.resolve(overrides.get('token_layout')),
+                            'token_hidden': layout.resolve_hidden(overrides.get('token_hidden')),
                             'gelu_remat': args.gelu_remat,
                             'analytic_flops': analytic_flops(
                                 variant=args.variant, image_size=args.image_size,

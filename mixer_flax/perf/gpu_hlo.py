@@ -82,8 +82,8 @@ def hlo_traffic(hlo_text: str, *, top: int = 0) -> dict[str, Any]:
   result (written). GEMMs are cuBLAS custom calls or plain `dot`s. Returns counts by
   kind (`gemm`, `epilogue:<name>`, `gemm_beta_1`, `fusion:<kind>`, `op:<opcode>`),
   `gemm_bytes` / `other_read_bytes` / `other_written_bytes`, the same in GB (1e9 bytes)
-  with `total_GB`, and, with
-  `top`, the `top` largest non-GEMM kernels as `(GB, name, kind, result shape)`.
+  with `total_GB`, and, with `top`, the `top` largest non-GEMM kernels as
+  `(GB, name, kind, result shape)`.
   """
   entry = hlo_text[hlo_text.rfind('\nENTRY'):]
   size: dict[str, int] = {}
@@ -152,6 +152,7 @@ def mixer_programs(args: argparse.Namespace) -> dict[str, tuple[Any, tuple[Any, 
   import jax.numpy as jnp
 
   from mixer_flax import models
+  from mixer_flax.training import losses
   overrides = dict(dtype=jnp.bfloat16 if args.dtype == 'bfloat16' else jnp.float32,
                    token_layout=args.token_layout, inference_chunk=0,
                    gelu_remat=args.gelu_remat, remat=args.remat)
@@ -163,13 +164,12 @@ def mixer_programs(args: argparse.Namespace) -> dict[str, tuple[Any, tuple[Any, 
   params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(
       (1, args.image_size, args.image_size, 3))))['params']
 
-  def loss(p, x, labels):
-    logp = jax.nn.log_softmax(model.apply({'params': p}, x, train=True))
-    return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], 1))
+  def loss(p, x, labels):  # the trainer's softmax cross-entropy, one-hot labels
+    return jnp.mean(losses.softmax_xent(model.apply({'params': p}, x, train=True), labels))
 
+  labels = jax.ShapeDtypeStruct((args.batch, args.num_classes), jnp.float32)
   programs = {'forward': (lambda p, x: model.apply({'params': p}, x), (params, images)),
-              'grad': (jax.grad(loss), (params, images,
-                                        jax.ShapeDtypeStruct((args.batch,), jnp.int32)))}
+              'grad': (jax.grad(loss), (params, images, labels))}
   return {m: programs[m] for m in args.modes.split(',')}
 
 
