@@ -22,7 +22,8 @@ import numpy as np
 from mixer_flax import models
 from mixer_flax.checkpoint.adapt import adapt_token_mixing, resample_token_mixing
 from mixer_flax.checkpoint.formats import load_params
-from mixer_flax.checkpoint.legacy import CheckpointError, convert_legacy, flatten, unflatten
+from mixer_flax.checkpoint.legacy import convert_legacy
+from mixer_flax.checkpoint.tree import CheckpointError, flatten, unflatten
 
 __all__ = ['canonical_order', 'restore_params', 'load_pretrained', 'finetune_overrides']
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from mixer_flax import download
 from mixer_flax.checkpoint import npz, timm_import
-from mixer_flax.checkpoint.legacy import CheckpointError, convert_legacy, unflatten
+from mixer_flax.checkpoint.legacy import convert_legacy
+from mixer_flax.checkpoint.tree import CheckpointError, unflatten
 
 __all__ = ['load_params']
 

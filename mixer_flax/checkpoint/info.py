@@ -16,7 +16,8 @@ import numpy as np
 
 from mixer_flax import models
 from mixer_flax.checkpoint.finetune import canonical_order
-from mixer_flax.checkpoint.legacy import CheckpointError, convert_legacy, flatten
+from mixer_flax.checkpoint.legacy import convert_legacy
+from mixer_flax.checkpoint.tree import CheckpointError, flatten
 
 __all__ = ['describe', 'format_description', 'match_variant', 'infer_architecture']
 

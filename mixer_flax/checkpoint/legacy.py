@@ -1,4 +1,4 @@
-"""Parameter layouts: nested <-> flat '/'-joined keys, and older layouts converted.
+"""Older parameter layouts converted to the released one.
 
 Two generations of files predate the released layout (`stem`, `MixerBlock_N`,
 `pre_head_layer_norm`, `head`; see `mixer_flax.models`):
@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ['CheckpointError', 'flatten', 'unflatten', 'convert_legacy', 'convert_pre_linen',
-           'is_legacy']
+from mixer_flax.checkpoint.tree import CheckpointError, flatten, unflatten
+
+__all__ = ['convert_legacy', 'convert_pre_linen', 'is_legacy']
 
 _TOP_LEVEL = re.compile(r'^(stem|MixerBlock_\d+|pre_head_layer_norm|head)$')
 _RENAMES = ((re.compile(r'^embedding(?=/|$)'), 'stem'),
@@ -37,34 +38,6 @@ _PHASES = {'token_mixing_phase_0': 'token_mixing', 'channel_mixing_phase_0': 'ch
 _PHASE_LEAVES = {'kernel1': 'Dense_0/kernel', 'bias1': 'Dense_0/bias',
                  'kernel2': 'Dense_1/kernel', 'bias2': 'Dense_1/bias'}
 _MODULE_NUMBER = re.compile(r'^(.*)_(\d+)$')
-
-
-class CheckpointError(ValueError):
-  """A checkpoint that cannot be read or does not fit the model."""
-
-
-def flatten(params: Mapping[str, Any]) -> dict[str, Any]:
-  """Nested dict `{'a': {'b': x}}` -> flat `{'a/b': x}`."""
-  flat = {}
-  for key, value in params.items():
-    if isinstance(value, Mapping):
-      for sub, leaf in flatten(value).items():
-        flat[f'{key}/{sub}'] = leaf
-    else:
-      flat[key] = value
-  return flat
-
-
-def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-  """Flat `{'a/b': x}` -> nested `{'a': {'b': x}}`."""
-  nested: dict[str, Any] = {}
-  for key, value in flat.items():
-    *scopes, name = key.split('/')
-    node = nested
-    for scope in scopes:
-      node = node.setdefault(scope, {})
-    node[name] = value
-  return nested
 
 
 def _natural_key(name: str) -> list:

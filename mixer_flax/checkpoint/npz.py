@@ -18,7 +18,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from mixer_flax import fileio
-from mixer_flax.checkpoint.legacy import CheckpointError, convert_legacy, flatten, unflatten
+from mixer_flax.checkpoint.legacy import convert_legacy
+from mixer_flax.checkpoint.tree import CheckpointError, flatten, unflatten
 
 __all__ = ['load_npz', 'save_npz', 'local_path', 'new_file']
 

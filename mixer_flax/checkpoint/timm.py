@@ -28,15 +28,13 @@ from typing import Any
 import numpy as np
 
 from mixer_flax.checkpoint.info import describe
-from mixer_flax.checkpoint.legacy import CheckpointError, convert_legacy, flatten
+from mixer_flax.checkpoint.legacy import convert_legacy
+from mixer_flax.checkpoint.timm_import import TIMM_SUBLAYERS, TIMM_TOP
+from mixer_flax.checkpoint.tree import CheckpointError, flatten
 
 __all__ = ['to_timm_state_dict', 'timm_model_kwargs', 'timm_model_name', 'save_state_dict',
            'import_timm_mlp_mixer']
 
-_SUBLAYERS = {'LayerNorm_0': 'norm1', 'LayerNorm_1': 'norm2', 'token_mixing/Dense_0':
-              'mlp_tokens.fc1', 'token_mixing/Dense_1': 'mlp_tokens.fc2',
-              'channel_mixing/Dense_0': 'mlp_channels.fc1',
-              'channel_mixing/Dense_1': 'mlp_channels.fc2'}
 _LEAF = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias'}
 _BLOCK = re.compile(r'^MixerBlock_(\d+)/(.+)/(kernel|scale|bias)$')
 
@@ -44,13 +42,12 @@ _BLOCK = re.compile(r'^MixerBlock_(\d+)/(.+)/(kernel|scale|bias)$')
 def _timm_name(key: str) -> str:
   if m := _BLOCK.match(key):
     block, layer, leaf = m.groups()
-    if layer in _SUBLAYERS:
-      return f'blocks.{block}.{_SUBLAYERS[layer]}.{_LEAF[leaf]}'
+    if layer in TIMM_SUBLAYERS:
+      return f'blocks.{block}.{TIMM_SUBLAYERS[layer]}.{_LEAF[leaf]}'
   else:
     module, _, leaf = key.rpartition('/')
-    top = {'stem': 'stem.proj', 'pre_head_layer_norm': 'norm', 'head': 'head'}
-    if module in top and leaf in _LEAF:
-      return f'{top[module]}.{_LEAF[leaf]}'
+    if module in TIMM_TOP and leaf in _LEAF:
+      return f'{TIMM_TOP[module]}.{_LEAF[leaf]}'
   raise CheckpointError(f'Parameter {key!r} has no timm MlpMixer counterpart.')
 
 

@@ -24,11 +24,15 @@ __all__ = ['TIMM_SUFFIXES', 'from_timm_state_dict', 'is_timm_state_dict', 'read_
 
 TIMM_SUFFIXES = ('.pth', '.pt', '.bin', '.safetensors')
 
-_SUBLAYERS = {'norm1': 'LayerNorm_0', 'norm2': 'LayerNorm_1',
-              'mlp_tokens.fc1': 'token_mixing/Dense_0', 'mlp_tokens.fc2': 'token_mixing/Dense_1',
-              'mlp_channels.fc1': 'channel_mixing/Dense_0',
-              'mlp_channels.fc2': 'channel_mixing/Dense_1'}
-_TOP = {'stem.proj': 'stem', 'norm': 'pre_head_layer_norm', 'head': 'head'}
+# Official module name -> timm's (the one name table; `timm.py` exports with it).
+TIMM_SUBLAYERS = {'LayerNorm_0': 'norm1', 'LayerNorm_1': 'norm2',
+                  'token_mixing/Dense_0': 'mlp_tokens.fc1',
+                  'token_mixing/Dense_1': 'mlp_tokens.fc2',
+                  'channel_mixing/Dense_0': 'mlp_channels.fc1',
+                  'channel_mixing/Dense_1': 'mlp_channels.fc2'}
+TIMM_TOP = {'stem': 'stem.proj', 'pre_head_layer_norm': 'norm', 'head': 'head'}
+_SUBLAYERS = {timm: official for official, timm in TIMM_SUBLAYERS.items()}
+_TOP = {timm: official for official, timm in TIMM_TOP.items()}
 _BLOCK = re.compile(r'^blocks\.(\d+)\.(.+)\.(weight|bias)$')
 _WRAPPERS = ('state_dict', 'model', 'state_dict_ema', 'model_ema')
 
