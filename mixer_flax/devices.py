@@ -114,3 +114,19 @@ def prefetch_to_device(iterator: Iterable[dict[str, np.ndarray]], size: int,
   while queue:
     yield queue.popleft()
     enqueue(1)
+
+
+def sync(name: str) -> None:
+  """Barrier over all processes (no-op with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
+def any_process(flag: bool) -> bool:
+  """True if `flag` is True on any process (a collective: every process must call it)."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils
+  flags = multihost_utils.process_allgather(np.array([flag], np.int32))
+  return bool(np.any(flags))

@@ -55,9 +55,9 @@ def sigmoid_xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
 def get_loss_fn(config: ml_collections.ConfigDict, *,
                 train: bool = True) -> Callable[[jax.Array, jax.Array], jax.Array]:
   """`(logits (N,K), labels (N,K)) -> (N,)` for `config.loss`; no smoothing when not `train`."""
-  name = config.get('loss', 'softmax_xent')
+  name = config.loss
   if name == 'softmax_xent':
-    smoothing = float(config.get('label_smoothing', 0.0) or 0.0) if train else 0.0
+    smoothing = float(config.label_smoothing) if train else 0.0
     return lambda logits, labels: softmax_xent(logits, labels, label_smoothing=smoothing)
   if name == 'sigmoid_xent':
     return sigmoid_xent

@@ -27,8 +27,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from mixer_flax import fileio
-from mixer_flax.training import runtime
+from mixer_flax import devices, fileio
+from mixer_flax.training import checkpoints
 from mixer_flax.training.workdir_lock import WorkdirError
 
 PyTree = Any
@@ -90,7 +90,7 @@ def _ignore_closed_loop_callbacks() -> None:
   sys.unraisablehook = hook
 
 
-def _try_restore(ckpts: runtime.Checkpoints, step: int, target: PyTree) -> tuple[Any, str]:
+def _try_restore(ckpts: checkpoints.Checkpoints, step: int, target: PyTree) -> tuple[Any, str]:
   """(restored state dict or None, why it is damaged); raises CheckpointMismatch."""
   try:
     saved = ckpts.item_metadata(step)
@@ -109,12 +109,12 @@ def _try_restore(ckpts: runtime.Checkpoints, step: int, target: PyTree) -> tuple
     _ignore_closed_loop_callbacks()
     return None, f'its data cannot be read ({_first_line(e)})'
   expected = ckpts.saved_digest(step)
-  if expected and runtime.digest(restored) != expected:
+  if expected and checkpoints.digest(restored) != expected:
     return None, 'its restored arrays differ from the sha256 recorded when it was saved'
   return restored, ''
 
 
-def _move_aside(ckpts: runtime.Checkpoints, step: int) -> str:
+def _move_aside(ckpts: checkpoints.Checkpoints, step: int) -> str:
   root = os.path.join(os.path.dirname(ckpts.directory.rstrip('/')), DAMAGED_DIR)
   target = os.path.join(root, str(step))
   n = 1
@@ -127,7 +127,7 @@ def _move_aside(ckpts: runtime.Checkpoints, step: int) -> str:
   return target
 
 
-def restore_latest(ckpts: runtime.Checkpoints, template: PyTree, *,
+def restore_latest(ckpts: checkpoints.Checkpoints, template: PyTree, *,
                    log: Callable[[str], None]) -> tuple[int, PyTree]:
   """(step, state) of the newest restorable checkpoint, or (0, template) if there is none.
 
@@ -140,22 +140,22 @@ def restore_latest(ckpts: runtime.Checkpoints, template: PyTree, *,
     CheckpointMismatch: the checkpoints hold another state (config changed).
     WorkdirError: checkpoints exist but none can be restored.
   """
-  target = runtime.state_dict(template)
+  target = checkpoints.state_dict(template)
   damaged: list[tuple[int, str]] = []
   for step in sorted(ckpts.all_steps(), reverse=True):
     restored, why = _try_restore(ckpts, step, target)
-    if runtime.any_process(restored is None):
+    if devices.any_process(restored is None):
       damaged.append((step, why or 'it cannot be restored on another process'))
       continue
     if damaged:
       moved = [(s, w, _move_aside(ckpts, s) if jax.process_index() == 0 else '')
                for s, w in damaged]
-      runtime.sync('moved damaged checkpoints')
+      devices.sync('moved damaged checkpoints')
       ckpts.reload()
       for s, w, path in moved:
         log(f'Warning: checkpoint {s} in {ckpts.directory} cannot be restored: {w}. Moved it '
             f'to {path} (not deleted); resuming from the checkpoint of step {step}.')
-    return step, runtime.from_state_dict(template, restored)
+    return step, checkpoints.from_state_dict(template, restored)
   if damaged:
     raise WorkdirError(
         f'No checkpoint in {ckpts.directory} can be restored: ' +

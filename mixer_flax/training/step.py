@@ -148,7 +148,7 @@ def make_train_step(*, config: ml_collections.ConfigDict, model: nn.Module,
   schedule = optim.make_schedule(config)
   tx = tx or optim.make_optimizer(config, schedule)
   loss_fn = get_loss_fn(config, train=True)
-  accum_steps = int(config.get('accum_steps', 1) or 1)
+  accum_steps = int(config.accum_steps)
   augment = on_device.AugmentSpec.from_config(config, model.num_classes)
 
   def loss_of(params, images, labels, rng):

@@ -19,8 +19,8 @@ Why these keys may change on resume (`RESUMABLE_KEYS`):
 
 * `total_steps`: extends or shortens a run. The learning-rate schedule is a function of it,
   so the decay is stretched to the new end from the resumed step on (logged);
-* `eval_every`, `checkpoint_every`, `progress_every`, `keep_checkpoints`, `fewshot.every`:
-  when things happen, not what is computed;
+* `evals` (every evaluator and its options), `checkpoint_every`, `progress_every`,
+  `keep_checkpoints`: what is measured and when, not what a training step computes;
 * `data_dir`, `manual_dir`, `folder_root`, `pretrained_path`: where files are (a dataset moved
   to another disk). `pretrained_path` is only read at step 0; a resumed run restores the
   checkpoint. The comparison cannot tell a moved dataset from another one: that is on you;
@@ -33,6 +33,7 @@ step computes, so a resumed run would be an unflagged mix of two experiments.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 from collections.abc import Callable
@@ -50,8 +51,9 @@ __all__ = ['RESUMABLE_KEYS', 'CONFIG_FILE', 'ConfigMismatch', 'OpenedWorkdir', '
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
-RESUMABLE_KEYS = ('total_steps', 'eval_every', 'checkpoint_every', 'progress_every',
-                  'keep_checkpoints', 'fewshot.every', 'data_dir', 'manual_dir', 'folder_root',
+# Flattened config keys (fnmatch patterns) that may change on resume.
+RESUMABLE_KEYS = ('total_steps', 'evals', 'evals.*', 'checkpoint_every', 'progress_every',
+                  'keep_checkpoints', 'data_dir', 'manual_dir', 'folder_root',
                   'pretrained_path', 'prefetch', 'tf_threads', 'batch_eval')
 _ABSENT = '(absent)'
 
@@ -79,7 +81,8 @@ def config_changes(saved: dict[str, Any],
     if old != value:
       line = f'{key}: {json.dumps(old) if old is not _ABSENT else old} -> ' \
              f'{json.dumps(value) if value is not _ABSENT else value}'
-      (resumable if key in RESUMABLE_KEYS else refused).append(line)
+      resumable_key = any(fnmatch.fnmatchcase(key, p) for p in RESUMABLE_KEYS)
+      (resumable if resumable_key else refused).append(line)
   return resumable, refused
 
 
