@@ -47,7 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optimizer = 'adam'
   c.weight_decay = 0.1
 
-  c.eval_every = 250
+  c.evals.eval.every = 250
   c.checkpoint_every = 250
   c.keep_checkpoints = 2
   c.progress_every = 50

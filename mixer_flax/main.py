@@ -166,12 +166,17 @@ def _flag_error(e: Exception, verbose: bool) -> str:
 
 def _unknown_key(e: Exception, argv: list[str]) -> str:
   """'--config.x=1: the config has no setting 'x'. Did you mean "y"?' from ml_collections'."""
+  from mixer_flax import config as config_lib  # pylint: disable=g-import-not-at-top
+
   inner = e.args[0] if e.args and isinstance(e.args[0], KeyError) else e
   text = str(inner.args[0] if inner.args else inner)  # args[0]: the raw text, not its repr
   key, _, hint = text.partition('\n')
   key = key.strip('"\'')
-  match = re.search(r'Did you mean "([^"]+)"', hint)
   given = [a for a in argv[1:] if a.startswith('--config.') and key in a.split('=')[0]]
+  full = given[-1].split('=')[0][len('--config.'):] if given else key
+  if full in config_lib.REPLACED_KEYS:
+    return f'{" ".join(given)}: config.{full} was replaced by {config_lib.REPLACED_KEYS[full]}.'
+  match = re.search(r'Did you mean "([^"]+)"', hint)
   return (f'{" ".join(given) or key}: the config has no setting {key!r}.'
           + (f' Did you mean {match.group(1)!r}?' if match else '')
           + ' Check the spelling against the config file (--config=...).')

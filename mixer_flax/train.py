@@ -1,29 +1,11 @@
-"""The training loop: validate, initialise or resume, train with pmap, evaluate, checkpoint.
+"""The training loop: `train_and_evaluate(config, workdir)` runs one experiment.
 
-`train_and_evaluate(config, workdir)` runs one experiment (pre-training or fine-tuning)
-described by an `experiments/*.py` config (keys: `config.base_config`):
-
-* the config is validated before anything is compiled (batch divisibility, dataset, model,
-  pretrained file, the images of both splits); then `training/workdir.py` locks the workdir,
-  refuses a resume with another config and saves the resolved config to `config.json`;
-* the model starts from scratch or from an `.npz` (`checkpoint.load_pretrained`: head
-  replaced, higher resolution adapted) and is replicated on the local devices;
-* the run resumes from the newest checkpoint that restores (`training/resume.py`; damaged
-  ones are moved aside): the input pipeline restarts at the next batch and the per-step RNG
-  is a function of the step, so a resumed run is identical to an uninterrupted one;
-* the evaluators of `config.evals` (`mixer_flax/eval`: by default top-1, top-5 and loss on
-  the exact padded+masked eval split every `eval_every` steps, and linear few-shot probes
-  every `config.fewshot.every` steps when `config.fewshot` is set) run every `every` steps of
-  theirs and at the end;
-* checkpoints every `checkpoint_every` steps, at the end, and on SIGTERM or SIGINT (the
-  function then returns with `preempted=True`); a state is checkpointed only after its loss
-  and parameters were checked finite, so a NaN/Inf loss raises `NonFiniteLossError` and
-  leaves the last good checkpoint intact;
-* metrics go to clu writers, `workdir/metrics.jsonl` and the console (`metrics.py`);
-  the final parameters are exported as an official-layout `workdir/final.npz`.
-
-Host syncs happen only at progress/eval/checkpoint boundaries: the step loop only
-dispatches work (state donated, inputs prefetched to the devices).
+Validate the config, lock the workdir, initialise (or load `pretrained_path`), resume from the
+newest good checkpoint, then train with the pmapped step; the evaluators of `config.evals` run
+on their schedule and at the end; checkpoints every `checkpoint_every` steps, at the end and
+on SIGTERM / Ctrl-C; `final.npz` and `result.json` at the end. The step loop only dispatches
+work: the host syncs at progress, eval and checkpoint boundaries. A resumed run is identical
+to an uninterrupted one (batches and keys are functions of (seed, step)).
 """
 
 from __future__ import annotations
@@ -36,14 +18,14 @@ import jax
 import ml_collections
 import numpy as np
 
-from mixer_flax import checkpoint, devices, fileio, models
-from mixer_flax import config as config_lib
+from mixer_flax import checkpoint, devices, fileio, models, validate
 from mixer_flax.data import pipeline
 from mixer_flax.eval import Evaluator, build_evaluators
-from mixer_flax.training import resume, runtime
+from mixer_flax.training import checkpoints, resume
 from mixer_flax.training import step as step_lib
 from mixer_flax.training import workdir as workdir_lib
 from mixer_flax.training.metrics import MetricsLogger, format_duration
+from mixer_flax.training.preemption import PreemptionSignal
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -53,8 +35,8 @@ class NonFiniteLossError(FloatingPointError):
 def build_model(config: ml_collections.ConfigDict, num_classes: int):
   """The Mixer of `config` with a `num_classes` head (higher-resolution fine-tuning aware)."""
   overrides = {k: v for k, v in config.model.to_dict().items() if v is not None}
-  if config.get('pretrained_path'):
-    pretrained_size = config.get('pretrained_image_size', 224)
+  if config.pretrained_path:
+    pretrained_size = config.pretrained_image_size
     if config.image_size != pretrained_size:
       overrides.update(checkpoint.finetune_overrides(
           model_name=config.model_name, image_size=config.image_size,
@@ -66,7 +48,7 @@ def initial_state(config: ml_collections.ConfigDict, model, rng: jax.Array):
   """Unreplicated train state: from scratch, or with `config.pretrained_path` loaded."""
   state = step_lib.create_train_state(config=config, model=model, rng=rng,
                                       image_size=config.image_size)
-  if config.get('pretrained_path'):
+  if config.pretrained_path:
     params = checkpoint.load_pretrained(path=config.pretrained_path,
                                         init_params=jax.device_get(state.params))
     state = step_lib.create_train_state(config=config, model=model, rng=rng,
@@ -114,9 +96,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """
   t_start = time.perf_counter()
   config = ml_collections.ConfigDict(config.to_dict())  # unlocked private copy
-  config_lib.validate(config)
+  validate.validate(config)
   info = pipeline.get_dataset_info(config)  # ValueError naming config.dataset
-  config.num_classes = int(config.get('num_classes') or info.num_classes)
+  config.num_classes = int(config.num_classes or info.num_classes)
   for warning in pipeline.check_splits(config):  # broken images fail here, not at step 1
     _say(warning)
   opened = workdir_lib.open_workdir(config, workdir, allow_config_change=allow_config_change,
@@ -135,7 +117,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
   rng = jax.random.key(config.seed)
   init_rng, train_rng = jax.random.split(rng)
   state_host = initial_state(config, model, init_rng)
-  ckpts = runtime.Checkpoints(workdir, keep=config.get('keep_checkpoints', 2))
+  ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
   start_step, state_host = resume.restore_latest(ckpts, jax.device_get(state_host), log=_say)
   opened.save_config()
   state = devices.replicate(state_host)
@@ -186,14 +168,14 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
   def save(step: int) -> None:
     if pending:
       check_and_log(step)
-    if not runtime.all_finite(state.params):
+    if not checkpoints.all_finite(state.params):
       raise NonFiniteLossError(f'Parameters became non-finite by step {step}; not saved. The '
                                f'last good checkpoint (step {ckpts.latest_step()}) is intact.')
     ckpts.save(step, devices.unreplicate(state))
 
   try:
     stop = False
-    with runtime.PreemptionSignal() as preemption:
+    with PreemptionSignal() as preemption:
       for step in range(start_step + 1, config.total_steps + 1):
         batch = next(train_iter)
         state, metrics = p_train_step(state, batch, train_rng)
@@ -202,7 +184,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
         if step % config.progress_every == 0 or is_last:
           check_and_log(step)
           # Multi-host: all processes must stop at the same step, so they agree here.
-          stop = runtime.any_process(preemption.received is not None)
+          stop = devices.any_process(preemption.received is not None)
         if jax.process_count() == 1:
           stop = preemption.received is not None
         t_eval = time.perf_counter()
@@ -233,7 +215,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
   ckpts.close()
   params = devices.unreplicate(state.params)
   result.update(step=step, process_index=jax.process_index(),
-                params_digest=runtime.digest(params))
+                params_digest=checkpoints.digest(params))
   if is_main and not result['preempted']:
     checkpoint.save_npz(fileio.join(workdir, 'final.npz'), params)
   result['wall_time_s'] = time.perf_counter() - t_start

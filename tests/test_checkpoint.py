@@ -298,7 +298,6 @@ def test_fetch_copies_into_cache_once(tmp_path, monkeypatch, capsys):
 
 def test_inconsistent_file_names_first_disagreeing_key(ti4, tmp_path, capsys):
   """Blocks that disagree fail in describe/inspect/load_model with the key and both shapes."""
-  from mixer_flax.eval import classification  # pylint: disable=g-import-not-at-top
   _, params, _ = ti4
   flat = _official_flat(params)
   flat['MixerBlock_2/channel_mixing/Dense_0/kernel'] = np.zeros((128, 256), np.float32)
@@ -309,7 +308,7 @@ def test_inconsistent_file_names_first_disagreeing_key(ti4, tmp_path, capsys):
   with pytest.raises(CheckpointError, match=message):
     checkpoint_info.describe(checkpoint.load_npz(path), source=path)
   with pytest.raises(CheckpointError, match=message):
-    classification.load_model(path)
+    checkpoint.load_model(path)
   assert checkpoint_cli.inspect_main([path]) == 1
   assert "'MixerBlock_2/channel_mixing/Dense_0/kernel' has shape (128, 256)" in (
       capsys.readouterr().err)

@@ -7,7 +7,6 @@ import pytest
 
 from mixer_flax import checkpoint, models
 from mixer_flax.checkpoint import CheckpointError, adapt
-from mixer_flax.eval import classification
 
 RES, CLASSES = 16, 5  # Mixer-Ti_4 at 16 px: a 4x4 token grid.
 
@@ -72,12 +71,12 @@ def test_load_pretrained_at_any_size(tmp_path, random_mixer_params, size):
   np.testing.assert_array_equal(restored['stem']['kernel'], params['stem']['kernel'])
   assert np.isfinite(jax.jit(model.apply)({'params': restored}, images)).all()
   if isinstance(size, int):  # What `scripts/evaluate.py --adapt_resolution` loads.
-    _, loaded, arch = classification.load_model(path, image_size=size, adapt_resolution=True)
+    _, loaded, arch = checkpoint.load_model(path, image_size=size, adapt_resolution=True)
     assert arch['image_size'] == size
     np.testing.assert_array_equal(loaded['MixerBlock_1']['token_mixing']['Dense_1']['kernel'],
                                   expected['Dense_1/kernel'])
     with pytest.raises(ValueError, match=f'image_size={size}'):
-      classification.load_model(path, image_size=size)
+      checkpoint.load_model(path, image_size=size)
 
 
 def test_integer_factor_keeps_block_diagonal_and_rejects_other_widths(tmp_path,

@@ -161,7 +161,6 @@ def test_export_script_writes_loadable_files(ti4, tmp_path, capsys):
 def test_import_inverts_export_and_loads_everywhere(ti4, tmp_path):
   """export -> import is the identity; load_params, load_pretrained and load_model take the file."""
   _require('safetensors')
-  from mixer_flax.eval import classification  # pylint: disable=g-import-not-at-top
   params, images, logits = ti4
   flat = checkpoint.flatten(params)
   back = timm_import.from_timm_state_dict(export_timm.to_timm_state_dict(params))
@@ -173,7 +172,7 @@ def test_import_inverts_export_and_loads_everywhere(ti4, tmp_path):
   loaded = checkpoint.flatten(checkpoint.load_params(path))
   assert all(np.array_equal(loaded[k], v) for k, v in flat.items())
   restored = checkpoint.load_pretrained(path=path, init_params=jax.eval_shape(lambda: params))
-  model, model_params, arch = classification.load_model(path)
+  model, model_params, arch = checkpoint.load_model(path)
   assert arch['model_name'] == 'Mixer-Ti_4' and arch['image_size'] == RES
   for p in (restored, model_params):
     np.testing.assert_array_equal(jax.jit(model.apply)({'params': p}, images), logits)

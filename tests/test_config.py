@@ -1,10 +1,10 @@
-"""config.py and experiment.py: validation (every problem at once), evals, the argument grammar."""
+"""config.py (plain data, the argument grammar) and validate.py (every problem at once)."""
 
 import ml_collections
 import pytest
 
 from mixer_flax import config as config_lib
-from mixer_flax.eval import fewshot
+from mixer_flax.validate import validate
 
 
 def make_config(**overrides) -> ml_collections.ConfigDict:
@@ -15,39 +15,31 @@ def make_config(**overrides) -> ml_collections.ConfigDict:
 
 
 def test_validate_config_accepts_good_and_names_bad_keys():
-  config_lib.validate(make_config(), num_devices=8, process_count=1)
+  validate(make_config(), num_devices=8, process_count=1)
   with pytest.raises(ValueError, match=r'config\.batch=16 is not divisible .* 32'):
-    config_lib.validate(make_config(accum_steps=4), num_devices=8, process_count=1)
+    validate(make_config(accum_steps=4), num_devices=8, process_count=1)
   with pytest.raises(ValueError, match=r'config\.batch=16 is not divisible'):
-    config_lib.validate(make_config(), num_devices=8, process_count=4)
+    validate(make_config(), num_devices=8, process_count=4)
   bad = make_config(optimizer='lamb', batch_eval=12, label_smoothing=0.1, loss='sigmoid_xent',
                     warmup_steps=-1, image_size=18, decay_type='step')
   with pytest.raises(ValueError) as err:
-    config_lib.validate(bad, num_devices=8, process_count=1)
+    validate(bad, num_devices=8, process_count=1)
   for key in ('optimizer', 'batch_eval', 'label_smoothing', 'warmup_steps', 'image_size',
               'decay_type'):
     assert f'config.{key}' in str(err.value)
   bad = make_config(dataset='image_folder', folder_root=None, pretrained_path='ft.npz',
                     pretrained_image_size=0)
   with pytest.raises(ValueError) as err:
-    config_lib.validate(bad, num_devices=1, process_count=1)
+    validate(bad, num_devices=1, process_count=1)
   for key in ('folder_root', 'pretrained_image_size=0'):
     assert f'config.{key}' in str(err.value)
   bad = make_config()
   bad.model = ml_collections.ConfigDict(dict(stoch_depth=0.1, widht=3))
   with pytest.raises(ValueError, match=r'config\.model has unknown key'):
-    config_lib.validate(bad, num_devices=1, process_count=1)
-  bad.model = ml_collections.ConfigDict(dict(token_layout='ncs', token_hidden='dn'))
-  with pytest.raises(ValueError) as err:
-    config_lib.validate(bad, num_devices=1, process_count=1)
-  assert "config.model.token_layout='ncs'" in str(err.value)
-  assert "config.model.token_hidden='dn' must be one of dm|md" in str(err.value)
-  bad.model = ml_collections.ConfigDict(dict(token_layout='snc', token_hidden='md',
-                                             gelu_remat=True))
-  config_lib.validate(make_config(model=bad.model), num_devices=1, process_count=1)
+    validate(bad, num_devices=1, process_count=1)
   del bad['total_steps']
   with pytest.raises(ValueError, match=r'config\.total_steps is missing'):
-    config_lib.validate(bad, num_devices=1, process_count=1)
+    validate(bad, num_devices=1, process_count=1)
 
 
 def test_validate_reports_data_loop_and_evaluator_problems_together():
@@ -56,57 +48,60 @@ def test_validate_reports_data_loop_and_evaluator_problems_together():
   bad.evals = ml_collections.ConfigDict(dict(val=dict(type='top1', every=0)))
   bad.progress_every = 0
   with pytest.raises(ValueError) as err:
-    config_lib.validate(bad, num_devices=1, process_count=1)
+    validate(bad, num_devices=1, process_count=1)
   message = str(err.value)
   for key in ('config.pp.crop', 'config.pp.area_min', 'config.pp.eval_resize=100',
               'config.pp.mixup_alpha', 'config.progress_every'):
     assert key in message
   bad.progress_every = 10
   with pytest.raises(ValueError) as err:
-    config_lib.validate(bad, num_devices=1, process_count=1)
+    validate(bad, num_devices=1, process_count=1)
   assert "config.evals.val.type='top1'" in str(err.value)
   assert 'config.evals.val.every=0' in str(err.value)
 
 
 def test_validate_names_bad_augmentation_choices_and_odd_mixup_pairs():
   good = make_config(batch=48)
-  good.pp.update(mixup_alpha=0.5, randaug_layers=2, randaug_magnitude=15,
-                 randaug_mode='compact', randaug_histogram='onehot')
-  config_lib.validate(good, num_devices=8, process_count=1)  # 6 per device
+  good.pp.update(mixup_alpha=0.5, randaug_layers=2, randaug_magnitude=15)
+  validate(good, num_devices=8, process_count=1)  # 6 per device
   bad = make_config(batch=24)  # 3 per device on 8 devices
-  bad.pp.update(mixup_alpha=0.2, randaug_mode='fast', randaug_histogram='sort')
+  bad.pp.update(mixup_alpha=0.2)
   with pytest.raises(ValueError) as err:
-    config_lib.validate(bad, num_devices=8, process_count=1)
+    validate(bad, num_devices=8, process_count=1)
   message = str(err.value)
-  assert "config.pp.randaug_mode='fast' must be one of ('auto', 'select', 'compact'" in message
-  assert "config.pp.randaug_histogram='sort' must be one of ('auto', 'scatter'" in message
   assert ('config.batch=24 over 8 devices (processes x local devices) is 3 per device; make '
           'config.batch a multiple of 16 or set config.pp.mixup_alpha=0') in message
-  bad.pp.update(randaug_mode='switch', randaug_histogram='auto')
   with pytest.raises(ValueError, match=r'over 8 devices .* is 3 per device'):
-    config_lib.validate(bad, num_devices=4, process_count=2)  # 2 processes x 4: 3 each
+    validate(bad, num_devices=4, process_count=2)  # 2 processes x 4: 3 each
   bad.pp.mixup_alpha = 0.0
-  config_lib.validate(bad, num_devices=8, process_count=1)  # no mixup: any per-device batch
+  validate(bad, num_devices=8, process_count=1)  # no mixup: any per-device batch
 
 
 def test_missing_pretrained_file_is_named(tmp_path):
   config = config_lib.base_config()
   config.pretrained_path = str(tmp_path / 'nope.npz')
   with pytest.raises(FileNotFoundError, match=r'config\.pretrained_path=.*nope\.npz'):
-    config_lib.validate(config, num_devices=1, process_count=1)
-  config_lib.validate(config, num_devices=1, process_count=1, check_files=False)
+    validate(config, num_devices=1, process_count=1)
+  validate(config, num_devices=1, process_count=1, check_files=False)
 
 
-def test_evals_come_from_config_evals_or_the_older_keys():
-  config = config_lib.base_config()
+def test_evaluators_have_one_syntax_and_old_keys_name_their_replacement():
+  config = make_config()
+  config.evals.probe = dict(type='fewshot', every=5, datasets=('sklearn_digits',), shots=(1,))
+  validate(config, num_devices=1, process_count=1)
+  config.evals.probe.shot = 3
   config.eval_every = 7
-  assert {k: v.to_dict() for k, v in config_lib.evals(config).items()} == {
-      'eval': dict(type='classification', every=7)}
-  config.fewshot = fewshot.get_fewshot_config(datasets=('sklearn_digits',), every=None)
-  entry = config_lib.evals(config)['fewshot']
-  assert (entry.type, entry.every, entry.datasets) == ('fewshot', 7, ('sklearn_digits',))
-  config.evals = ml_collections.ConfigDict(dict(val=dict(type='classification', every=3)))
-  assert list(config_lib.evals(config)) == ['val']
+  config.fewshot = ml_collections.ConfigDict(dict(every=5))
+  config.totl_steps = 3
+  config.pp.randaug_mode = 'switch'
+  with pytest.raises(ValueError) as err:
+    validate(config, num_devices=1, process_count=1)
+  message = str(err.value)
+  assert 'config.eval_every was replaced by config.evals.<name>.every' in message
+  assert 'config.fewshot was replaced by an evaluator entry: config.evals.fewshot =' in message
+  assert 'config.totl_steps is not a trainer key; did you mean config.total_steps?' in message
+  assert 'config.pp.randaug_mode was replaced by nothing: the backend picks' in message
+  assert "config.evals.probe has unknown option(s) ['shot'] for type 'fewshot'" in message
 
 
 def test_parse_arg_is_one_grammar_for_every_experiment_file():

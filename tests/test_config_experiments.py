@@ -15,8 +15,8 @@ from ml_collections import config_flags
 
 from mixer_flax import config as config_lib
 from mixer_flax import models
-from mixer_flax.paper import recipes
 from mixer_flax.training import optim
+from mixer_flax.validate import validate
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / 'experiments'
 PRETRAIN = {'imagenet_b16.py': ('Mixer-B_16', 'imagenet2012', 15, 0.5),
@@ -45,15 +45,12 @@ def load(file: str, arg: str | None = None, *overrides: str):
 
 def build_and_check(config) -> None:
   """Validates `config` and builds model params, optimizer state and schedule abstractly."""
-  for key in config_lib.TRAINER_KEYS:
-    assert key in config, key
-  for key in ('crop', 'area_min', 'flip', 'randaug_layers', 'randaug_magnitude', 'mixup_alpha',
-              'eval_mode', 'eval_resize'):
-    assert key in config.pp, key
-  config_lib.validate(config, num_devices=8, process_count=1, check_files=False)
-  config_lib.validate(config, num_devices=1, process_count=1, check_files=False)
+  base = config_lib.base_config()
+  assert set(config) == set(base) and set(config.pp) == set(base.pp)
+  validate(config, num_devices=8, process_count=1, check_files=False)
+  validate(config, num_devices=1, process_count=1, check_files=False)
   # Data spec: a known dataset with splits; the class count is fixed except for image folders.
-  assert config.dataset in recipes.FINETUNE_DATASETS or config.dataset == 'imagenet21k'
+  assert config.dataset in FINETUNE_DATASETS or config.dataset == 'imagenet21k'
   assert config.train_split and config.eval_split and config.train_split != config.eval_split or (
       config.dataset == 'image_folder')
   assert (config.num_classes is None) == (config.dataset == 'image_folder')
@@ -102,7 +99,8 @@ def test_pretrain_configs(file, arg):
     assert config.num_classes == 21_843
     n = 14_197_122 - 51_200
   assert config.total_steps == math.ceil(300 * n / 4096)
-  assert 'imagenet2012' in config.fewshot.datasets
+  assert config.evals.fewshot.type == 'fewshot'
+  assert 'imagenet2012' in config.evals.fewshot.datasets
 
 
 @pytest.mark.parametrize('arg', FINETUNE_ARGS)
@@ -139,10 +137,10 @@ def test_overrides_and_bad_arguments():
                 '--config.accum_steps=4')
   assert (config.folder_root, config.pretrained_path) == ('/data/pets', '/tmp/own.npz')
   with pytest.raises(ValueError, match=r'config\.folder_root must be set'):
-    config_lib.validate(load('finetune.py', 'Mixer-B_16,image_folder'), num_devices=1,
+    validate(load('finetune.py', 'Mixer-B_16,image_folder'), num_devices=1,
                         check_files=False)
   assert (config.base_lr, config.accum_steps) == (0.01, 4)
-  config_lib.validate(config, num_devices=8, process_count=1, check_files=False)
+  validate(config, num_devices=8, process_count=1, check_files=False)
   # absl wraps the config's ValueError; the message names the bad argument.
   with pytest.raises(flags.IllegalFlagValueError, match="image_size='big' is not a number"):
     load('finetune.py', 'Mixer-B_16,cifar10,big')

@@ -3,11 +3,11 @@
 import os
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
 
+from mixer_flax import config as config_lib
 from mixer_flax import devices
 from mixer_flax.data import pipeline, sources
 from mixer_flax.data.datasets import sklearn_digits
@@ -21,14 +21,12 @@ def digits_dir(tmp_path_factory):
 
 
 def make_config(**overrides):
-  pp = dict(crop='resize', area_min=0.3, flip=False, randaug_layers=0, randaug_magnitude=0,
-            mixup_alpha=0.0, eval_mode='resize', eval_resize=8)
-  pp.update(overrides.pop('pp', {}))
-  c = dict(dataset='sklearn_digits', data_dir=None, manual_dir=None, folder_root=None,
-           train_split='train', eval_split='test', num_classes=None, image_size=8, batch=64,
-           batch_eval=64, shuffle_buffer=500, prefetch=0, tf_threads=0, pp=pp)
-  c.update(overrides)
-  return ml_collections.ConfigDict(c)
+  c = config_lib.base_config()
+  c.pp.update(crop='resize', area_min=0.3, flip=False, eval_mode='resize', eval_resize=8)
+  c.pp.update(overrides.pop('pp', {}))
+  c.update(dict(dataset='sklearn_digits', train_split='train', eval_split='test', image_size=8,
+                batch=64, batch_eval=64, shuffle_buffer=500, prefetch=0), **overrides)
+  return c
 
 
 def digits_pixels():

@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 from mixer_flax import checkpoint, models
+from mixer_flax.checkpoint import info as checkpoint_info
 from mixer_flax.data import pipeline
-from mixer_flax.eval import classification, cli
+from mixer_flax.eval import classification, cli, inputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,10 +67,10 @@ def test_evaluate_matches_hand_computed_accuracy(folder, tmp_path):
 def test_infer_architecture_official_shapes():
   model = models.create_model('Mixer-B_16', num_classes=1000)
   shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), np.zeros((1, 224, 224, 3))))
-  arch = classification.infer_architecture(shapes['params'])
+  arch = checkpoint_info.infer_architecture(shapes['params'])
   assert arch == dict(model_name='Mixer-B_16', num_classes=1000, image_size=224, overrides={})
   with pytest.raises(ValueError, match='image_size=384'):
-    classification.infer_architecture(shapes['params'], image_size=384)
+    checkpoint_info.infer_architecture(shapes['params'], image_size=384)
 
 
 def test_real_labels_exclude_examples_without_labels(monkeypatch):
@@ -88,8 +89,8 @@ def test_real_labels_exclude_examples_without_labels(monkeypatch):
   batch = {'images': np.zeros((n, 1, 8, 8, 3), np.float32), 'labels': labels,
            'mask': np.ones((n, 1), np.float32)}
   monkeypatch.setattr(pipeline, 'get_eval_iterator', lambda config: iter([batch]))
-  config = classification.eval_config(dataset='imagenet2012_real', split='validation', image_size=8,
-                                      model_name='Mixer-Ti_4', batch=n)
+  config = inputs.eval_config(dataset='imagenet2012_real', split='validation', image_size=8,
+                              batch=n, num_classes=5)
   assert config.label_key == 'real_label'
   metrics = classification.evaluate_params(config, model, params)
   assert metrics['eval_count'] == min(n, 2)

@@ -1,11 +1,11 @@
 """Few-shot linear probe: closed-form solver, shots curve on digits, the evaluator end to end."""
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from mixer_flax import config as config_lib
 from mixer_flax import devices, models
 from mixer_flax.eval import fewshot
 
@@ -60,15 +60,13 @@ def test_evaluator_on_digits_mixer_features(tmp_path):
   """FewShotEvaluator end to end (tfds sklearn_digits, eval pipeline, random-init Mixer-Ti_4)."""
   model = models.create_model('Mixer-Ti_4', num_classes=10)
   params = jax.jit(model.init)(jax.random.PRNGKey(0), np.zeros((1, 16, 16, 3), np.float32))
-  config = ml_collections.ConfigDict(dict(
-      model_name='Mixer-Ti_4', dataset='sklearn_digits', data_dir=str(tmp_path), manual_dir=None,
-      folder_root=None, train_split='train', eval_split='test', num_classes=None, image_size=16,
-      batch_eval=256, prefetch=0, tf_threads=0, shuffle_buffer=10,
-      pp=dict(crop='resize', flip=False, eval_mode='resize', eval_resize=16),
-      fewshot=fewshot.get_fewshot_config(datasets=('sklearn_digits',), shots=(1, 5, 25),
-                                         seeds=(0, 1), image_size=16, batch=256,
-                                         pp=dict(eval_mode='resize', eval_resize=16))))
-  results = fewshot.FewShotEvaluator(config=config, model=model).run(params['params'])
+  config = config_lib.base_config()
+  config.update(model_name='Mixer-Ti_4', dataset='sklearn_digits', data_dir=str(tmp_path),
+                image_size=16)
+  options = dict(datasets=('sklearn_digits',), shots=(1, 5, 25), seeds=(0, 1), image_size=16,
+                 batch=256, pp=dict(eval_mode='resize', eval_resize=16))
+  results = fewshot.FewShotEvaluator(config=config, model=model,
+                                     options=options).run(params['params'])
   assert sorted(results) == [f'fewshot/sklearn_digits_{k}shot' for k in (1, 25, 5)]
   accs = [results[f'fewshot/sklearn_digits_{k}shot'] for k in (1, 5, 25)]
   assert accs[0] < accs[1] < accs[2]

@@ -96,7 +96,7 @@ def _wait_for_progress(workdir, proc, deadline):
 def test_sigterm_saves_then_rerun_resumes_and_prints_accuracy(tmp_path, data_dir):
   workdir = str(tmp_path / 'w')
   common = [f'--config.data_dir={data_dir}', '--config.progress_every=5',
-            '--config.checkpoint_every=1000', '--config.eval_every=1000',
+            '--config.checkpoint_every=1000', '--config.evals.eval.every=1000',
             '--config.warmup_steps=5']
   cmd = command(workdir, *common, '--config.total_steps=400')
   proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

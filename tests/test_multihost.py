@@ -13,18 +13,18 @@ import socket
 import subprocess
 import sys
 
-import ml_collections
 import numpy as np
 import pytest
 
 from mixer_flax import checkpoint
+from mixer_flax import config as config_lib
 from mixer_flax.data import pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 400
 STEPS = 12
 OVERRIDES = [f'--config.total_steps={STEPS}', '--config.batch=32', '--config.batch_eval=360',
-             '--config.warmup_steps=2', '--config.progress_every=4', '--config.eval_every=12',
+             '--config.warmup_steps=2', '--config.progress_every=4', '--config.evals.eval.every=12',
              '--config.checkpoint_every=8', '--config.tf_threads=1',
              '--config.shuffle_buffer=512',
              # SGD: float rounding differences between the runs stay at rounding level
@@ -81,8 +81,9 @@ def data_dir(tmp_path_factory):
 def test_two_processes_agree_and_match_single_process(tmp_path, data_dir):
   config = ['--config=experiments/digits.py', *OVERRIDES, f'--config.data_dir={data_dir}']
   # Prepare the dataset here, so that the three processes below do not race to build it.
-  pipeline.get_dataset_info(ml_collections.ConfigDict(
-      {'dataset': 'sklearn_digits', 'data_dir': data_dir}))
+  digits = config_lib.load_experiment('experiments/digits.py')
+  digits.data_dir = data_dir
+  pipeline.get_dataset_info(digits)
   ref_dir, multi_dir = str(tmp_path / 'single'), str(tmp_path / 'multi')
   port = free_port()
   commands = [([sys.executable, '-c', REFERENCE, *config, f'--workdir={ref_dir}'], 4)]

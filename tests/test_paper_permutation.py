@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from mixer_flax import config as config_lib
 from mixer_flax import models
 from mixer_flax.paper import permutation, permutation_experiment
 
@@ -60,17 +61,14 @@ def test_digits_folder_feeds_the_trainer_exactly_the_permuted_pixels(tmp_path):
   from mixer_flax.data import pipeline
   from mixer_flax.data.datasets.sklearn_digits import digits_split
 
-  base = __import__('ml_collections').ConfigDict(dict(
-      model_name='Mixer-Ti_4', model={}, image_size=16, dataset='sklearn_digits',
-      folder_root=None, data_dir=None, manual_dir=None, train_split='train', eval_split='test',
-      num_classes=None, pp=dict(crop='inception', flip=True, eval_mode='resize_small_crop',
-                                eval_resize=18, area_min=0.05, randaug_layers=0,
-                                randaug_magnitude=0, mixup_alpha=0.0),
-      batch=8, batch_eval=360, total_steps=10, eval_every=5, checkpoint_every=5, prefetch=0,
-      shuffle_buffer=10, tf_threads=0))
+  base = config_lib.base_config()
+  base.update(dict(model_name='Mixer-Ti_4', image_size=16, dataset='sklearn_digits',
+                   train_split='train', eval_split='test', batch=8, batch_eval=360,
+                   total_steps=10, checkpoint_every=5, prefetch=0, shuffle_buffer=10))
+  base.pp.update(eval_resize=18)
   config = permutation_experiment.experiment_config(base, kind='patch_pixel',
                                                     data_root=str(tmp_path))
-  assert config.pp.crop == 'resize' and not config.pp.flip and config.eval_every == 10
+  assert config.pp.crop == 'resize' and not config.pp.flip and config.evals.eval.every == 10
   batches = list(pipeline.get_eval_iterator(config))
   images = np.concatenate([np.asarray(b['images']).reshape(-1, 16, 16, 3) for b in batches])
   labels = np.concatenate([np.asarray(b['labels']).reshape(-1) for b in batches])

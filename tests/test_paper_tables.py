@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mixer_flax.paper import reproduce, tables, throughput
+from mixer_flax.paper import reproduce, table1, tables, throughput
 from mixer_flax.perf import flops
 
 # The paper's Table 1, copied independently of mixer_flax.paper.tables (paper Table 1).
@@ -29,7 +29,7 @@ def test_table1_equals_paper(tmp_path):
   assert '\n'.join(lines[:9]) == PAPER_TABLE1_MD
   assert (tmp_path / 'table_1.md').read_text().startswith(PAPER_TABLE1_MD)
   for name, count in EXACT_1000.items():
-    assert tables.table1_row(name)['params_1000'] == count
+    assert table1.table1_row(name)['params_1000'] == count
   exact_row = next(line for line in lines if line.startswith('| Exact params, 1000'))
   assert '59,880,472' in exact_row and '208,196,168' in exact_row
 
@@ -37,7 +37,7 @@ def test_table1_equals_paper(tmp_path):
 def test_table1_mismatch_is_flagged(monkeypatch):
   monkeypatch.setitem(tables.PAPER_TABLE1, 'Mixer-S_32', {**tables.PAPER_TABLE1['Mixer-S_32'],
                                                           'params_M': 20})
-  markdown, ok = tables.table1_markdown()
+  markdown, ok = table1.table1_markdown()
   assert not ok and '20 / 19 **MISMATCH**' in markdown
 
 

@@ -16,11 +16,11 @@ import pytest
 from mixer_flax import checkpoint, train
 from mixer_flax import config as config_lib
 from mixer_flax.data import pipeline
-from mixer_flax.eval import fewshot
-from mixer_flax.training import resume, runtime
+from mixer_flax.training import checkpoints, resume
 from mixer_flax.training import step as step_lib
 from mixer_flax.training import workdir as workdir_lib
 from mixer_flax.training.metrics import read_metrics
+from mixer_flax.validate import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 60
@@ -46,7 +46,7 @@ def tiny_config(data_dir, **overrides):
   c.warmup_steps = 10
   c.base_lr = 3e-3
   c.progress_every = 10
-  c.eval_every = 30
+  c.evals.eval.every = 30
   c.checkpoint_every = 20
   c.keep_checkpoints = 2
   c.tf_threads = 1
@@ -78,10 +78,10 @@ def flat(tree):
 
 def test_digits_config_defines_every_trainer_key_and_validates():
   config = load_digits_config()
-  assert set(config_lib.TRAINER_KEYS) <= set(config.keys())
+  assert set(config_lib.base_config().keys()) == set(config.keys())
   assert not config.pp.flip  # digits are not mirror-symmetric
   assert config_lib.load_experiment('experiments/digits.py:7').total_steps == 7
-  config_lib.validate(config)
+  validate(config)
 
 
 def test_short_run_learns_and_writes_outputs(reference, data_dir):
@@ -103,7 +103,7 @@ def test_short_run_learns_and_writes_outputs(reference, data_dir):
     saved = json.load(f)
   assert saved['total_steps'] == STEPS and saved['model']['hidden_dim'] == 32
   assert saved['num_classes'] == 10  # resolved from the dataset
-  ckpts = runtime.Checkpoints(workdir, keep=2)
+  ckpts = checkpoints.Checkpoints(workdir, keep=2)
   assert ckpts.all_steps() == [40, 60]
   # final.npz: official flat layout, identical to the last checkpoint's params.
   params = final_params(workdir)
@@ -142,7 +142,7 @@ def test_sigterm_then_resume_equals_uninterrupted(reference, data_dir, tmp_path,
     first = train.train_and_evaluate(tiny_config(data_dir), workdir)
   assert first['preempted'] and first['step'] == 25
   assert not os.path.exists(os.path.join(workdir, 'final.npz'))
-  assert runtime.Checkpoints(workdir, keep=2).latest_step() == 25
+  assert checkpoints.Checkpoints(workdir, keep=2).latest_step() == 25
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
 
   second = train.train_and_evaluate(tiny_config(data_dir), workdir)
@@ -163,7 +163,7 @@ def test_longer_rerun_continues_from_final_checkpoint(reference, data_dir, tmp_p
   result = train.train_and_evaluate(tiny_config(data_dir, total_steps=STEPS + 10), workdir)
   assert result['resumed_from'] == STEPS and result['step'] == STEPS + 10
   assert [r['step'] for r in read_metrics(workdir)] == list(range(10, STEPS + 11, 10))
-  assert runtime.Checkpoints(workdir, keep=2).all_steps() == [STEPS, STEPS + 10]
+  assert checkpoints.Checkpoints(workdir, keep=2).all_steps() == [STEPS, STEPS + 10]
 
 
 def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(reference, data_dir,
@@ -174,13 +174,13 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(reference, da
   config = tiny_config(data_dir, total_steps=STEPS + 40, base_lr=1e30)
   with pytest.raises(train.NonFiniteLossError, match='non-finite.*last good checkpoint'):
     train.train_and_evaluate(config, workdir, allow_config_change=True)  # base_lr changed
-  ckpts = runtime.Checkpoints(workdir, keep=2)
+  ckpts = checkpoints.Checkpoints(workdir, keep=2)
   assert ckpts.latest_step() == STEPS  # nothing saved after the blow-up
   model = train.build_model(config, 10)
   template = jax.device_get(train.initial_state(config, model, jax.random.key(1)))
   restored = ckpts.restore(STEPS, template)
   ckpts.close()
-  assert runtime.all_finite(restored.params)
+  assert checkpoints.all_finite(restored.params)
   a, b = flat(restored.params), flat(final_params(ref_dir))
   for k in a:
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)
@@ -197,10 +197,11 @@ def test_finetune_from_npz_with_other_class_count_replaces_head(reference, data_
   checkpoint.save_npz(npz, params)
   config = tiny_config(data_dir, pretrained_path=npz, pretrained_image_size=16,
                        total_steps=20, warmup_steps=2, optimizer='sgd', base_lr=0.03,
-                       weight_decay=0.0, eval_every=20, checkpoint_every=20)
-  config.fewshot = fewshot.get_fewshot_config(
-      datasets=('sklearn_digits',), shots=(5,), seeds=(0,), image_size=16, batch=360,
-      pp=dict(eval_mode='resize', eval_resize=16), data_dir=data_dir, every=10)
+                       weight_decay=0.0, checkpoint_every=20)
+  config.evals.eval.every = 20
+  config.evals.fewshot = dict(
+      type='fewshot', every=10, datasets=('sklearn_digits',), shots=(5,), seeds=(0,),
+      image_size=16, batch=360, pp=dict(eval_mode='resize', eval_resize=16), data_dir=data_dir)
   loaded = []
   create = step_lib.create_train_state
 
@@ -223,7 +224,7 @@ def test_finetune_from_npz_with_other_class_count_replaces_head(reference, data_
   assert tuned['head']['kernel'].shape == (32, 10)
   assert np.abs(tuned['head']['kernel']).max() > 0  # the new head trained
   assert result['eval_accuracy'] > 0.6
-  # The few-shot probe ran at steps 10 and 20 (config.fewshot.every) on the pre-logits.
+  # The few-shot probe ran at steps 10 and 20 (its `every`) on the pre-logits.
   probes = [r for r in read_metrics(str(tmp_path / 'ft')) if 'fewshot/sklearn_digits_5shot' in r]
   assert [r['step'] for r in probes] == [10, 20]
   assert result['fewshot/sklearn_digits_5shot'] > 0.3  # 10 classes: chance 0.1

@@ -25,7 +25,7 @@ def _config(data_dir, dtype):
   c.warmup_steps = 15
   c.base_lr = 3e-3
   c.progress_every = 50
-  c.eval_every = c.checkpoint_every = STEPS
+  c.evals.eval.every = c.checkpoint_every = STEPS
   c.tf_threads = 1
   return c
 

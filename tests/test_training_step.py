@@ -14,6 +14,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from mixer_flax import config as config_lib
 from mixer_flax import models
 from mixer_flax.training import losses, optim
 from mixer_flax.training import step as step_lib
@@ -26,12 +27,12 @@ TINY = dict(hidden_dim=32, num_blocks=1, tokens_mlp_dim=16, channels_mlp_dim=64)
 
 
 def make_config(**overrides) -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict(dict(
+  c = config_lib.base_config()
+  c.update(dict(
       model_name='Mixer-Ti_4', image_size=IMAGE, batch=GLOBAL_BATCH, batch_eval=GLOBAL_BATCH,
       accum_steps=1, total_steps=20, base_lr=1e-2, warmup_steps=4, decay_type='linear',
       end_lr=1e-4, optimizer='adam', weight_decay=0.1, momentum=0.9, optim_dtype='float32',
-      grad_norm_clip=1.0, loss='softmax_xent', label_smoothing=0.1))
-  c.update(overrides)
+      grad_norm_clip=1.0, loss='softmax_xent', label_smoothing=0.1), **overrides)
   return c
 
 

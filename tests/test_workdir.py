@@ -22,11 +22,11 @@ import test_train
 from test_train import STEPS, tiny_config
 
 from mixer_flax import checkpoint, models, train
-from mixer_flax import config as config_lib
 from mixer_flax.data import pipeline
 from mixer_flax.eval import cli
-from mixer_flax.training import resume, runtime, step, workdir, workdir_lock
+from mixer_flax.training import checkpoints, resume, step, workdir, workdir_lock
 from mixer_flax.training.metrics import MetricsLogger, read_metrics
+from mixer_flax.validate import validate
 
 # The module-scoped fixtures of test_train, instantiated again for this module.
 data_dir = test_train.data_dir
@@ -78,13 +78,14 @@ def test_allowed_change_resumes_and_keeps_the_old_config(reference, data_dir, tm
   path = copy_of(reference, tmp_path)
   with open(os.path.join(path, 'config.json'), 'rb') as f:
     old = f.read()
-  config = tiny_config(data_dir, base_lr=1e-3, eval_every=5)
+  config = tiny_config(data_dir, base_lr=1e-3)
+  config.evals.eval.every = 5
   with pytest.raises(workdir.ConfigMismatch, match='base_lr'):
     train.train_and_evaluate(config, path)
   result = train.train_and_evaluate(config, path, allow_config_change=True)
   assert result['resumed_from'] == STEPS and result['step'] == STEPS
   out = capsys.readouterr().out
-  assert 'base_lr: 0.003 -> 0.001' in out and 'eval_every: 30 -> 5' in out
+  assert 'base_lr: 0.003 -> 0.001' in out and 'evals.eval.every: 30 -> 5' in out
   with open(os.path.join(path, f'config.step{STEPS}.json'), 'rb') as f:
     assert json.loads(f.read()) == json.loads(old)
   with open(os.path.join(path, 'config.json')) as f:
@@ -93,11 +94,14 @@ def test_allowed_change_resumes_and_keeps_the_old_config(reference, data_dir, tm
 
 
 def test_config_changes_splits_resumable_keys():
-  saved = {'total_steps': 10, 'base_lr': 0.1, 'pp': {'flip': True}, 'fewshot': None}
-  new = {'total_steps': 20, 'base_lr': 0.1, 'pp': {'flip': False}, 'fewshot': {'every': 5}}
+  saved = {'total_steps': 10, 'base_lr': 0.1, 'pp': {'flip': True, 'crop': 'resize'},
+           'evals': {'eval': {'type': 'classification', 'every': 30}}}
+  new = {'total_steps': 20, 'base_lr': 0.1, 'pp': {'flip': False},
+         'evals': {'eval': {'type': 'classification', 'every': 5}, 'fs': {'every': 5}}}
   resumable, refused = workdir.config_changes(saved, new)
-  assert resumable == ['fewshot.every: (absent) -> 5', 'total_steps: 10 -> 20']
-  assert refused == ['fewshot: null -> (absent)', 'pp.flip: true -> false']
+  assert resumable == ['evals.eval.every: 30 -> 5', 'evals.fs.every: (absent) -> 5',
+                       'total_steps: 10 -> 20']
+  assert refused == ['pp.crop: "resize" -> (absent)', 'pp.flip: true -> false']
 
 
 # --- 2. Two runs in one workdir -------------------------------------------------------------
@@ -227,7 +231,7 @@ def test_damaged_newest_checkpoint_falls_back_and_matches_uninterrupted(referenc
 def test_each_kind_of_damage_is_detected(reference, template, tmp_path, kind):
   path = copy_of(reference, tmp_path)
   damage(os.path.join(path, 'checkpoints', str(STEPS)), kind)
-  ckpts = runtime.Checkpoints(path, keep=2)
+  ckpts = checkpoints.Checkpoints(path, keep=2)
   warnings = []
   step_, state = resume.restore_latest(ckpts, template, log=warnings.append)
   assert step_ == 40 and int(state.step) == 40 and ckpts.all_steps() == [40]
@@ -239,7 +243,7 @@ def test_no_restorable_checkpoint_stops_and_moves_nothing(reference, template, t
   path = copy_of(reference, tmp_path)
   for s in (40, STEPS):
     damage(os.path.join(path, 'checkpoints', str(s)), 'empty_metadata')
-  ckpts = runtime.Checkpoints(path, keep=2)
+  ckpts = checkpoints.Checkpoints(path, keep=2)
   with pytest.raises(workdir.WorkdirError, match='No checkpoint .* can be restored: step 60'):
     resume.restore_latest(ckpts, template, log=print)
   assert ckpts.all_steps() == [40, STEPS] and not os.path.exists(
@@ -321,9 +325,9 @@ def test_class_sets_of_the_splits_are_compared(data_dir, tmp_path, monkeypatch):
 
 def test_https_pretrained_path_passes_validation(data_dir):
   config = tiny_config(data_dir, pretrained_path='https://example.org/Mixer-Ti_4.npz')
-  config_lib.validate(config)  # fetched (and checked) by checkpoint.load_npz, not here
+  validate(config)  # fetched (and checked) by checkpoint.load_npz, not here
   with pytest.raises(FileNotFoundError, match='pretrained_path'):
-    config_lib.validate(tiny_config(data_dir, pretrained_path='/nonexistent/x.npz'))
+    validate(tiny_config(data_dir, pretrained_path='/nonexistent/x.npz'))
 
 
 def test_evaluate_names_the_head_not_a_config_key(data_dir, tmp_path):
@@ -402,8 +406,8 @@ def test_ctrl_c_saves_then_resume_equals_uninterrupted(reference, data_dir, tmp_
 
 SLEEPER = '''
 import time
-from mixer_flax.training import runtime
-with runtime.PreemptionSignal():
+from mixer_flax.training import preemption
+with preemption.PreemptionSignal():
   print('ready', flush=True)
   while True:
     time.sleep(0.01)

@@ -74,7 +74,6 @@ def export_timm_main(argv: list[str] | None = None) -> int:
 def export_main(argv: list[str] | None = None) -> int:
   """`scripts/export.py`; returns the exit status."""
   from mixer_flax.checkpoint import portable  # pylint: disable=g-import-not-at-top
-  from mixer_flax.eval import classification  # pylint: disable=g-import-not-at-top
   p = argparse.ArgumentParser(description=EXPORT_DOC)
   p.add_argument('--checkpoint', required=True,
                  help='.npz or timm .safetensors/.pth (local path, gs:// or https://)')
@@ -85,7 +84,7 @@ def export_main(argv: list[str] | None = None) -> int:
                  help='comma-separated lowering targets: cpu, cuda, rocm, tpu')
   p.add_argument('--sha256', default=None, help='expected SHA-256 of the checkpoint')
   args = p.parse_args(argv)
-  model, params, arch = classification.load_model(args.checkpoint, image_size=args.image_size,
+  model, params, arch = checkpoint.load_model(args.checkpoint, image_size=args.image_size,
                                                   sha256=args.sha256)
   size = arch['image_size']
   exported = portable.export_classifier(model, params, image_size=(size, size),

@@ -1,7 +1,7 @@
 """Input pipeline: train / eval batches for pmap from tfds datasets or image folders.
 
-Contract: `get_dataset_info`, `get_train_iterator`,
-`get_eval_iterator`. Batches are dicts of numpy arrays
+Contract: `get_dataset_info`, `get_train_iterator`, `get_eval_iterator`, all reading a run
+config (`config.base_config` keys). Batches are dicts of numpy arrays
 (device arrays sharded over the local devices when `config.prefetch > 0`):
 
   images  uint8 [local_devices, per_device, H, W, 3]
@@ -43,7 +43,6 @@ from typing import Any, NamedTuple
 import jax
 import tensorflow as tf
 
-from mixer_flax import config as config_lib
 from mixer_flax.data import checks, preprocessing, sources
 from mixer_flax.devices import prefetch_to_device
 
@@ -64,31 +63,18 @@ class DatasetInfo(NamedTuple):
   label_names: tuple[str, ...]
 
 
-def _get(config: Any, key: str, default: Any = None) -> Any:
-  value = config.get(key, default) if hasattr(config, 'get') else getattr(config, key, default)
-  return default if value is None else value
-
-
-def _pp(config: Any) -> dict[str, Any]:
-  """`config.pp` over `config.PP_DEFAULTS` (values are checked by `config.validate`)."""
-  given = _get(config, 'pp', {})
-  return dict(config_lib.PP_DEFAULTS, **({k: given[k] for k in given} if hasattr(given, 'keys')
-                                         else {}))
-
-
 def _source(config: Any) -> sources.Source:
   return sources.get_source(
-      dataset=_get(config, 'dataset', 'sklearn_digits'), data_dir=_get(config, 'data_dir'),
-      manual_dir=_get(config, 'manual_dir'), folder_root=_get(config, 'folder_root'),
-      image_key=_get(config, 'image_key', 'image'), label_key=_get(config, 'label_key', 'label'),
-      record_fn=_get(config, 'record_fn'))
+      dataset=config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir,
+      folder_root=config.folder_root, image_key=config.image_key, label_key=config.label_key,
+      record_fn=config.record_fn)
 
 
 def _num_classes(config: Any, source: sources.Source) -> int:
-  num_classes = _get(config, 'num_classes', source.num_classes)
+  num_classes = config.num_classes or source.num_classes
   if num_classes <= 0:
     raise ValueError(f'config.num_classes is not set and {source.name} with config.record_fn='
-                     f"{_get(config, 'record_fn')!r} has no class count of its own: set it.")
+                     f'{config.record_fn!r} has no class count of its own: set it.')
   if num_classes < source.num_classes:
     raise ValueError(f'config.num_classes={num_classes} is smaller than the '
                      f'{source.num_classes} classes of {source.name}.')
@@ -100,16 +86,16 @@ def get_dataset_info(config: Any) -> DatasetInfo:
   source = _source(config)
   return DatasetInfo(
       num_classes=_num_classes(config, source),
-      num_train_examples=source.count(_get(config, 'train_split', 'train'), 0, 1),
-      num_eval_examples=source.count(_get(config, 'eval_split', 'test'), 0, 1),
+      num_train_examples=source.count(config.train_split, 0, 1),
+      num_eval_examples=source.count(config.eval_split, 0, 1),
       label_names=tuple(source.label_names))
 
 
 def check_splits(config: Any) -> list[str]:
   """`checks.check_splits` for the train and eval split of `config` on this process."""
   return checks.check_splits(
-      _source(config), train_split=_get(config, 'train_split', 'train'),
-      eval_split=_get(config, 'eval_split', 'test'), process_index=jax.process_index(),
+      _source(config), train_split=config.train_split, eval_split=config.eval_split,
+      process_index=jax.process_index(),
       process_count=jax.process_count())
 
 
@@ -121,7 +107,7 @@ def _topology(process_index: int | None, process_count: int | None,
 
 
 def _threads(config: Any) -> int:
-  return sources.tf_options(_get(config, 'tf_threads', 0)).threading.private_threadpool_size
+  return sources.tf_options(config.tf_threads).threading.private_threadpool_size
 
 
 def _to_devices(batch: dict[str, tf.Tensor], local_devices: int) -> dict[str, tf.Tensor]:
@@ -154,9 +140,9 @@ def get_train_iterator(config: Any, *, seed: int, start_step: int = 0,
   """
   pi, pc, ld = _topology(process_index, process_count, local_device_count)
   batch = config.batch // pc  # divisible by processes x devices (config.validate)
-  source, pp = _source(config), _pp(config)
+  source, pp = _source(config), config.pp
   num_classes, size = _num_classes(config, source), int(config.image_size)
-  split = _get(config, 'train_split', 'train')
+  split = config.train_split
   n = source.count(split, pi, pc)
   if n == 0:
     raise ValueError(f'config.train_split={split!r} gives process {pi} of {pc} no examples.')
@@ -164,7 +150,7 @@ def get_train_iterator(config: Any, *, seed: int, start_step: int = 0,
   if n <= CACHE_RECORDS_MAX:
     base = base.cache()
   key = tf.constant([seed, pi], tf.int64)
-  buffer = max(1, min(int(_get(config, 'shuffle_buffer', 50_000)), n))
+  buffer = max(1, min(int(config.shuffle_buffer), n))
 
   def epoch(e: tf.Tensor) -> tf.data.Dataset:
     shuffle_seed = tf.random.stateless_uniform(
@@ -177,8 +163,8 @@ def get_train_iterator(config: Any, *, seed: int, start_step: int = 0,
     # The first of two split seeds, as before RandAugment moved to the device: same crops.
     s_crop = tf.random.experimental.stateless_split(_fold(key, 1, index), 2)[0]
     image = preprocessing.train_image(
-        record['image'], seed=s_crop, image_size=size, crop=pp['crop'],
-        area_min=pp['area_min'], flip=pp['flip'])
+        record['image'], seed=s_crop, image_size=size, crop=pp.crop, area_min=pp.area_min,
+        flip=pp.flip)
     return {'images': tf.ensure_shape(image, [size, size, 3]),
             'labels': preprocessing.encode_labels(record['label'], num_classes)}
 
@@ -187,7 +173,7 @@ def get_train_iterator(config: Any, *, seed: int, start_step: int = 0,
   ds = tf.data.Dataset.range(first // n, 2**62).flat_map(epoch).skip(first % n)
   ds = ds.map(preprocess, num_parallel_calls=threads)
   ds = ds.batch(batch, drop_remainder=True).map(functools.partial(_to_devices, local_devices=ld))
-  ds = ds.prefetch(TF_PREFETCH).with_options(sources.tf_options(_get(config, 'tf_threads', 0)))
+  ds = ds.prefetch(TF_PREFETCH).with_options(sources.tf_options(config.tf_threads))
   return _maybe_prefetch(ds.as_numpy_iterator(), config, ld)
 
 
@@ -205,18 +191,17 @@ def get_eval_iterator(config: Any, *, split: str | None = None, batch_size: int 
      'mask': f32 [D, b/D]}.
   """
   pi, pc, ld = _topology(process_index, process_count, local_device_count)
-  global_batch = batch_size or _get(config, 'batch_eval', config.batch)
-  batch = global_batch // pc  # divisible by processes x devices (config.validate)
-  source, pp = _source(config), _pp(config)
+  batch = (batch_size or config.batch_eval) // pc  # divisible by processes x devices (validate)
+  source, pp = _source(config), config.pp
   num_classes, size = _num_classes(config, source), int(config.image_size)
-  split = split or _get(config, 'eval_split', 'test')
+  split = split or config.eval_split
   counts = [source.count(split, p, pc) for p in range(pc)]
   num_batches = math.ceil(max(counts) / batch)
 
   def preprocess(record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     record = source.load(record)
-    image = preprocessing.eval_image(record['image'], image_size=size, mode=pp['eval_mode'],
-                                     eval_resize=pp['eval_resize'])
+    image = preprocessing.eval_image(record['image'], image_size=size, mode=pp.eval_mode,
+                                     eval_resize=pp.eval_resize)
     labels = preprocessing.encode_labels(record['label'], num_classes)
     mask = tf.cast(tf.reduce_max(labels) > 0, tf.float32) if record['label'].shape.rank else 1.0
     return {'images': tf.ensure_shape(image, [size, size, 3]), 'labels': labels,
@@ -227,12 +212,12 @@ def get_eval_iterator(config: Any, *, split: str | None = None, batch_size: int 
   ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat(
       num_batches * batch - counts[pi]))
   ds = ds.batch(batch, drop_remainder=True).map(functools.partial(_to_devices, local_devices=ld))
-  ds = ds.prefetch(TF_PREFETCH).with_options(sources.tf_options(_get(config, 'tf_threads', 0)))
+  ds = ds.prefetch(TF_PREFETCH).with_options(sources.tf_options(config.tf_threads))
   return _maybe_prefetch(ds.as_numpy_iterator(), config, ld)
 
 
 def _maybe_prefetch(iterator: Iterator, config: Any, local_devices: int) -> Iterator:
-  size = int(_get(config, 'prefetch', 0))
+  size = int(config.prefetch)
   if size <= 0:
     return iterator
   return prefetch_to_device(iterator, size, devices=jax.local_devices()[:local_devices])

@@ -1,20 +1,14 @@
 """Evaluators: what the trainer runs on the parameters every few steps (big_vision's `evals`).
 
-An evaluator has a `name`, runs every `every` steps (and at the end of training) and maps
-parameters (replicated over the local devices, or not) to named metrics:
-
-    evaluator.run(params) -> {metric name: value}
-
-`config.evals` lists them, one entry per evaluator: `type` (`config.EVALUATOR_TYPES`),
-`every` and the evaluator's own options, e.g.
+`config.evals` lists them, one entry per evaluator: its `type` (a key of `EVALUATORS`), `every`
+(steps) and the evaluator's own options (`OPTIONS` of its class), e.g.
 
     config.evals = dict(eval=dict(type='classification', every=1000),
                         fewshot=dict(type='fewshot', every=10_000, datasets=('cifar10',)))
 
-Without `config.evals` the older keys describe them (`config.evals`): a classification evaluator
-'eval' every `config.eval_every` steps, and 'fewshot' when `config.fewshot` is set. Metric
-names are `<name>_accuracy`, `<name>_top5_accuracy`, `<name>_loss`, `<name>_count`
-(classification: `eval_accuracy`, ...) and `<name>/<dataset>_<k>shot` (few-shot).
+Each runs every `every` steps and at the end of training: `evaluator.run(params) ->
+{metric: value}` with metric names `<name>_accuracy`, `<name>_top5_accuracy`, `<name>_loss`,
+`<name>_count` (classification) and `<name>/<dataset>_<k>shot` (few-shot).
 """
 
 from __future__ import annotations
@@ -23,7 +17,6 @@ from typing import Any, Protocol
 
 import ml_collections
 
-from mixer_flax import config as config_lib
 from mixer_flax.eval import classification, fewshot
 
 
@@ -36,10 +29,33 @@ class Evaluator(Protocol):
   def run(self, params: Any) -> dict[str, float]:
     """Metrics of `params` (replicated over the local devices, or not)."""
 
+  def data(self) -> list[tuple[str, str]]:
+    """The (dataset, split) pairs it reads, checked before training starts."""
+
+
+EVALUATORS = {'classification': classification.ClassificationEvaluator,
+              'fewshot': fewshot.FewShotEvaluator}
+
+
+def entry_problems(name: str, entry: Any) -> list[str]:
+  """What is wrong with `config.evals[name]` (type, every, option names), for `validate`."""
+  entry = dict(entry or {})
+  kind, every, problems = entry.get('type'), entry.get('every'), []
+  if kind not in EVALUATORS:
+    problems.append(f'config.evals.{name}.type={kind!r} must be one of {tuple(EVALUATORS)}')
+  if not isinstance(every, int) or isinstance(every, bool) or every <= 0:
+    problems.append(f'config.evals.{name}.every={every!r} must be a positive number of steps')
+  if kind not in EVALUATORS:
+    return problems
+  allowed = EVALUATORS[kind].OPTIONS
+  unknown = sorted(set(entry) - {'type', 'every'} - set(allowed))
+  if unknown:
+    problems.append(f'config.evals.{name} has unknown option(s) {unknown} for type {kind!r}; '
+                    f'allowed: {", ".join(allowed)}')
+  return problems
+
 
 def build_evaluators(config: ml_collections.ConfigDict, model: Any) -> list[Evaluator]:
-  """The evaluators of `config` (see `config.evals`) for `model`."""
-  makers = {'classification': classification.ClassificationEvaluator,
-            'fewshot': fewshot.FewShotEvaluator}
-  return [makers[entry.type](config=config, model=model, name=name, options=entry)
-          for name, entry in config_lib.evals(config).items()]
+  """The evaluators of `config.evals` for `model`."""
+  return [EVALUATORS[entry.type](config=config, model=model, name=name, options=entry)
+          for name, entry in config.evals.items()]

@@ -1,15 +1,9 @@
-"""Exact top-1/top-5 evaluation on a tfds split or an image folder: the classification evaluator.
+"""Exact top-1/top-5 and loss on a whole split: the 'classification' evaluator.
 
-`ClassificationEvaluator` is the trainer's periodic evaluation (`config.evals` type
-'classification') and the library behind `scripts/evaluate.py` and
-`scripts/reproduce_tables.py`. It reuses the trainer's pieces: `data.pipeline.get_eval_iterator`
-(every example exactly once, padded and masked) and `training.step.make_eval_step` (pmapped
-over all local devices, psum'd sums). Extras:
-
-* `imagenet2012_real`: labels are multi-hot ReaL sets; examples whose ReaL set
-  is empty are excluded (mask 0), as in the ReaL paper;
-* `load_model` reads the architecture off the checkpoint (`checkpoint.info.infer_architecture`),
-  so any official or own `.npz` evaluates without naming the model.
+The trainer's periodic evaluation and the library behind `scripts/evaluate.py`. It reuses the
+trainer's pieces: `data.pipeline.get_eval_iterator` (every example exactly once, padded and
+masked) and `training.step.make_eval_step` (pmapped, psum'd sums). `imagenet2012_real` labels
+are multi-hot ReaL sets; examples whose set is empty are not scored, as in the ReaL paper.
 """
 
 from __future__ import annotations
@@ -22,32 +16,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mixer_flax import config as config_lib
-from mixer_flax import devices, models
-from mixer_flax.checkpoint.info import infer_architecture
+from mixer_flax import devices
+from mixer_flax.eval import inputs
 
 # Datasets whose label sets may be empty for some examples (excluded from scoring).
 MULTI_LABEL_DATASETS = ('imagenet2012_real',)
-# tfds label feature of datasets whose labels are not in 'label'.
-LABEL_KEYS = {'imagenet2012_real': 'real_label'}
-
-
-def eval_config(*, dataset: str, split: str, image_size: int, model_name: str,
-                eval_mode: str = 'resize_small_crop', eval_resize: int | None = None,
-                batch: int = 256, data_dir: str | None = None, folder_root: str | None = None,
-                num_classes: int | None = None) -> ml_collections.ConfigDict:
-  """A trainer-style config for evaluation (keys of `config.base_config`).
-
-  `eval_resize` defaults to `config.eval_resize_for(image_size)` (256 for 224).
-  """
-  return ml_collections.ConfigDict(dict(
-      model_name=model_name, dataset=dataset, eval_split=split, train_split='train',
-      data_dir=data_dir, folder_root=folder_root, manual_dir=None, num_classes=num_classes,
-      image_key='image', label_key=LABEL_KEYS.get(dataset, 'label'),
-      image_size=image_size, batch_eval=batch, batch=batch, prefetch=0, tf_threads=0,
-      shuffle_buffer=1, loss='softmax_xent', label_smoothing=0.0,
-      pp=dict(config_lib.PP_DEFAULTS, eval_mode=eval_mode,
-              eval_resize=eval_resize or config_lib.eval_resize_for(image_size))))
 
 
 def eval_sums(eval_step: Any, params: Any, config: ml_collections.ConfigDict, *,
@@ -90,39 +63,44 @@ def eval_sums(eval_step: Any, params: Any, config: ml_collections.ConfigDict, *,
 
 
 class ClassificationEvaluator:
-  """Top-1/top-5 accuracy and mean loss over the whole eval split (padding masked out).
+  """Top-1/top-5 accuracy and mean loss over a whole split (padding masked out).
 
   `run(params)` returns `<name>_accuracy`, `<name>_top5_accuracy`, `<name>_loss` and
   `<name>_count` (with the default name 'eval': the trainer's `eval_accuracy`, ...).
   """
+
+  # config.evals options (None: the run config's dataset, eval_split, data_dir, batch_eval).
+  OPTIONS = dict(dataset=None, split=None, data_dir=None, batch=None, pp=None)
 
   def __init__(self, *, config: ml_collections.ConfigDict, model: Any, name: str = 'eval',
                options: ml_collections.ConfigDict | None = None, progress: bool = False):
     """Builds the pmapped eval step.
 
     Args:
-      config: trainer-style config; `options` may override `dataset`, `eval_split`,
-        `data_dir`, `pp` and `batch_eval` for this evaluator.
+      config: the run config.
       model: the `MlpMixer`.
       name: prefix of the metric names.
-      options: the `config.evals` entry (`every`, overrides above).
+      options: the `config.evals` entry: `every` and `OPTIONS`.
       progress: show a tqdm progress bar.
     """
     from mixer_flax.training import step as step_lib  # pylint: disable=g-import-not-at-top
 
-    options = dict(options or {})
-    config = ml_collections.ConfigDict(config.to_dict())
-    for key in ('dataset', 'eval_split', 'data_dir', 'batch_eval', 'pp'):
-      if options.get(key) is not None:
-        config[key] = options[key]
+    options = {**self.OPTIONS, **dict(options or {})}
+    config = inputs.eval_config(config, dataset=options['dataset'], split=options['split'],
+                                data_dir=options['data_dir'], batch=options['batch'],
+                                pp=options['pp'], num_classes=config.num_classes)
     n = jax.local_device_count()  # the eval batch must split evenly over the devices
     config.batch_eval = -(-int(config.batch_eval) // n) * n
     self.name, self.config, self.model, self.progress = name, config, model, progress
-    self.every = int(options.get('every') or config.get('eval_every', 1) or 1)
+    self.every = int(options.get('every') or 1)
     self.eval_step = step_lib.make_eval_step(model=model, config=config)
     size = config.image_size  # parameter shapes, to tell replicated params from plain ones
     self.param_shapes = jax.eval_shape(lambda: model.init(
         jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3), jnp.float32)))['params']
+
+  def data(self) -> list[tuple[str, str]]:
+    """The (dataset, split) this evaluator reads."""
+    return [(self.config.dataset, self.config.eval_split)]
 
   def run(self, params: Any) -> dict[str, float]:
     """Metrics of `params` (replicated over the local devices, or not)."""
@@ -137,7 +115,7 @@ class ClassificationEvaluator:
 
 def evaluate_params(config: ml_collections.ConfigDict, model: Any, params: Any, *,
                     progress: bool = False) -> dict[str, float]:
-  """`ClassificationEvaluator(config, model).run(params)` for `config.dataset[config.eval_split]`.
+  """`ClassificationEvaluator` 'eval' on `config.dataset[config.eval_split]`.
 
   Returns:
     dict(eval_accuracy, eval_top5_accuracy, eval_loss, eval_count).
@@ -149,36 +127,3 @@ def evaluate_params(config: ml_collections.ConfigDict, model: Any, params: Any, 
   if not metrics['eval_count']:
     raise ValueError(f'No examples were scored in {config.dataset}[{config.eval_split}].')
   return metrics
-
-
-def load_model(path: str, *, image_size: int | None = None, num_classes: int | None = None,
-               sha256: str | None = None, adapt_resolution: bool = False):
-  """Loads a checkpoint (`.npz`, or a timm `.safetensors`/`.pth`) and builds the matching model.
-
-  Args:
-    path: the checkpoint (see `checkpoint.load_params`).
-    image_size: input side; by default the checkpoint's resolution.
-    num_classes: if given, the head must have this many classes.
-    sha256: expected SHA-256 of the file.
-    adapt_resolution: allow an `image_size` other than the checkpoint's: the
-      token-mixing MLPs are resampled to its token grid (`checkpoint.adapt`).
-
-  Returns:
-    `(model, params, arch)` with `arch` from `checkpoint.info.infer_architecture`.
-  """
-  from mixer_flax import checkpoint  # pylint: disable=g-import-not-at-top
-
-  params = checkpoint.load_params(path, sha256=sha256)
-  arch = infer_architecture(params, image_size=None if adapt_resolution else image_size,
-                            source=path)
-  if num_classes is not None and num_classes != arch['num_classes']:
-    raise ValueError(f'{path} has a {arch["num_classes"]}-class head but the dataset has '
-                     f'{num_classes} classes; fine-tune it first (mixer_flax.main).')
-  model = models.create_model(arch['model_name'], num_classes=arch['num_classes'],
-                              **arch['overrides'])
-  if adapt_resolution and image_size and image_size != arch['image_size']:
-    images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), np.float32)
-    shapes = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), images)['params']
-    params = checkpoint.restore_params(restored=params, init_params=shapes, source=path)
-    arch = dict(arch, image_size=image_size)
-  return model, params, arch

@@ -8,9 +8,10 @@ import json
 import jax
 import numpy as np
 
+from mixer_flax import checkpoint
 from mixer_flax import config as config_lib
 from mixer_flax.data import pipeline
-from mixer_flax.eval import classification, fewshot, labels, predict
+from mixer_flax.eval import classification, fewshot, inputs, labels, predict
 
 EVALUATE_DOC = 'Top-1 / top-5 accuracy of a Mixer checkpoint on a tfds split or an image folder.'
 FEWSHOT_DOC = "Linear few-shot accuracy of a checkpoint's frozen pre-logits (paper section 3)."
@@ -59,16 +60,17 @@ def evaluate_main(argv: list[str] | None = None) -> dict[str, float]:
   args = _evaluate_args(argv)
   if args.dataset == 'image_folder' and not args.folder_root:
     raise SystemExit('--dataset image_folder needs --folder_root.')
-  model, params, arch = classification.load_model(
+  model, params, arch = checkpoint.load_model(
       args.checkpoint, image_size=args.image_size, sha256=args.sha256,
       adapt_resolution=args.adapt_resolution)
   split = args.split or EVALUATE_SPLITS.get(args.dataset, 'test')
-  config = classification.eval_config(
-      dataset=args.dataset, split=split, image_size=arch['image_size'],
-      model_name=arch['model_name'], eval_mode=args.eval_mode, eval_resize=args.eval_resize,
-      batch=args.batch, data_dir=args.data_dir, folder_root=args.folder_root,
-      num_classes=arch['num_classes'])
-  classes = pipeline.get_dataset_info({**config.to_dict(), 'num_classes': None}).num_classes
+  pp = dict(eval_mode=args.eval_mode, **({'eval_resize': args.eval_resize} if args.eval_resize
+                                          else {}))
+  config = inputs.eval_config(
+      dataset=args.dataset, split=split, image_size=arch['image_size'], batch=args.batch,
+      data_dir=args.data_dir, folder_root=args.folder_root, pp=pp)
+  classes = pipeline.get_dataset_info(config).num_classes
+  config.num_classes = arch['num_classes']
   if arch['num_classes'] < classes:  # labels would not fit the head: say so, not num_classes
     raise SystemExit(f'{args.checkpoint} has a {arch["num_classes"]}-class head but '
                      f'{args.dataset} has {classes} classes: fine-tune it on this dataset first '
@@ -111,19 +113,16 @@ def _fewshot_args(argv: list[str] | None = None) -> argparse.Namespace:
 def fewshot_main(argv: list[str] | None = None) -> dict[str, float]:
   """`scripts/fewshot.py`: runs the probes and prints `{'fewshot/<dataset>_<k>shot': accuracy}`."""
   args = _fewshot_args(argv)
-  model, params, arch = classification.load_model(args.checkpoint, image_size=args.image_size,
+  model, params, arch = checkpoint.load_model(args.checkpoint, image_size=args.image_size,
                                                   sha256=args.sha256)
   size = arch['image_size']
   eval_resize = args.eval_resize or config_lib.eval_resize_for(size)
-  config = classification.eval_config(dataset='none', split='test', image_size=size,
-                                      model_name=arch['model_name'], eval_mode=args.eval_mode,
-                                      eval_resize=eval_resize, batch=args.batch,
-                                      data_dir=args.data_dir)
-  config.fewshot = fewshot.get_fewshot_config(
-      datasets=tuple(d for d in args.datasets.split(',') if d), shots=args.shots,
-      seeds=args.seeds, l2=args.l2, image_size=size, batch=args.batch, data_dir=args.data_dir,
-      pp=dict(eval_mode=args.eval_mode, eval_resize=eval_resize))
-  results = fewshot.FewShotEvaluator(config=config, model=model).run(params)
+  options = dict(datasets=tuple(d for d in args.datasets.split(',') if d), shots=args.shots,
+                 seeds=args.seeds, l2=args.l2, image_size=size, batch=args.batch,
+                 data_dir=args.data_dir, pp=dict(eval_mode=args.eval_mode,
+                                                 eval_resize=eval_resize))
+  results = fewshot.FewShotEvaluator(config=inputs.eval_config(), model=model,
+                                     options=options).run(params)
   print(json.dumps(results, indent=2))
   if args.json:
     with open(args.json, 'w') as f:
@@ -155,7 +154,7 @@ def _predict_args(argv: list[str] | None = None) -> argparse.Namespace:
 def predict_main(argv: list[str] | None = None) -> list[dict]:
   """`scripts/predict.py`: prints and returns `[{'image': path, 'top_k': [...]}, ...]`."""
   args = _predict_args(argv)
-  model, params, arch = classification.load_model(args.checkpoint, image_size=args.image_size,
+  model, params, arch = checkpoint.load_model(args.checkpoint, image_size=args.image_size,
                                                   sha256=args.sha256)
   if not arch['num_classes']:
     raise SystemExit(f'{args.checkpoint} has no classification head.')

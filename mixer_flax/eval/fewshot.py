@@ -8,14 +8,11 @@ constant bias feature (100) is appended, and `l2 = 2^10`. The solve runs in
 float64 numpy; feature extraction is a jitted forward pass sharded over all
 local devices.
 
-Stand-alone: `scripts/fewshot.py`; inside training: the trainer builds a
-`FewShotEvaluator(config=config, model=model)` when `config.fewshot` is set and logs
-`evaluator.run(params)` every `config.fewshot.every` steps and at the end.
+Stand-alone: `scripts/fewshot.py`; in training: a `config.evals` entry of type 'fewshot'.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -27,6 +24,7 @@ import numpy as np
 from mixer_flax import config as config_lib
 from mixer_flax import devices
 from mixer_flax.data import on_device
+from mixer_flax.eval import inputs
 
 BIAS_FEATURE = 100.0
 DEFAULT_L2 = 2.0**10
@@ -40,17 +38,6 @@ DEFAULT_SPLITS = {
     'oxford_flowers102': ('train', 'test'),
     'sklearn_digits': ('train', 'test'),
 }
-
-
-def get_fewshot_config(**overrides: Any) -> ml_collections.ConfigDict:
-  """Default `config.fewshot` (the later official evaluator's settings)."""
-  cfg = ml_collections.ConfigDict(dict(
-      datasets=('cifar10',),  # tfds names, or 'tfds_name:train_split:test_split'
-      shots=DEFAULT_SHOTS, seeds=(0, 1, 2), l2=DEFAULT_L2, image_size=224,
-      pp=None, batch=256,  # pp None: config.PP_DEFAULTS' eval_mode, eval_resize for image_size
-      data_dir=None, every=10_000))
-  cfg.update(overrides)
-  return cfg
 
 
 def whiten_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -182,59 +169,53 @@ def parse_dataset(spec: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
   if len(parts) == 1 and spec in DEFAULT_SPLITS:
     return (spec,) + DEFAULT_SPLITS[spec]
-  raise ValueError(f'config.fewshot.datasets entry {spec!r}: give "tfds_name:train_split:'
+  raise ValueError(f'few-shot datasets entry {spec!r}: give "tfds_name:train_split:'
                    f'test_split" (default splits are known for {sorted(DEFAULT_SPLITS)}).')
 
 
 class FewShotEvaluator:
-  """Linear few-shot evaluation of a model's pre-logits on `config.fewshot.datasets`."""
+  """Linear few-shot accuracy of a model's pre-logits on `datasets` (the 'fewshot' evaluator)."""
+
+  # config.evals options: the later official evaluator's settings. datasets: tfds names (see
+  # DEFAULT_SPLITS) or 'name:train_split:test_split'; pp: config.pp keys (eval_mode, ...).
+  OPTIONS = dict(datasets=('cifar10',), shots=DEFAULT_SHOTS, seeds=(0, 1, 2), l2=DEFAULT_L2,
+                 image_size=224, pp=None, batch=256, data_dir=None)
 
   def __init__(self, *, config: ml_collections.ConfigDict, model: Any, name: str = 'fewshot',
-               options: ml_collections.ConfigDict | None = None):
+               options: ml_collections.ConfigDict | dict | None = None):
     """Builds the evaluator.
 
     Args:
-      config: the trainer config (`data_dir`, `pp` and `eval_every` are the fallbacks).
+      config: the run config (its `data_dir` and `pp` are the fallbacks).
       model: the `MlpMixer` whose pre-logits are probed (any head).
       name: prefix of the metric names.
-      options: the settings (`get_fewshot_config` keys); default `config.fewshot`.
+      options: the `config.evals` entry: `every` and `OPTIONS`.
     """
-    if options is None and config.get('fewshot') is None:
-      raise ValueError('FewShotEvaluator needs config.fewshot (see fewshot.get_fewshot_config).')
+    options = {**self.OPTIONS, **dict(options or {})}
     self.config, self.model, self.name = config, model, name
-    # Keys the entry leaves out take get_fewshot_config's defaults.
-    self.fs = get_fewshot_config(**dict(options if options is not None else config.fewshot))
-    self.every = int(self.fs.get('every') or config.get('eval_every', 1) or 1)
-    self.datasets = [parse_dataset(s) for s in self.fs.datasets]
+    self.options = options
+    self.every = int(options.get('every') or 1)
+    self.datasets = [parse_dataset(s) for s in options['datasets']]
 
-  def _eval_config(self, tfds_name: str) -> ml_collections.ConfigDict:
-    cfg = copy.deepcopy(self.config)
-    with cfg.unlocked():
-      cfg.dataset = tfds_name
-      cfg.num_classes = None
-      cfg.image_size = size = self.fs.get('image_size', 224)
-      cfg.batch_eval = self.fs.get('batch', 256)
-      cfg.prefetch = 0
-      if self.fs.get('data_dir') is not None:
-        cfg.data_dir = self.fs.data_dir
-      cfg.pp.update(eval_mode=config_lib.PP_DEFAULTS['eval_mode'],
-                    eval_resize=config_lib.eval_resize_for(size))
-      cfg.pp.update(self.fs.get('pp') or {})
-    return cfg
+  def data(self) -> list[tuple[str, str]]:
+    """The (dataset, split) pairs this evaluator reads."""
+    return [(name, split) for name, train, test in self.datasets for split in (train, test)]
 
   def features(self, params: Any, tfds_name: str,
                split: str) -> tuple[np.ndarray, np.ndarray]:
     """Pre-logits `(N, C)` and labels `(N,)` of one split, eval preprocessing."""
     from mixer_flax.data import pipeline  # TensorFlow only when data is needed.
-    cfg = self._eval_config(tfds_name)
+    o = self.options
     n = jax.local_device_count()
-    batch = -(-int(cfg.batch_eval) // n) * n  # a multiple of the device count
-    return extract_features(self.model, params,
-                            pipeline.get_eval_iterator(cfg, split=split, batch_size=batch))
+    pp = {'eval_mode': config_lib.base_config().pp.eval_mode, **dict(o['pp'] or {})}
+    cfg = inputs.eval_config(self.config, dataset=tfds_name, image_size=o['image_size'],
+                             batch=-(-int(o['batch']) // n) * n, data_dir=o['data_dir'], pp=pp)
+    cfg.num_classes, cfg.prefetch = None, 0
+    return extract_features(self.model, params, pipeline.get_eval_iterator(cfg, split=split))
 
   def run(self, params: Any) -> dict[str, float]:
     """Returns `{'<name>/<dataset>_<k>shot': accuracy}` (mean over seeds)."""
-    size = self.fs.get('image_size', 224)
+    size = self.options['image_size']
     ref = jax.eval_shape(lambda: self.model.init(
         jax.random.PRNGKey(0), np.zeros((1, size, size, 3), np.float32)))['params']
     if devices.is_replicated(params, ref):
@@ -243,8 +224,9 @@ class FewShotEvaluator:
     for name, train_split, test_split in self.datasets:
       train = self.features(params, name, train_split)
       test = self.features(params, name, test_split)
-      for shots in self.fs.shots:
-        acc = fewshot_accuracy(train, test, shots=shots, seeds=self.fs.seeds, l2=self.fs.l2)
+      for shots in self.options['shots']:
+        acc = fewshot_accuracy(train, test, shots=shots, seeds=self.options['seeds'],
+                               l2=self.options['l2'])
         results[f'{self.name}/{name}_{shots}shot'] = acc
         logging.info('few-shot %s %d-shot: %.4f', name, shots, acc)
     return results

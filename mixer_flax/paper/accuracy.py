@@ -8,8 +8,10 @@ a number.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
-from mixer_flax.eval import classification
+from mixer_flax import checkpoint
+from mixer_flax.eval import classification, inputs
 from mixer_flax.paper import tables
 
 
@@ -47,11 +49,10 @@ def evaluate_rows(rows, *, checkpoint_dir: str | None, data_dir: str | None,
       return missing
     key = (path, dataset, row.image_size, row.eval_mode)
     if key not in cache:
-      model, params, arch = classification.load_model(path, image_size=row.image_size)
-      config = classification.eval_config(
-          dataset=dataset, split=split, image_size=row.image_size, model_name=arch['model_name'],
-          eval_mode=row.eval_mode, batch=batch, data_dir=data_dir,
-          num_classes=arch['num_classes'])
+      model, params, arch = checkpoint.load_model(path, image_size=row.image_size)
+      config = inputs.eval_config(
+          dataset=dataset, split=split, image_size=row.image_size, batch=batch,
+          data_dir=data_dir, pp=dict(eval_mode=row.eval_mode), num_classes=arch['num_classes'])
       config.manual_dir = manual_dir
       result = classification.evaluate_params(config, model, params, progress=True)
       cache[key] = 100.0 * result['eval_accuracy']
@@ -75,3 +76,36 @@ def evaluate_rows(rows, *, checkpoint_dir: str | None, data_dir: str | None,
       ours[(row.key, metric)] = ('Avg-5 needs all five fine-tuned checkpoints; ' + '; '.join(bad)
                                  if bad else sum(parts.values()) / len(parts))
   return ours
+
+
+def accuracy_markdown(rows: Sequence[tables.AccuracyRow],
+                      ours: dict[tuple[str, str], float | str]) -> str:
+  """Markdown of paper vs ours for accuracy rows.
+
+  Args:
+    rows: the rows of one table.
+    ours: `(row.key, metric) -> top-1 in %` or a string saying why it was not run.
+
+  Returns:
+    A Markdown table; each cell is `paper / ours`.
+  """
+  metrics = [m for m in ('ImNet', 'ReaL', 'Avg5', 'VTAB', 'CIFAR-10')
+             if any(m in r.paper for r in rows)]
+  lines = ['| pre-train / model | ' + ' | '.join(f'{m} paper | {m} ours' for m in metrics) + ' |',
+           '|---|' + '---|---|' * len(metrics)]
+  notes: list[str] = []
+  for r in rows:
+    cells = []
+    for m in metrics:
+      paper = r.paper.get(m)
+      got = ours.get((r.key, m))
+      if isinstance(got, str):
+        notes.append(f'- {r.label}, {m}: {got}')
+        got_s = f'not run [{len(notes)}]'
+      else:
+        got_s = '-' if got is None else f'{got:.2f}'
+      cells.append(f'{"-" if paper is None else f"{paper:.2f}"} | {got_s}')
+    lines.append(f'| {r.label} | ' + ' | '.join(cells) + ' |')
+  if notes:
+    lines += ['', 'Not run:'] + [f'[{i + 1}] {n[2:]}' for i, n in enumerate(notes)]
+  return '\n'.join(lines)

@@ -70,7 +70,7 @@ def experiment_config(base: ml_collections.ConfigDict, *, kind: str, data_root: 
   config.train_split, config.eval_split = 'train', 'test'
   config.pp.update(dict(crop='resize', flip=False, randaug_layers=0, mixup_alpha=0.0,
                         eval_mode='resize', eval_resize=config.image_size))
-  config.eval_every = config.checkpoint_every = config.total_steps
+  config.evals.eval.every = config.checkpoint_every = config.total_steps
   return config
 
 

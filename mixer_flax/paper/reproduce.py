@@ -23,7 +23,7 @@ import os
 import platform
 
 from mixer_flax import config as config_lib
-from mixer_flax.paper import accuracy, tables, throughput
+from mixer_flax.paper import accuracy, table1, tables, throughput
 from mixer_flax.paper.plots import plot_fig3
 from mixer_flax.transfer import report as transfer_report
 
@@ -78,8 +78,8 @@ def _write(out: str, name: str, markdown: str, data) -> None:
 
 def run_table1(args: argparse.Namespace) -> str:
   """Table 1; raises if any cell differs from the paper."""
-  markdown, ok = tables.table1_markdown()
-  _write(args.out, '1', markdown, {n: tables.table1_row(n) for n in tables.PAPER_VARIANTS})
+  markdown, ok = table1.table1_markdown()
+  _write(args.out, '1', markdown, {n: table1.table1_row(n) for n in tables.PAPER_VARIANTS})
   if not ok:
     raise SystemExit(markdown + '\n\nTable 1 does NOT match the paper.')
   return markdown
@@ -106,7 +106,7 @@ def run_accuracy(args: argparse.Namespace) -> str:
                        manual_dir=args.manual_dir, batch=args.eval_batch)
   suites = transfer_report.suite_results(args.transfer_results)
   ours.update({k: v for k, v in suites.items() if k in ours})
-  markdown = tables.accuracy_markdown(rows, ours)
+  markdown = accuracy.accuracy_markdown(rows, ours)
   _write(args.out, args.table, markdown, {f'{k}/{m}': v for (k, m), v in ours.items()})
   speed = {224: tables.PAPER_IMG_PER_SEC_CORE, 448: tables.PAPER_IMG_PER_SEC_CORE_448}
   top1 = {r.label: (speed[r.image_size][r.model], v) for r in rows for (k, m), v in ours.items()

@@ -1,20 +1,12 @@
-"""The paper's tables: numbers copied from the paper, Table 1 measured, accuracy rows.
+"""The paper's numbers, as published: Table 1, throughput, and the accuracy rows of Tables 2-3.
 
-Importable without TensorFlow: Table 1 is measured from the model definition
-(`jax.eval_shape`, no weights). Throughput is measured in `throughput.py`; accuracy
-rows need checkpoints and datasets and are evaluated by `accuracy.py`.
+Plain data. Ours are measured elsewhere: Table 1 in `table1.py`, throughput in
+`throughput.py`, accuracy from checkpoints in `accuracy.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Sequence
-
-import jax
-import jax.numpy as jnp
-
-from mixer_flax import models
 
 # Table 1 of the paper (params at 224 px, without head, in millions).
 PAPER_TABLE1: dict[str, dict[str, int]] = {
@@ -27,12 +19,6 @@ PAPER_TABLE1: dict[str, dict[str, int]] = {
     'Mixer-H_14': dict(blocks=32, patch=14, C=1280, S=256, D_C=5120, D_S=640, params_M=431),
 }
 TABLE1_COLUMNS = ('blocks', 'patch', 'C', 'S', 'D_C', 'D_S', 'params_M')
-
-# Exact parameter counts with a 1000-class head at 224 px (released checkpoints).
-EXACT_PARAMS_1000: dict[str, int] = {
-    'Mixer-S_32': 19_104_624, 'Mixer-S_16': 18_528_264, 'Mixer-S_8': 20_646_504,
-    'Mixer-B_32': 60_293_428, 'Mixer-B_16': 59_880_472, 'Mixer-L_16': 208_196_168,
-}
 
 # Inference throughput, images/sec/core on TPU-v3 at 224 px (Tables 2 and 3).
 PAPER_IMG_PER_SEC_CORE: dict[str, float] = {
@@ -47,58 +33,6 @@ PAPER_JFT_TOP1: dict[str, float] = {
     'Mixer-L_32': 80.67, 'Mixer-L_16': 84.82, 'Mixer-H_14': 86.32,
 }
 PAPER_VARIANTS = tuple(PAPER_TABLE1)
-
-
-def _param_shapes(name: str, *, num_classes: int, image_size: int = 224):
-  model = models.create_model(name, num_classes=num_classes)
-  x = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-  return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))['params']
-
-
-@functools.cache
-def _table1_row(name: str) -> tuple[tuple[str, int], ...]:
-  cfg = models.get_config(name)
-  params = _param_shapes(name, num_classes=1000)
-  token_kernel = params['MixerBlock_0']['token_mixing']['Dense_0']['kernel']
-  total = models.num_params(params)
-  no_head = total - models.num_params(params['head'])
-  return tuple(dict(blocks=cfg.num_blocks, patch=cfg.patch_size, C=cfg.hidden_dim,
-                    S=token_kernel.shape[0], D_C=cfg.channels_mlp_dim, D_S=token_kernel.shape[1],
-                    params_M=round(no_head / 1e6), params=no_head, params_1000=total).items())
-
-
-def table1_row(name: str) -> dict[str, int]:
-  """Measures one Table 1 column from the model definition (no weights are created).
-
-  Returns:
-    dict with the `TABLE1_COLUMNS` plus `params` (exact, without head) and
-    `params_1000` (exact, with a 1000-class head), all at 224 px.
-  """
-  return dict(_table1_row(name))
-
-
-def table1_markdown(names: Sequence[str] = PAPER_VARIANTS) -> tuple[str, bool]:
-  """Table 1 as Markdown: paper / ours per cell. Returns `(markdown, all_match)`."""
-  rows = {n: table1_row(n) for n in names}
-  lines = ['| | ' + ' | '.join(n.replace('Mixer-', '').replace('_', '/') for n in names) + ' |',
-           '|---|' + '---|' * len(names)]
-  all_match = True
-  labels = dict(blocks='Number of layers', patch='Patch resolution P', C='Hidden size C',
-                S='Sequence length S', D_C='MLP dimension D_C', D_S='MLP dimension D_S',
-                params_M='Parameters (M)')
-  for col in TABLE1_COLUMNS:
-    cells = []
-    for n in names:
-      ours, paper = rows[n][col], PAPER_TABLE1.get(n, {}).get(col)
-      all_match &= paper is None or ours == paper
-      mark = '' if paper is None or ours == paper else ' **MISMATCH**'
-      cells.append(f'{ours}' if paper == ours else f'{paper} / {ours}{mark}')
-    lines.append(f'| {labels[col]} | ' + ' | '.join(cells) + ' |')
-  lines.append('| Exact params, no head | ' + ' | '.join(f'{rows[n]["params"]:,}' for n in names)
-               + ' |')
-  lines.append('| Exact params, 1000-class head | '
-               + ' | '.join(f'{rows[n]["params_1000"]:,}' for n in names) + ' |')
-  return '\n'.join(lines), all_match
 
 
 # ---------------------------------------------------------------------------
@@ -177,36 +111,11 @@ def _rows() -> list[AccuracyRow]:
 
 
 ACCURACY_ROWS: list[AccuracyRow] = _rows()
-ACCURACY_TABLES = ('2', '3', 'cifar10')
 
 
-def accuracy_markdown(rows: Sequence[AccuracyRow], ours: dict[tuple[str, str], float | str]) -> str:
-  """Markdown of paper vs ours for accuracy rows.
-
-  Args:
-    rows: the rows of one table.
-    ours: `(row.key, metric) -> top-1 in %` or a string saying why it was not run.
-
-  Returns:
-    A Markdown table; each cell is `paper / ours`.
-  """
-  metrics = [m for m in ('ImNet', 'ReaL', 'Avg5', 'VTAB', 'CIFAR-10')
-             if any(m in r.paper for r in rows)]
-  lines = ['| pre-train / model | ' + ' | '.join(f'{m} paper | {m} ours' for m in metrics) + ' |',
-           '|---|' + '---|---|' * len(metrics)]
-  notes: list[str] = []
-  for r in rows:
-    cells = []
-    for m in metrics:
-      paper = r.paper.get(m)
-      got = ours.get((r.key, m))
-      if isinstance(got, str):
-        notes.append(f'- {r.label}, {m}: {got}')
-        got_s = f'not run [{len(notes)}]'
-      else:
-        got_s = '-' if got is None else f'{got:.2f}'
-      cells.append(f'{"-" if paper is None else f"{paper:.2f}"} | {got_s}')
-    lines.append(f'| {r.label} | ' + ' | '.join(cells) + ' |')
-  if notes:
-    lines += ['', 'Not run:'] + [f'[{i + 1}] {n[2:]}' for i, n in enumerate(notes)]
-  return '\n'.join(lines)
+def paper_number(metric: str, row_key: str | None) -> float | None:
+  """The paper's `metric` ('VTAB', 'Avg5', ...) of the row `row_key` (None: no such number)."""
+  for row in ACCURACY_ROWS:
+    if row.key == row_key and metric in row.paper:
+      return row.paper[metric]
+  return None

@@ -33,7 +33,8 @@ def end_to_end(args: argparse.Namespace) -> dict[str, Any]:
   config = config_lib.load_experiment(args.config)
   config.total_steps = args.steps
   config.progress_every = max(args.steps // 10, 5)
-  config.eval_every = config.checkpoint_every = args.steps  # eval/checkpoint only at the end
+  config.evals = {'eval': dict(type='classification', every=args.steps)}
+  config.checkpoint_every = args.steps  # eval/checkpoint only at the end
   config.warmup_steps = min(config.warmup_steps, args.steps)
   if args.data_dir:
     config.data_dir = args.data_dir

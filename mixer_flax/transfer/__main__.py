@@ -107,8 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1
   groups = vtab.GROUPS if args.suite == 'vtab1k' else ('avg5',)
   table = report.markdown(rows, suite=args.suite, groups=groups,
-                          expected=len(tasks.names(args.suite)),
-                          paper_row=args.paper_row)
+                          expected=len(tasks.names(args.suite)), paper_row=args.paper_row,
+                          paper=tables.paper_number(report.SUITE_METRIC[args.suite],
+                                                    args.paper_row))
   with open(os.path.join(args.workdir, 'table.md'), 'w') as f:
     f.write(table + '\n')
   print(table)

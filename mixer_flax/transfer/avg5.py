@@ -8,12 +8,11 @@ repeated with the `test` argument (all training data, real test split).
 
 from __future__ import annotations
 
-from mixer_flax.paper import tables
-
 AVG5_LRS = (0.003, 0.01, 0.03, 0.06)
-# Avg-5 task name (the tfds dataset) -> column label of the paper's tables.
-AVG5_TASKS: dict[str, str] = {
-    tables.METRIC_DATA[metric][0]: metric for metric in tables.AVG5_METRICS}
+# Avg-5 task (the tfds dataset) -> its column in the paper's tables.
+AVG5_TASKS: dict[str, str] = {'imagenet2012': 'ImNet', 'cifar10': 'CIFAR-10',
+                              'cifar100': 'CIFAR-100', 'oxford_iiit_pet': 'Pets',
+                              'oxford_flowers102': 'Flowers'}
 
 
 def finetune_arg(dataset: str, *, model_name: str, image_size: int, stage: str) -> str:

@@ -8,12 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from mixer_flax.paper import tables
-from mixer_flax.transfer import vtab
+from mixer_flax.transfer import avg5, vtab
 
-# Paper metric of a suite's overall mean (keys of `tables.AccuracyRow.paper`).
+# The paper's name of a suite's overall mean (keys of `paper.tables.AccuracyRow.paper`).
 SUITE_METRIC = {'vtab1k': 'VTAB', 'avg5': 'Avg5'}
-SUITE_SIZE = {'vtab1k': len(vtab.TASKS), 'avg5': len(tables.AVG5_METRICS)}
+SUITE_SIZE = {'vtab1k': len(vtab.TASKS), 'avg5': len(avg5.AVG5_TASKS)}
 
 
 def group_means(rows: Sequence[Mapping[str, Any]], groups: Sequence[str]) -> dict[str, float]:
@@ -28,17 +27,8 @@ def group_means(rows: Sequence[Mapping[str, Any]], groups: Sequence[str]) -> dic
   return out
 
 
-def paper_number(suite: str, paper_row: str | None) -> float | None:
-  """The paper's suite mean for a `tables.ACCURACY_ROWS` key (None if it has none)."""
-  metric = SUITE_METRIC[suite]
-  for row in tables.ACCURACY_ROWS:
-    if row.key == paper_row and metric in row.paper:
-      return row.paper[metric]
-  return None
-
-
 def markdown(rows: Sequence[Mapping[str, Any]], *, suite: str, groups: Sequence[str],
-             expected: int, paper_row: str | None = None) -> str:
+             expected: int, paper_row: str | None = None, paper: float | None = None) -> str:
   """Markdown table: one line per task, then group means and the mean vs the paper.
 
   Args:
@@ -46,7 +36,8 @@ def markdown(rows: Sequence[Mapping[str, Any]], *, suite: str, groups: Sequence[
     suite: 'vtab1k' or 'avg5'.
     groups: group names in display order.
     expected: number of tasks of the full suite (a partial mean is marked as such).
-    paper_row: `tables.ACCURACY_ROWS` key of the pre-trained model, for the paper column.
+    paper_row: the paper's row of the pre-trained model (`paper.tables.ACCURACY_ROWS` key).
+    paper: the paper's suite mean for that row (None: it has none).
   """
   lines = ['| task | group | lr | train / test split | ours top-1 (%) |', '|---|---|---|---|---|']
   for r in rows:
@@ -56,7 +47,6 @@ def markdown(rows: Sequence[Mapping[str, Any]], *, suite: str, groups: Sequence[
   for g in groups:
     if g in means and len(groups) > 1:
       lines.append(f'| **{g} mean** | | | | {means[g]:.2f} |')
-  paper = paper_number(suite, paper_row)
   partial = '' if len(rows) == expected else f' ({len(rows)} of {expected} tasks: partial)'
   if 'mean' in means:
     lines.append(f'| **{SUITE_METRIC[suite]} mean{partial}** | | | | {means["mean"]:.2f} |')

@@ -29,7 +29,7 @@ VTAB_WARMUP = 500  # The ViT/vit_jax fine-tuning default that Appendix C follows
 SMALL_IMAGE_AREA = 96 * 96  # BiT-HyperRule: smaller images are fine-tuned at the low size.
 RESOLUTIONS = (224, 448)  # (small images, large images), Section 3.
 GROUPS = ('natural', 'specialized', 'structured')
-TRAIN, VAL, TEST = 800, 200, 'test'
+TRAIN, VAL = 800, 200  # VTAB-1k: 800 training and 200 validation examples per task
 _LABELS = 'mixer_flax.transfer.labels:'
 
 
@@ -198,7 +198,7 @@ def task_config(task: Task, *, recipe: ml_collections.ConfigDict, counts: Mappin
   c.base_lr = base_lr
   c.total_steps = VTAB_STEPS
   c.warmup_steps = VTAB_WARMUP
-  c.eval_every = c.total_steps  # Scored once, at the end.
+  c.evals = {'eval': dict(type='classification', every=c.total_steps)}  # scored at the end
   c.checkpoint_every = 500
   c.progress_every = 50
   return c

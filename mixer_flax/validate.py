@@ -1,0 +1,167 @@
+"""Checks a run config before anything is compiled and reports every problem at once.
+
+The entry points call `validate(config)` first; no other module re-checks these keys. The
+checks need the model zoo, the optimizer and the evaluators, so they live here, not in the
+plain-data `config.py`. Dataset and preprocessing checks: `validate_data.py`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from mixer_flax import config as config_lib
+from mixer_flax import eval as eval_lib
+from mixer_flax import fileio, models, validate_data
+from mixer_flax.training import losses, optim
+
+_REQUIRED = ('model_name', 'batch', 'total_steps', 'base_lr', 'warmup_steps', 'decay_type',
+             'optimizer', 'loss', 'image_size')
+
+
+def _is_int(v: Any, kinds: tuple[type, ...] = (int, np.integer)) -> bool:
+  return isinstance(v, kinds) and not isinstance(v, bool)
+
+
+_is_number = functools.partial(_is_int, kinds=(int, float, np.integer, np.floating))
+
+
+def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = None,
+             process_count: int | None = None, check_files: bool = True) -> None:
+  """Checks `config` (keys: `config.base_config`); reports every problem at once.
+
+  Args:
+    config: the run config.
+    num_devices, process_count: local devices and processes (default: JAX's).
+    check_files: also check that `config.pretrained_path` exists.
+
+  Raises:
+    ValueError: naming each offending config key and what to do.
+    FileNotFoundError: `config.pretrained_path` does not exist.
+  """
+  if process_count is None or num_devices is None:
+    import jax  # pylint: disable=g-import-not-at-top  (starts the backend: not at import)
+    process_count = jax.process_count() if process_count is None else process_count
+    num_devices = jax.local_device_count() if num_devices is None else num_devices
+  problems = _key_problems(config)
+  problems += [f'config.{k} is missing' for k in _REQUIRED if k not in config]
+  shards = process_count * num_devices
+  if not any(p.endswith('is missing') for p in problems):  # the checks below read them
+    problems += (_batch_problems(config, shards) + _optim_problems(config)
+                 + _model_problems(config) + validate_data.data_problems(config, shards)
+                 + _loop_problems(config))
+  if problems:
+    raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
+  path = config.get('pretrained_path', None) or ''  # http(s): fetched, checked by load_npz
+  if check_files and path and not path.startswith(('http:', 'https:')) and not fileio.exists(path):
+    raise FileNotFoundError(f'config.pretrained_path={path!r} does not exist; give the path '
+                            'of an .npz checkpoint (local, gs:// or https://) or set it to None.')
+
+
+def unknown_key_message(key: str, known: list[str]) -> str:
+  """'config.KEY ...' for a key the trainer does not know: replaced, or a likely typo."""
+  if key in config_lib.REPLACED_KEYS:
+    return f'config.{key} was replaced by {config_lib.REPLACED_KEYS[key]}'
+  close = difflib.get_close_matches(key, known, n=1)
+  hint = f'; did you mean config.{close[0]}?' if close else ''
+  return f'config.{key} is not a trainer key{hint} (all keys: mixer_flax/config.py)'
+
+
+def _key_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """Keys that base_config does not define (typos, keys of earlier versions)."""
+  base = config_lib.base_config()
+  problems = [unknown_key_message(k, list(base)) for k in config if k not in base]
+  pp = config.get('pp', None) or {}
+  problems += [unknown_key_message(f'pp.{k}', [f'pp.{b}' for b in base.pp])
+               for k in pp if k not in base.pp]
+  return problems
+
+
+def _batch_problems(config: ml_collections.ConfigDict, shards: int) -> list[str]:
+  """Batch sizes, steps and their divisibility over `shards` = processes x local devices."""
+  problems = []
+  accum = config.get('accum_steps', 1)
+  for key, value in (('batch', config.batch), ('total_steps', config.total_steps),
+                     ('accum_steps', accum)):
+    if not _is_int(value) or value <= 0:
+      problems.append(f'config.{key}={value!r} must be a positive int')
+  if not problems and config.batch % (shards * accum):
+    problems.append(f'config.batch={config.batch} is not divisible by processes x local devices '
+                    f'({shards}) x config.accum_steps ({accum}) = {shards * accum}; choose a '
+                    'multiple of it or change accum_steps')
+  batch_eval = config.get('batch_eval', None)
+  if batch_eval is not None and (not _is_int(batch_eval) or batch_eval <= 0
+                                 or batch_eval % shards):
+    problems.append(f'config.batch_eval={batch_eval!r} must be a positive multiple of processes '
+                    f'x local devices = {shards}')
+  return problems
+
+
+def _optim_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """Optimizer, schedule and loss keys."""
+  get, problems = config.get, []
+  if not _is_int(config.warmup_steps) or config.warmup_steps < 0:  # > total_steps: all warm-up
+    problems.append(f'config.warmup_steps={config.warmup_steps!r} must be an int >= 0')
+  if not _is_number(config.base_lr) or config.base_lr <= 0:
+    problems.append(f'config.base_lr={config.base_lr!r} must be a number > 0')
+  for key in ('end_lr', 'weight_decay'):
+    if not _is_number(get(key, 0.0)) or get(key, 0.0) < 0:
+      problems.append(f'config.{key}={get(key)!r} must be a number >= 0')
+  choices = {'decay_type': optim.DECAY_TYPES, 'optimizer': optim.OPTIMIZERS,
+             'optim_dtype': optim.OPTIM_DTYPES, 'loss': losses.LOSSES}
+  for key, allowed in choices.items():
+    if get(key, 'float32') not in allowed:
+      problems.append(f'config.{key}={get(key)!r} must be one of {allowed}')
+  clip = get('grad_norm_clip', None)
+  if clip is not None and (not _is_number(clip) or clip < 0):
+    problems.append(f'config.grad_norm_clip={clip!r} must be None or a number >= 0')
+  if config.optimizer == 'sgd' and not _is_number(get('momentum', None)):
+    problems.append(f"config.momentum={get('momentum')!r} must be a number for optimizer='sgd'")
+  ls = get('label_smoothing', 0.0) or 0.0
+  if not _is_number(ls) or not 0.0 <= ls < 1.0:
+    problems.append(f'config.label_smoothing={ls!r} must be in [0, 1)')
+  elif ls and config.loss != 'softmax_xent':
+    problems.append(f"config.label_smoothing={ls} is only defined for loss='softmax_xent'")
+  return problems
+
+
+def _model_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """`model_name`, `model` overrides, `image_size` and the pretrained resolution."""
+  if config.model_name not in models.MODEL_CONFIGS:
+    return [f'config.model_name={config.model_name!r} is unknown; known: '
+            f'{", ".join(models.MODEL_CONFIGS)}']
+  problems = []
+  overrides = dict(config.get('model', None) or {})
+  unknown = models.zoo.unknown_overrides(overrides)
+  if unknown:
+    problems.append(f'config.model has unknown key(s) {unknown}; allowed: '
+                    f'{", ".join(models.OVERRIDABLE)}')
+  patch = overrides.get('patch_size') or models.MODEL_CONFIGS[config.model_name].patch_size
+  size = config.image_size
+  if not _is_int(size) or size <= 0 or size % patch:
+    problems.append(f'config.image_size={size!r} must be a positive multiple of the patch size '
+                    f'{patch} of {config.model_name}')
+  if str(overrides.get('dtype') or 'float32') not in ('float32', 'bfloat16', 'float16'):
+    problems.append(f"config.model.dtype={overrides['dtype']!r} must be float32|bfloat16|float16")
+  pre_size = config.get('pretrained_image_size', None)
+  if config.get('pretrained_path', None) and not (_is_int(pre_size) and pre_size > 0):
+    # Any image_size works: integer multiples adapt token mixing block-diagonally, others resample.
+    problems.append(f'config.pretrained_image_size={pre_size!r} must be the positive side (px) '
+                    'the checkpoint was trained at')
+  return problems
+
+
+def _loop_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """The step intervals of the training loop and the evaluators of `config.evals`."""
+  problems = []
+  for key in ('checkpoint_every', 'progress_every', 'keep_checkpoints'):
+    value = config.get(key, None)
+    if key in config and (not _is_int(value) or value <= 0):
+      problems.append(f'config.{key}={value!r} must be a positive int')
+  for name, entry in (config.get('evals', None) or {}).items():
+    problems += eval_lib.entry_problems(name, entry)
+  return problems
