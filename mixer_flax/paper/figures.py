@@ -47,6 +47,10 @@ def resolve_blocks(blocks: Sequence[int], *, count: int, source: str) -> list[in
   return resolved
 
 
+def _how_many(shown: int, total: int) -> str:
+  return f'all {total}' if shown == total else f'first {shown} of {total}'
+
+
 def _grid_figure(*, rows: int, groups: int, columns: int, title: str,
                  head: float = 0.75) -> tuple[Figure, Any]:
   """A figure of `groups` panel grids `rows x columns` side by side, a spacer between.
@@ -84,7 +88,7 @@ def token_mixing_figure(params: Mapping[str, Any], *, blocks: Sequence[int] = (0
   shown = d_s if max_units <= 0 else min(max_units, d_s)
   rows = math.ceil(shown / columns)
   fig, gs = _grid_figure(rows=rows, groups=len(chosen), columns=columns, title=(
-      f'Token-mixing hidden units (first {shown} of {d_s} per block, paired with their closest '
+      f'Token-mixing hidden units ({_how_many(shown, d_s)} per block, paired with their closest '
       f'inverse, low frequency first), {rows_t}x{cols_t} token grid'))
   for g, b in enumerate(chosen):
     start = g * (columns + 1)
@@ -117,7 +121,7 @@ def stem_figure(params: Mapping[str, Any], *, max_filters: int = 64, columns: in
   rows = math.ceil(shown / cols)
   patch = filters.shape[1]
   fig, gs = _grid_figure(rows=rows, groups=1, columns=cols, head=0.45, title=(
-      f'Stem filters {patch}x{patch} RGB (first {shown} of {len(order)}, low frequency first; '
+      f'Stem filters {patch}x{patch} RGB ({_how_many(shown, len(order))}, low frequency first; '
       '0.5 + w / (2 max|w|) per filter)'))
   display = units.stem_display(filters)
   for pos, c in enumerate(order[:shown]):
