@@ -151,6 +151,23 @@ def test_cli_writes_deterministic_pngs_and_reports_bad_input(digits_checkpoint, 
     assert err.startswith('error: ') and needle in err and '\n' not in err
 
 
+def test_timm_safetensors_file_gives_the_same_panels(digits_checkpoint, tmp_path):
+  pytest.importorskip('safetensors')
+  from mixer_flax.checkpoint import timm as export_timm
+
+  path, flat = digits_checkpoint
+  timm_path = str(tmp_path / 'ti4.safetensors')
+  export_timm.save_state_dict(timm_path, export_timm.to_timm_state_dict(
+      checkpoint.load_params(path)))
+  assert figures.main(['--checkpoint', timm_path, '--out', str(tmp_path / 'out'), '--units', '8',
+                       '--stem_filters', '8']) == 0
+  fig = figures.token_mixing_figure(checkpoint.load_params(timm_path), blocks=(2,), max_units=8)
+  for label, im in _panels(fig):
+    j = int(label.split(', ')[1].rstrip(']'))
+    np.testing.assert_allclose(
+        im.get_array(), flat['MixerBlock_2/token_mixing/Dense_0/kernel'][:, j].reshape(4, 4))
+
+
 def test_non_square_token_grid(tmp_path, random_mixer_params, capsys):
   model = models.create_model('Mixer-Ti_4', num_classes=0)
   path = str(tmp_path / 'wide.npz')
