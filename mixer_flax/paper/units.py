@@ -93,11 +93,11 @@ def pair_units(units: np.ndarray) -> list[tuple[int, ...]]:
   Rules (our reading of Appendix D; the paper gives no formula):
   1. Order: units by ascending `filter_frequency` (ties: lower index first).
   2. Walk that order; each unit u not yet placed opens a pair and is followed by the
-     not-yet-placed unit v closest to its inverse: the largest `||u/|u| - (-v/|v|)||`
-     reduction, i.e. the smallest cosine similarity `cos(u, v)` (ties: lower index). With an
-     odd count the last unit stands alone.
+     not-yet-placed unit v closest to its inverse: the smallest `||u/|u| + v/|v|||`, i.e.
+     the smallest cosine similarity `cos(u, v)` (ties: lower index). With an odd count the
+     last unit stands alone.
   So pairs come out sorted by their first unit's frequency (the caption's "pairs are sorted by
-  filter frequency"), and an exact opposite `v = -a u` (a > 0) is always chosen when present.
+  filter frequency"), and an exact opposite `v = -a u` (a > 0), if still unplaced, is chosen.
 
   Args:
     units: `(N, R, C)` (or `(N, R, C, K)`): one image per unit; compared flattened.
