@@ -6,7 +6,8 @@ Tables:
               img/sec/core (TPUv3), FLOPs per image (XLA cost analysis and analytic).
   3, 2, cifar10  accuracy rows evaluated from checkpoints (--checkpoint_dir) on prepared
               tfds data (--data_dir); rows without them say what is missing.
-  permutation paper section 3.4 on digits: original / patch+pixel / global pixel shuffle.
+  permutation paper section 3.4 on digits: original / patch+pixel / global pixel shuffle
+              (+ a Fig. 4-style plot `<out>/fig4_permutation.png`).
 
 Each run prints the Markdown and writes `<out>/table_<name>.md` (+ `.json`); throughput and
 accuracy tables also write a plot in the spirit of the paper's Fig. 3 (`<out>/fig3_<name>.png`).
@@ -23,7 +24,7 @@ import os
 import platform
 
 from mixer_flax import config as config_lib
-from mixer_flax.paper import accuracy, table1, tables, throughput
+from mixer_flax.paper import accuracy, fig4, figures, table1, tables, throughput
 from mixer_flax.paper.plots import plot_fig3
 from mixer_flax.transfer import report as transfer_report
 
@@ -126,7 +127,9 @@ def run_permutation(args: argparse.Namespace) -> str:
   if args.same_start:
     results.update(permutation.run_same_start(base, workdir=workdir))
   markdown = permutation.markdown(results, steps=base.total_steps, model_name=base.model_name)
-  _write(args.out, 'permutation', markdown, results)
+  _write(args.out, 'permutation', markdown, {**results, 'steps': base.total_steps})
+  figures.save(fig4.permutation_figure(os.path.join(args.out, 'table_permutation.json')),
+               os.path.join(args.out, 'fig4_permutation.png'))
   return markdown
 
 
