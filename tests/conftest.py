@@ -1,4 +1,10 @@
-"""Test set-up: 8 simulated CPU devices (pmap tests) and a per-session tfds data_dir."""
+"""Test set-up: 8 simulated CPU devices, fast XLA compiles, one compile cache, a tfds data_dir.
+
+Set through the environment before JAX starts, so subprocesses (the command-line tests) get
+the same: compile time dominates these tiny models, so XLA skips most optimisations
+(`JAX_DISABLE_MOST_OPTIMIZATIONS`) and every process of the session shares one persistent
+compilation cache. Tests that compare runs compare runs made under the same settings.
+"""
 
 import atexit
 import os
@@ -10,10 +16,16 @@ import pytest
 # Must be set before JAX initialises its backends.
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
+_CACHE = tempfile.mkdtemp(prefix='mixer_flax_xla_cache_')
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _CACHE)
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 # Tests that leave `data_dir` unset must not write into the user's ~/tensorflow_datasets:
 # tfds reads this variable when it is first imported.
 os.environ['TFDS_DATA_DIR'] = tempfile.mkdtemp(prefix='mixer_flax_tfds_')
 atexit.register(shutil.rmtree, os.environ['TFDS_DATA_DIR'], ignore_errors=True)
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope='session')
@@ -36,3 +48,19 @@ def random_mixer_params():
       return np.float32(0.1) * noise + np.float32(path[-1].key == 'scale')
     return jax.tree_util.tree_map_with_path(draw, shapes)
   return make
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory):
+  """The session's tfds data_dir with the digits dataset (prepared by the first user)."""
+  return str(tmp_path_factory.getbasetemp() / 'tfds_digits')
+
+
+@pytest.fixture(scope='session')
+def reference(data_dir, tmp_path_factory):
+  """One uninterrupted run of test_train's tiny digits config: (result, workdir), shared."""
+  from test_train import tiny_config  # pylint: disable=g-import-not-at-top
+
+  from mixer_flax import train  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path_factory.mktemp('reference'))
+  return train.train_and_evaluate(tiny_config(data_dir), workdir), workdir

@@ -55,18 +55,6 @@ def tiny_config(data_dir, **overrides):
   return c
 
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.getbasetemp() / 'tfds_digits')
-
-
-@pytest.fixture(scope='module')
-def reference(data_dir, tmp_path_factory):
-  """An uninterrupted STEPS-step run: (result, workdir)."""
-  workdir = str(tmp_path_factory.mktemp('reference'))
-  return train.train_and_evaluate(tiny_config(data_dir), workdir), workdir
-
-
 def final_params(workdir):
   return checkpoint.load_npz(os.path.join(workdir, 'final.npz'))
 

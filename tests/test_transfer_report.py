@@ -9,7 +9,7 @@ import pytest
 
 from mixer_flax import checkpoint, models
 from mixer_flax import config as config_lib
-from mixer_flax.paper import reproduce
+from mixer_flax.paper import reproduce, tables
 from mixer_flax.transfer import __main__ as cli
 from mixer_flax.transfer import report, suite, tasks, vtab
 
@@ -27,7 +27,8 @@ def test_group_means_and_overall_mean():
   assert means['natural'] == pytest.approx(90) and means['structured'] == pytest.approx(50)
   assert means['mean'] == pytest.approx(100 * (7 * 0.9 + 4 * 0.8 + 8 * 0.5) / 19)
   table = report.markdown(rows, suite='vtab1k', groups=vtab.GROUPS, expected=19,
-                          paper_row='i21k_L_16_448')
+                          paper_row='i21k_L_16_448',
+                          paper=tables.paper_number('VTAB', 'i21k_L_16_448'))
   assert f'ours {means["mean"]:.2f}; paper (i21k_L_16_448): 74.95' in table
   assert '| **structured mean** | | | | 50.00 |' in table and 'partial' not in table
 

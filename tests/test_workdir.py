@@ -18,7 +18,6 @@ import time
 import jax
 import numpy as np
 import pytest
-import test_train
 from test_train import STEPS, tiny_config
 
 from mixer_flax import checkpoint, models, train
@@ -27,10 +26,6 @@ from mixer_flax.eval import cli
 from mixer_flax.training import checkpoints, resume, step, workdir, workdir_lock
 from mixer_flax.training.metrics import MetricsLogger, read_metrics
 from mixer_flax.validate import validate
-
-# The module-scoped fixtures of test_train, instantiated again for this module.
-data_dir = test_train.data_dir
-reference = test_train.reference
 
 
 def copy_of(reference, tmp_path):
