@@ -220,8 +220,10 @@ def smooth(image: jax.Array) -> jax.Array:
   """The sharpness target: floor((3x3 sum + 4 centre) / 13) inside, the original border.
 
   PIL's SMOOTH kernel [1 1 1; 1 5 1; 1 1 1] / 13 with the reference's truncation,
-  computed exactly in integers (a separable box sum; the reference's float conv can
-  land one ulp below an exact multiple of 13).
+  computed exactly in integers (a separable box sum). Deliberately not the reference's
+  float32 kernel / 13: its sum lands one ulp below k where the weighted sum is 13 k, so it
+  truncates to k - 1 there, and its sharpness differs from ours by |1 - factor| levels at those
+  pixels (tests/test_data_augment_reference.py).
   """
   image = jnp.asarray(image)
   x = image.astype(jnp.int32)
