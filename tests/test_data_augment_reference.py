@@ -274,3 +274,26 @@ def test_sharpness_smooths_exactly_where_the_reference_convolution_rounds_down()
     assert set(np.unique(ref - exact)) <= {-1, 0}
     assert not (ref != exact)[~multiple].any()
 
+
+
+def test_every_mode_applies_the_reference_ops():
+  """One layer at m = 23 (solarize's threshold wraps, 588 -> 76; posterize's 9 bits clamp its
+  shift) through randaugment_batch in every mode: each example is the reference op it drew."""
+  m, h, w = 23, *IMAGES.shape[1:3]
+  images = np.concatenate([IMAGES] * 8)
+  keys = jax.random.split(jax.random.key(0), len(images))
+  op, sign, center = (np.asarray(a) for a in jax.vmap(
+      lambda k: augment.draw(jax.random.fold_in(k, 0), h, w))(keys))
+  names = [augment.OPS[i] for i in op]
+  assert {'solarize', 'posterize'} <= set(names)
+  want, ties = np.empty_like(images), np.zeros(images.shape[:3], bool)
+  for i, (x, name, s) in enumerate(zip(images, names, sign, strict=True)):
+    arg = reference_arg(name, m) * (float(s) if name in SIGNED else 1)
+    want[i] = (tf_cutout(tf.constant(x), arg, tuple(center[i])) if name == 'cutout'
+               else REFERENCE[name](tf.constant(x), arg))
+    ties[i] = _near_tie(name, m, float(s), h, w) if name in SIGNED else False
+  for mode in [mode for mode in augment.MODES if mode != 'auto']:
+    got = jax.jit(lambda x, k, mode=mode: augment.randaugment_batch(
+        x, k, num_layers=1, magnitude=m, mode=mode))(images, keys)
+    diff = _diff(np.asarray(got), want)
+    assert diff[~ties].max() <= 1, (mode, names[int(np.argmax(diff.max(axis=(1, 2))))])
