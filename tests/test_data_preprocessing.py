@@ -82,6 +82,21 @@ def test_inception_crop_same_window_for_jpeg_and_png(image):
         tf.constant(jpeg), seed=s, area_min=0.05), decoded_jpeg[y:y + h, x:x + w])
 
 
+def test_inception_crop_window_is_the_references():
+  """big_vision's decode_jpeg_and_inception_crop(area_min=5) sampler arguments (aspect 0.75 to
+  1.33, no boxes, TF's default attempts), drawn with TF's stateless sampler from our seed."""
+  for shape in ([24, 28, 3], [224, 300, 3], [300, 180, 3]):
+    for i in range(20):
+      seed = tf.constant([3, i], tf.int64)
+      begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+          tf.constant(shape), tf.zeros([0, 0, 4], tf.float32), seed=seed,
+          area_range=(5 / 100, 100 / 100), aspect_ratio_range=(0.75, 1.33),
+          min_object_covered=0, use_image_if_no_bounding_boxes=True)
+      want = [begin[0], begin[1], size[0], size[1]]
+      np.testing.assert_array_equal(preprocessing._crop_window(
+          tf.constant(shape), seed=seed, area_min=0.05), want)
+
+
 def test_host_labels_are_indices_or_uint8_multi_hot():
   index = preprocessing.encode_labels(tf.constant(2, tf.int64), 4)
   assert index.dtype == tf.int32 and int(index) == 2

@@ -42,7 +42,7 @@ it, as the paper's runs had it. (**) The reference passes Python ints to TF ops 
 images: TF makes them uint8 constants (modulo 256), and its CPU kernels (tf.data runs there)
 clamp a uint8 shift to [0, 7]; we follow both (tests/test_data_augment_reference.py compares
 every op at m = 0..30 with TensorFlow). Where the reference itself differs from PIL (tests):
-contrast (that mean), color (PIL's grey is round((19595 r + 38470 g + 7471 b) / 2^16)),
+(**), contrast (that mean), color (PIL's grey is round((19595 r + 38470 g + 7471 b) / 2^16)),
 sharpness (PIL rounds the smoothed image) and geometric ops (PIL samples pixel centres in
 float64, we in float32: only coordinates within ~1e-5 of a half integer differ).
 

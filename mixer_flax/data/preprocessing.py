@@ -53,7 +53,7 @@ def _crop_window(shape: tf.Tensor, *, seed: tf.Tensor, area_min: float) -> tf.Te
       bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
       seed=seed,
       min_object_covered=0.0,
-      aspect_ratio_range=(3 / 4, 4 / 3),
+      aspect_ratio_range=(0.75, 1.33),  # big_vision inception_crop, TF's default (vit_jax)
       area_range=(area_min, 1.0),
       max_attempts=10,
       use_image_if_no_bounding_boxes=True)
@@ -62,7 +62,7 @@ def _crop_window(shape: tf.Tensor, *, seed: tf.Tensor, area_min: float) -> tf.Te
 
 def decode_and_inception_crop(image_bytes: tf.Tensor, *, seed: tf.Tensor,
                               area_min: float) -> tf.Tensor:
-  """Random crop (area fraction area_min..1, aspect 3/4..4/3) of an encoded image.
+  """Random crop (area fraction area_min..1, aspect 0.75..1.33) of an encoded image.
 
   JPEGs are cropped while decoding (only the window is decoded); other formats
   are decoded fully and then cropped. Both paths pick the same window.
