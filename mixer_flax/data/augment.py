@@ -13,10 +13,9 @@ stated clip (the reference truncates, PIL mostly truncates too); `+-` is a rando
                 // 255; lut[v] = (#pixels < v + step // 2) // step, clip 255; x if step == 0
   invert        255 - x
   rotate        +-30 level degrees about the centre ((W-1)/2, (H-1)/2); tfa.image.rotate
-  posterize     (x >> s) << s, s = min((8 - int(4 level)) mod 256, 7): keeps int(4 level)
-                high bits, one bit at m <= 2 and m >= 23 (**)
-  solarize      x if x < int(256 level) mod 256 else 255 - x: the threshold wraps (**), so
-                m = 10, 20, 30 invert every pixel and m = 15 inverts x >= 128
+  posterize     (x >> s) << s, s = min((8 - int(4 level)) mod 256, 7) (**): 1 bit at m <= 2, >= 23
+  solarize      x if x < int(256 level) mod 256 else 255 - x (**): m = 10, 20, 30 invert every
+                pixel, m = 15 inverts x >= 128
   color         blend(grey, x, f); grey = trunc(255.5 * (0.2989 r + 0.587 g + 0.114 b) / 255)
   contrast      blend(d, x, f) with the constant d = trunc(min(H W / 256, 255)) (*)
   brightness    blend(0, x, f)
