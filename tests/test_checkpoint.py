@@ -94,9 +94,9 @@ def test_official_layout_loads_round_trips_and_gives_same_logits(ti4, tmp_path):
   checkpoint.save_npz(out, jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.bfloat16), loaded))
   assert checkpoint.flatten(checkpoint.load_npz(out))['stem/kernel'].dtype == np.float32
 
-  # load_pretrained into a freshly initialised model: every value from the file.
+  # load_pretrained into a freshly initialised model, keeping the head: every value from the file.
   _, fresh = _init(RES)
-  restored = checkpoint.load_pretrained(path=f'file://{path}', init_params=fresh)
+  restored = checkpoint.load_pretrained(path=f'file://{path}', init_params=fresh, keep_head=True)
   assert jax.tree_util.tree_structure(restored) == jax.tree_util.tree_structure(fresh)
   images = _images(3, RES)
   np.testing.assert_array_equal(_apply(model, restored, images)[0],
@@ -135,7 +135,7 @@ def test_higher_resolution_adaptation_is_exact(ti4, factor):
   assert overrides == {'tokens_mlp_dim': factor * factor * 64}
   big_model = models.create_model('Mixer-Ti_4', num_classes=CLASSES, **overrides)
   init = _shapes('Mixer-Ti_4', size, num_classes=CLASSES, **overrides)
-  adapted = checkpoint.load_pretrained(path=path, init_params=init)
+  adapted = checkpoint.load_pretrained(path=path, init_params=init, keep_head=True)
   tm = adapted['MixerBlock_2']['token_mixing']
   s, d = factor ** 2 * 16, factor ** 2 * 64
   shapes = [tm['Dense_0']['kernel'].shape, tm['Dense_0']['bias'].shape,
@@ -162,14 +162,21 @@ def test_higher_resolution_adaptation_is_exact(ti4, factor):
     assert np.abs(wrong - tile_logits.reshape(2, -1, CLASSES).mean(1)).max() > 1e-2
 
 
-def test_head_replaced_when_class_count_differs(ti4):
+def test_fine_tuning_starts_from_the_models_fresh_head(ti4):
+  """As vit_jax's load_pretrained: the model's (zero) head, whatever the class count; the
+  checkpoint's head only with keep_head=True and the same class count."""
   _, params, path = ti4
-  _, fresh = _init(RES, num_classes=3)
-  fresh['head']['bias'] = np.full((3,), -2.0, np.float32)  # As head_bias_init=-2 would give.
-  restored = checkpoint.load_pretrained(path=path, init_params=fresh)
-  np.testing.assert_array_equal(restored['head']['kernel'], np.zeros((128, 3)))
-  np.testing.assert_array_equal(restored['head']['bias'], np.full((3,), -2.0))
-  np.testing.assert_array_equal(restored['stem']['kernel'], params['stem']['kernel'])
+  for classes in (3, CLASSES):
+    _, fresh = _init(RES, num_classes=classes)
+    fresh['head']['bias'] = np.full((classes,), -2.0, np.float32)  # As head_bias_init=-2 gives.
+    restored = checkpoint.load_pretrained(path=path, init_params=fresh)
+    np.testing.assert_array_equal(restored['head']['kernel'], np.zeros((128, classes)))
+    np.testing.assert_array_equal(restored['head']['bias'], np.full((classes,), -2.0))
+    np.testing.assert_array_equal(restored['stem']['kernel'], params['stem']['kernel'])
+    kept = checkpoint.load_pretrained(path=path, init_params=fresh, keep_head=True)
+    want = params['head'] if classes == CLASSES else fresh['head']
+    np.testing.assert_array_equal(kept['head']['kernel'], want['kernel'])
+  assert np.abs(params['head']['kernel']).max() > 0
   # A pre-logits model (no head) drops the checkpoint's head.
   _, headless = _init(RES, num_classes=0)
   assert 'head' not in checkpoint.load_pretrained(path=path, init_params=headless)

@@ -57,7 +57,7 @@ def test_pre_linen_layout_loads_with_equal_logits(tmp_path, random_mixer_params)
     np.testing.assert_array_equal(loaded[key], value, err_msg=key)
 
   init = jax.eval_shape(lambda: params)
-  restored = checkpoint.load_pretrained(path=path, init_params=init)
+  restored = checkpoint.load_pretrained(path=path, init_params=init, keep_head=True)
   images = np.random.default_rng(0).uniform(-1, 1, (3, RES, RES, 3)).astype(np.float32)
   apply = jax.jit(model.apply)
   np.testing.assert_array_equal(apply({'params': restored}, images),

@@ -61,7 +61,8 @@ def test_load_pretrained_at_any_size(tmp_path, random_mixer_params, size):
   h, w = (size, size) if isinstance(size, int) else size
   images = np.random.default_rng(2).uniform(-1, 1, (2, h, w, 3)).astype(np.float32)
   init = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), images)['params'])
-  restored = checkpoint.load_pretrained(path=path, init_params=init, token_grid=(h // 4, w // 4))
+  restored = checkpoint.load_pretrained(path=path, init_params=init, token_grid=(h // 4, w // 4),
+                                        keep_head=True)
   tm = restored['MixerBlock_1']['token_mixing']
   grid = (h // 4, w // 4)
   expected = adapt.resample_token_mixing(
@@ -92,15 +93,15 @@ def test_integer_factor_keeps_block_diagonal_and_rejects_other_widths(tmp_path,
     big = models.create_model('Mixer-Ti_4', num_classes=CLASSES, **overrides)
     x = jnp.zeros((1, 32, 32, 3))
     return jax.eval_shape(lambda: big.init(jax.random.PRNGKey(0), x)['params'])
-  wide = checkpoint.load_pretrained(path=path, init_params=shapes(**over))
+  wide = checkpoint.load_pretrained(path=path, init_params=shapes(**over), keep_head=True)
   kernel = wide['MixerBlock_0']['token_mixing']['Dense_0']['kernel']
   assert kernel.shape == (64, 256) and (kernel == 0).mean() > 0.7  # Block-diagonal: 3/4 zeros.
-  same_width = checkpoint.load_pretrained(path=path, init_params=shapes())
+  same_width = checkpoint.load_pretrained(path=path, init_params=shapes(), keep_head=True)
   assert same_width['MixerBlock_0']['token_mixing']['Dense_0']['kernel'].shape == (64, 64)
   with pytest.raises(CheckpointError, match=r"ti4\.npz: parameter 'MixerBlock_0/token_mixing/"
                                             r"Dense_0/kernel' has shape \(16, 64\) .* expects "
                                             r'\(64, 100\)'):
-    checkpoint.load_pretrained(path=path, init_params=shapes(tokens_mlp_dim=100))
+    checkpoint.load_pretrained(path=path, init_params=shapes(tokens_mlp_dim=100), keep_head=True)
 
 
 def test_finetune_overrides_any_size():

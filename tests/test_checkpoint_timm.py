@@ -171,7 +171,8 @@ def test_import_inverts_export_and_loads_everywhere(ti4, tmp_path):
   export_timm.save_state_dict(path, export_timm.to_timm_state_dict(params))
   loaded = checkpoint.flatten(checkpoint.load_params(path))
   assert all(np.array_equal(loaded[k], v) for k, v in flat.items())
-  restored = checkpoint.load_pretrained(path=path, init_params=jax.eval_shape(lambda: params))
+  restored = checkpoint.load_pretrained(path=path, init_params=jax.eval_shape(lambda: params),
+                                        keep_head=True)
   model, model_params, arch = checkpoint.load_model(path)
   assert arch['model_name'] == 'Mixer-Ti_4' and arch['image_size'] == RES
   for p in (restored, model_params):

@@ -174,6 +174,23 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(reference, da
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+def test_fine_tuning_starts_from_a_zero_head_even_with_the_same_class_count(data_dir, tmp_path):
+  """As the reference (vit_jax's load_pretrained resets the head): the checkpoint's body, the
+  model's fresh zero head, also when the checkpoint has the same 10 classes."""
+  config = tiny_config(data_dir)
+  model = train.build_model(config, 10)
+  params = jax.device_get(train.initial_state(config, model, jax.random.key(0)).params)
+  params = jax.tree_util.tree_map(np.array, params)
+  params['head'] = {'kernel': np.full((32, 10), 0.5, np.float32), 'bias': np.ones(10, np.float32)}
+  params['stem']['bias'] = np.full_like(params['stem']['bias'], 0.25)
+  config.pretrained_path = str(tmp_path / 'pretrained_10.npz')
+  config.pretrained_image_size = 16
+  checkpoint.save_npz(config.pretrained_path, params)
+  init = jax.device_get(train.initial_state(config, model, jax.random.key(1)).params)
+  np.testing.assert_array_equal(init['stem']['bias'], params['stem']['bias'])
+  assert not np.any(init['head']['kernel']) and not np.any(init['head']['bias'])
+
+
 def test_finetune_from_npz_with_other_class_count_replaces_head(reference, data_dir,
                                                                   tmp_path, monkeypatch):
   _, ref_dir = reference

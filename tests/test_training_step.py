@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -100,14 +101,22 @@ def assert_trees_close(a, b, atol):
 # ---------------------------------------------------------------------------
 # Schedule and optimizer.
 
-def test_schedule_warmup_then_linear_decay():
-  lr = optim.make_schedule(make_config(base_lr=1.0, warmup_steps=4, total_steps=14, end_lr=0.1))
-  values = np.array([float(lr(s)) for s in range(15)])
-  np.testing.assert_allclose(values[:4], [0.25, 0.5, 0.75, 1.0], rtol=1e-6)  # step 0: lr > 0
-  np.testing.assert_allclose(values[4], 1.0, rtol=1e-6)
-  np.testing.assert_allclose(values[9], 1.0 + (0.1 - 1.0) * 0.5, rtol=1e-6)
-  np.testing.assert_allclose(values[14], 0.1, rtol=1e-6)
-  assert np.all(np.diff(values[4:]) < 0)
+@pytest.mark.parametrize('decay_type', ['linear', 'cosine'])
+def test_schedule_is_the_references_warmup_then_decay(decay_type):
+  """big_vision / vit_jax: peak * min(1, step / warmup) on an optax count from 0, so lr 0 at the
+  first update and the peak at step = warmup; here against optax's own schedules."""
+  peak, end, warmup, total = 1.0, 0.1, 4, 14
+  lr = optim.make_schedule(make_config(base_lr=peak, warmup_steps=warmup, total_steps=total,
+                                       end_lr=end, decay_type=decay_type))
+  if decay_type == 'cosine':
+    want = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, total, end_value=end)
+  else:
+    want = optax.join_schedules([optax.linear_schedule(0.0, peak, warmup),
+                                 optax.linear_schedule(peak, end, total - warmup)], [warmup])
+  values = np.array([float(lr(s)) for s in range(total + 3)])
+  np.testing.assert_allclose(values, [float(want(s)) for s in range(total + 3)], atol=1e-6)
+  assert values[0] == 0.0 and values[warmup] == pytest.approx(peak) and values[warmup - 1] < peak
+  assert values[total] == pytest.approx(end)
 
 
 def test_schedule_cosine_and_no_warmup():
@@ -205,7 +214,7 @@ def test_accumulation_matches_full_batch(one_device_run):
 def test_stochastic_depth_rng_and_non_finite_guard():
   """Same (key, step) -> same update, whether the key is typed/unreplicated or raw/replicated;
   a NaN batch leaves the state unchanged and reports finite == 0."""
-  config = make_config()
+  config = make_config(warmup_steps=0)  # the warm-up's first update has lr 0
   model = tiny_model(stoch_depth=0.5, num_blocks=2)  # block 0 never drops
   devices = jax.local_devices()[:2]
   p_step = step_lib.make_train_step(config=config, model=model, devices=devices)

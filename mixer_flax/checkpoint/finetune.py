@@ -1,12 +1,12 @@
 """Fine-tuning from a checkpoint: fit its parameters to a model's.
 
-`load_pretrained` checks every key and shape against the model's freshly
-initialised parameters, swaps in the fresh head when the class count differs,
-and fits the token-mixing MLPs to the model's token grid (`adapt.py`): exactly
-block-diagonally (paper, section 3.3 and appendix C) when the model sees K^2
-times the checkpoint's tokens and has a K^2 times wider token MLP, else by
-bilinear resampling of the token axis (any image size divisible by the patch,
-non-square grids too; the token MLP keeps its width).
+`load_pretrained` checks every key and shape against the model's freshly initialised
+parameters, swaps in the model's fresh head (always, as the reference's fine-tuning;
+`keep_head=True` keeps a checkpoint head of the right shape), and fits the token-mixing MLPs
+to the model's token grid (`adapt.py`): exactly block-diagonally (paper, section 3.3 and
+appendix C) when the model sees K^2 times the checkpoint's tokens and has a K^2 times wider
+token MLP, else by bilinear resampling of the token axis (any image size divisible by the
+patch, non-square grids too; the token MLP keeps its width).
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def _shape_error(source: str, key: str, got: tuple, want: tuple, hint: str = '')
 
 def restore_params(*, restored: Mapping[str, Any], init_params: Mapping[str, Any],
                    source: str = '<params>', token_grid: tuple[int, int] | None = None,
-                   pretrained_token_grid: tuple[int, int] | None = None) -> dict[str, Any]:
+                   pretrained_token_grid: tuple[int, int] | None = None,
+                   keep_head: bool = True) -> dict[str, Any]:
   """Fits checkpoint params to a model (the work of `load_pretrained`).
 
   Args:
@@ -62,6 +63,8 @@ def restore_params(*, restored: Mapping[str, Any], init_params: Mapping[str, Any
     token_grid: (rows, columns) of the model's tokens; needed only when their
       number is not a square.
     pretrained_token_grid: the same for the checkpoint.
+    keep_head: keep the checkpoint's head when its shapes are the model's; else (or when
+      the class count differs) the head of `init_params`.
 
   Returns:
     Nested dict of np.ndarray with exactly the keys, shapes and dtypes of `init_params`.
@@ -81,8 +84,8 @@ def restore_params(*, restored: Mapping[str, Any], init_params: Mapping[str, Any
 
   out: dict[str, Any] = {}
   cache: dict[str, dict[str, np.ndarray]] = {}
-  keep_head = all(k in ckpt and ckpt[k].shape == init[k].shape
-                  for k in init if k.startswith('head/'))
+  keep_head = keep_head and all(k in ckpt and ckpt[k].shape == init[k].shape
+                                for k in init if k.startswith('head/'))
   mismatched = []
   for key in sorted(init, key=canonical_order):
     want = init[key]
@@ -93,8 +96,8 @@ def restore_params(*, restored: Mapping[str, Any], init_params: Mapping[str, Any
         continue
       if not hasattr(want, '__array__'):
         mismatched.append(CheckpointError(
-            f'{source}: the head is replaced (class count differs) but init_params[{key!r}] '
-            'holds no values; pass initialised params.'))
+            f'{source}: the head is replaced by the model\'s but init_params[{key!r}] holds no '
+            'values; pass initialised params (or keep_head=True to keep a matching head).'))
         continue
       out[key] = np.array(want, dtype=want.dtype)
       continue
@@ -115,7 +118,7 @@ def restore_params(*, restored: Mapping[str, Any], init_params: Mapping[str, Any
         f'{mismatched[0]} Is the checkpoint of another variant (width, depth, patch size)? '
         f'{len(mismatched)} parameters differ in all.')
   if not keep_head:
-    logging.info('%s: head replaced by the model\'s fresh head (%s classes in the checkpoint).',
+    logging.info('%s: the model\'s fresh head replaces the checkpoint\'s (%s classes).',
                  source, ckpt['head/bias'].shape[0] if 'head/bias' in ckpt else 'no head')
   return unflatten({k: out[k] for k in init})
 
@@ -165,11 +168,11 @@ def _adapted(ckpt: dict, init: dict, key: str, source: str, cache: dict,
 def load_pretrained(*, path: str, init_params: Mapping[str, Any],
                     token_grid: tuple[int, int] | None = None,
                     pretrained_token_grid: tuple[int, int] | None = None,
-                    sha256: str | None = None) -> dict[str, Any]:
+                    sha256: str | None = None, keep_head: bool = False) -> dict[str, Any]:
   """Loads checkpoint `path` for fine-tuning a model whose fresh params are `init_params`.
 
-  Every key and shape is checked. The head comes from `init_params` when the
-  class count differs (or the checkpoint has none). The token-mixing MLPs are
+  Every key and shape is checked. The head comes from `init_params` (the model's fresh
+  zero head), even when the class count is the same, unless `keep_head`. The token-mixing MLPs are
   fitted to the model's token grid (module doc): block-diagonally when the model
   has K^2 times the tokens and a K^2 times wider token MLP (each KxK tile of the
   larger image is mixed as the checkpoint mixed a whole image), else resampled.
@@ -180,13 +183,16 @@ def load_pretrained(*, path: str, init_params: Mapping[str, Any],
     token_grid: (rows, columns) of the model's tokens, for non-square grids.
     pretrained_token_grid: the same for the checkpoint.
     sha256: expected SHA-256 of the file.
+    keep_head: keep the checkpoint's head when the class count is the model's (loading a
+      classifier at another resolution; `init_params` may then be shapes only).
 
   Returns:
     Nested dict of np.ndarray shaped exactly like `init_params`.
   """
+  # Fine-tuning starts from a new zero head, as vit_jax's checkpoint.load_pretrained always does.
   return restore_params(restored=load_params(path, sha256=sha256), init_params=init_params,
                         source=path, token_grid=token_grid,
-                        pretrained_token_grid=pretrained_token_grid)
+                        pretrained_token_grid=pretrained_token_grid, keep_head=keep_head)
 
 
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:

@@ -13,8 +13,9 @@ stated clip (the reference truncates, PIL mostly truncates too); `+-` is a rando
                 // 255; lut[v] = (#pixels < v + step // 2) // step, clip 255; x if step == 0
   invert        255 - x
   rotate        +-30 level degrees about the centre ((W-1)/2, (H-1)/2); tfa.image.rotate
-  posterize     keep bits = int(4 level) high bits: (x >> (8 - bits)) << (8 - bits)
-  solarize      x if x < int(256 level) else 255 - x  (m >= 10: no change)
+  posterize     (x >> s) << s, s = min((8 - int(4 level)) mod 256, 7) (**): 1 bit at m <= 2, >= 23
+  solarize      x if x < int(256 level) mod 256 else 255 - x (**): m = 10, 20, 30 invert every
+                pixel, m = 15 inverts x >= 128
   color         blend(grey, x, f); grey = trunc(255.5 * (0.2989 r + 0.587 g + 0.114 b) / 255)
   contrast      blend(d, x, f) with the constant d = trunc(min(H W / 256, 255)) (*)
   brightness    blend(0, x, f)
@@ -36,15 +37,21 @@ take the reference fill 128 (its wrap/unwrap of a ones channel).
 
 (*) The reference's contrast "mean" sums the histogram (= H W) and divides by 256
 instead of averaging the grey levels (big_vision issue #109; 196 at 224 px); we keep
-it, as the paper's runs had it. Where the reference itself differs from PIL (tests):
-contrast (that mean), color (PIL's grey is round((19595 r + 38470 g + 7471 b) / 2^16)),
+it, as the paper's runs had it. (**) The reference passes Python ints to TF ops on uint8
+images: TF makes them uint8 constants (modulo 256), and its CPU kernels (tf.data runs there)
+clamp a uint8 shift to [0, 7]; we follow both (tests/test_data_augment_reference.py compares
+every op at m = 0..30 with TensorFlow). Where the reference itself differs from PIL (tests):
+(**), contrast (that mean), color (PIL's grey is round((19595 r + 38470 g + 7471 b) / 2^16)),
 sharpness (PIL rounds the smoothed image) and geometric ops (PIL samples pixel centres in
 float64, we in float32: only coordinates within ~1e-5 of a half integer differ).
 
-At m = 15 with 2 layers the reference blanks an image for two op pairs, each drawn with
-probability 1/256: the same translation twice with the same sign (2 x 150 px > 224 px) and
-solarize_add then brightness (every pixel >= 128, then x2.8): ~0.8% of the images, kept as
-the paper's recipe had it (tests/test_data_augment.py: no other draw gives a constant image).
+With 2 layers the reference blanks an image (every pixel one value) for two op pairs from
+m = 12 at 224 px, each drawn with probability 1/256: the same translation twice with the same
+sign (2 x 100 level px > 224) and solarize_add then brightness (every pixel lifted to >= 128,
+then times 1.8 level + 0.1 > 2): ~0.8% of the images, kept as the paper's recipe had it
+(tests/test_data_augment.py: at m = 15 no other draw gives a constant image). An image with
+flat borders can also be blanked by a translation then contrast (m >= 16 maps the fill 128 and
+dark pixels to 0). Solarize never blanks an image (threshold 0 inverts it).
 
 Implementation (augment_ops.py, hand-written: dm-pix is not a dependency and
 `jax.scipy.ndimage.map_coordinates` rounds half to even): the 8 point-wise ops are

@@ -118,14 +118,24 @@ def invert_lut() -> jax.Array:
 
 
 def posterize_lut(bits: int) -> jax.Array:
-  """Keeps the `bits` most significant bits (bits clipped to [0, 8])."""
-  shift = 8 - min(max(int(bits), 0), 8)
+  """(v >> s) << s with s = 8 - bits, shifted as the reference's uint8 `tf.bitwise` shifts do.
+
+  TF turns the Python int s into a uint8 constant (wrapping modulo 256) and its CPU kernels
+  (tf.data runs there) clamp a shift to [0, 7]: bits 0 (m <= 2) keeps the top bit instead of
+  giving black, and bits > 8 (m >= 23; s < 0 wraps to >= 248) keeps one bit too.
+  """
+  shift = min((8 - int(bits)) % 256, 7)
   return per_channel((VALUES >> shift) << shift)
 
 
 def solarize_lut(threshold: int) -> jax.Array:
-  """Inverts levels at or above the threshold: v if v < threshold else 255 - v."""
-  return per_channel(jnp.where(VALUES < threshold, VALUES, 255 - VALUES))
+  """Inverts levels at or above the threshold wrapped to uint8: v if v < t % 256 else 255 - v.
+
+  The reference compares the uint8 image with the Python int int(25.6 m), which TF turns into
+  a uint8 constant modulo 256: m = 10, 20, 30 give 0 (every level inverted), m = 12 gives 51,
+  m = 15 gives 128 (the paper's B/16 setting), not "no change" for m >= 10.
+  """
+  return per_channel(np.where(VALUES < int(threshold) % 256, VALUES, 255 - VALUES))
 
 
 def solarize_add_lut(addition: int, threshold: int = 128) -> jax.Array:
@@ -210,8 +220,10 @@ def smooth(image: jax.Array) -> jax.Array:
   """The sharpness target: floor((3x3 sum + 4 centre) / 13) inside, the original border.
 
   PIL's SMOOTH kernel [1 1 1; 1 5 1; 1 1 1] / 13 with the reference's truncation,
-  computed exactly in integers (a separable box sum; the reference's float conv can
-  land one ulp below an exact multiple of 13).
+  computed exactly in integers (a separable box sum). Deliberately not the reference's
+  float32 kernel / 13: its sum lands one ulp below k where the weighted sum is 13 k, so it
+  truncates to k - 1 there, and its sharpness differs from ours by |1 - factor| levels at those
+  pixels (tests/test_data_augment_reference.py).
   """
   image = jnp.asarray(image)
   x = image.astype(jnp.int32)

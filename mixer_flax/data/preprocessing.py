@@ -32,6 +32,20 @@ def resize(image: tf.Tensor, size: tuple[int, int] | tf.Tensor) -> tf.Tensor:
   return _to_uint8(tf.image.resize(image, size, method='bilinear'))
 
 
+def resize_small(image: tf.Tensor, smaller_size: int) -> tf.Tensor:
+  """Shorter side -> smaller_size keeping the aspect ratio, by area averaging; uint8.
+
+  big_vision's `resize_small` (the eval of its Mixer ImageNet config): each side becomes
+  round(side * smaller_size / shorter side) in float32, `tf.image.resize(method='area')`
+  (its default; TF's area resize has no antialias option), then clip and cast (truncation).
+  """
+  h, w = tf.unstack(tf.cast(tf.shape(image)[:2], tf.float32))
+  factor = float(smaller_size) / tf.minimum(h, w)
+  size = tf.cast(tf.round(tf.stack([h * factor, w * factor])), tf.int32)
+  area = tf.image.resize(image, tf.maximum(size, smaller_size), method='area')
+  return tf.cast(tf.clip_by_value(area, 0.0, 255.0), tf.uint8)
+
+
 def _crop_window(shape: tf.Tensor, *, seed: tf.Tensor, area_min: float) -> tf.Tensor:
   """Inception-style random crop window [y, x, h, w] of an image of shape [h, w, c]."""
   begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
@@ -39,7 +53,7 @@ def _crop_window(shape: tf.Tensor, *, seed: tf.Tensor, area_min: float) -> tf.Te
       bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
       seed=seed,
       min_object_covered=0.0,
-      aspect_ratio_range=(3 / 4, 4 / 3),
+      aspect_ratio_range=(0.75, 1.33),  # big_vision inception_crop, TF's default (vit_jax)
       area_range=(area_min, 1.0),
       max_attempts=10,
       use_image_if_no_bounding_boxes=True)
@@ -48,7 +62,7 @@ def _crop_window(shape: tf.Tensor, *, seed: tf.Tensor, area_min: float) -> tf.Te
 
 def decode_and_inception_crop(image_bytes: tf.Tensor, *, seed: tf.Tensor,
                               area_min: float) -> tf.Tensor:
-  """Random crop (area fraction area_min..1, aspect 3/4..4/3) of an encoded image.
+  """Random crop (area fraction area_min..1, aspect 0.75..1.33) of an encoded image.
 
   JPEGs are cropped while decoding (only the window is decoded); other formats
   are decoded fully and then cropped. Both paths pick the same window.
@@ -101,8 +115,9 @@ def eval_image(image_bytes: tf.Tensor, *, image_size: int, mode: str,
     image_bytes: scalar string, an encoded image.
     image_size: output side S.
     mode: 'resize_small_crop' (shorter side -> eval_resize keeping the aspect
-      ratio, then central S x S crop), 'resize_crop' (resize to eval_resize x
-      eval_resize, central crop) or 'resize' (resize to S x S).
+      ratio by area averaging, `resize_small`, then central S x S crop), 'resize_crop'
+      (bilinear resize to eval_resize x eval_resize, central crop) or 'resize'
+      (bilinear resize to S x S, vit_jax's fine-tuning eval).
     eval_resize: intermediate side for the crop modes (>= image_size).
 
   Returns:
@@ -112,11 +127,7 @@ def eval_image(image_bytes: tf.Tensor, *, image_size: int, mode: str,
   if mode == 'resize':
     return resize(image, (image_size, image_size))
   if mode == 'resize_small_crop':
-    h = tf.cast(tf.shape(image)[0], tf.float32)
-    w = tf.cast(tf.shape(image)[1], tf.float32)
-    scale = float(eval_resize) / tf.minimum(h, w)
-    new = tf.cast(tf.round(tf.stack([h * scale, w * scale])), tf.int32)
-    image = resize(image, tf.maximum(new, eval_resize))
+    image = resize_small(image, eval_resize)  # big_vision's pre-training (and transfer) eval
   elif mode == 'resize_crop':
     image = resize(image, (eval_resize, eval_resize))
   else:

@@ -10,15 +10,17 @@ Config keys read (documented in mixer_flax/config.py):
 Schedule. `lr(step)` for the update that produces step `step + 1` (optax counts
 updates from 0):
 
-  warm-up   step < warmup_steps:  base_lr * (step + 1) / warmup_steps
+  warm-up   step < warmup_steps:  base_lr * step / warmup_steps
   decay     otherwise, with t = (step - warmup_steps) / (total_steps - warmup_steps)
             clipped to [0, 1]:
             linear: base_lr + (end_lr - base_lr) * t
             cosine: end_lr + (base_lr - end_lr) * (1 + cos(pi t)) / 2
 
-So the first update never runs at lr 0 and the warm-up reaches exactly base_lr
-at its last step. With warmup_steps >= total_steps (short test runs) the whole
-run is warm-up.
+As both reference schedules (big_vision's and vit_jax's `create_learning_rate_schedule`, the
+multiplier min(1, step / warmup_steps) of an optax count from 0): the first update runs at
+lr 0 and lr reaches base_lr at step warmup_steps, where the decay starts. `end_lr` is
+absolute (big_vision's `linear_end` multiplies the peak: end_lr = linear_end * base_lr). With
+warmup_steps >= total_steps (short test runs) the whole run is warm-up.
 
 Weight decay convention (decoupled, kernels only). `weight_decay` is
 multiplied by the *scheduled learning rate*, as in AdamW / `optax.adamw`:
@@ -83,7 +85,7 @@ def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
 
   def schedule(step: jax.Array) -> jax.Array:
     step = jnp.asarray(step, jnp.float32)
-    warm = base_lr * (step + 1.0) / max(warmup, 1)
+    warm = base_lr * step / max(warmup, 1)  # lr 0 at step 0: big_vision/vit_jax utils.py
     t = jnp.clip((step - warmup) / decay_steps, 0.0, 1.0)
     if decay_type == 'linear':
       decayed = base_lr + (end_lr - base_lr) * t
