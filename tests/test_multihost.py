@@ -20,6 +20,8 @@ from mixer_flax import checkpoint
 from mixer_flax import config as config_lib
 from mixer_flax.data import pipeline
 
+pytestmark = pytest.mark.slow  # a quick tier without it: README "Tests"
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 400
 STEPS = 12

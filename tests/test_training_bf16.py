@@ -10,6 +10,8 @@ import pytest
 from mixer_flax import checkpoint, models, train
 from mixer_flax import config as config_lib
 
+pytestmark = pytest.mark.slow  # a quick tier without it: README "Tests"
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 100
 

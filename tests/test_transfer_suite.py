@@ -22,6 +22,8 @@ from mixer_flax import checkpoint, models, train
 from mixer_flax.data import pipeline
 from mixer_flax.transfer import report, suite, tasks, vtab
 
+pytestmark = pytest.mark.slow  # a quick tier without it: README "Tests"
+
 ARCH = dict(patch_size=8, hidden_dim=16, num_blocks=1, tokens_mlp_dim=8, channels_mlp_dim=32)
 SIZE = 16
 OVERRIDES = dict(total_steps=4, warmup_steps=1, batch=8, batch_eval=40, checkpoint_every=2,

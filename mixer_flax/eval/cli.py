@@ -101,7 +101,7 @@ def _fewshot_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument('--l2', type=float, default=fewshot.DEFAULT_L2, help='ridge strength.')
   p.add_argument('--image_size', type=int, default=None,
                  help='input side (default: the resolution the checkpoint was trained at).')
-  p.add_argument('--eval_mode', default='resize_small_crop',
+  p.add_argument('--eval_mode', default=fewshot.EVAL_MODE,
                  choices=('resize_small_crop', 'resize_crop', 'resize'))
   p.add_argument('--eval_resize', type=int, default=None, help='default image_size * 8/7.')
   p.add_argument('--batch', type=int, default=256)

@@ -21,7 +21,6 @@ import jax
 import ml_collections
 import numpy as np
 
-from mixer_flax import config as config_lib
 from mixer_flax import devices
 from mixer_flax.data import on_device
 from mixer_flax.eval import inputs
@@ -29,6 +28,9 @@ from mixer_flax.eval import inputs
 BIAS_FEATURE = 100.0
 DEFAULT_L2 = 2.0**10
 DEFAULT_SHOTS = (1, 5, 10, 25)
+# Square resize to 8/7 of the side, then the central crop: big_vision's few-shot evaluator
+# (`resize(256)|central_crop(224)`).
+EVAL_MODE = 'resize_crop'
 # tfds name -> (train split the shots are drawn from, test split).
 DEFAULT_SPLITS = {
     'imagenet2012': ('train[:10%]', 'validation'),
@@ -207,7 +209,7 @@ class FewShotEvaluator:
     from mixer_flax.data import pipeline  # TensorFlow only when data is needed.
     o = self.options
     n = jax.local_device_count()
-    pp = {'eval_mode': config_lib.base_config().pp.eval_mode, **dict(o['pp'] or {})}
+    pp = {'eval_mode': EVAL_MODE, **dict(o['pp'] or {})}
     cfg = inputs.eval_config(self.config, dataset=tfds_name, image_size=o['image_size'],
                              batch=-(-int(o['batch']) // n) * n, data_dir=o['data_dir'], pp=pp)
     cfg.num_classes, cfg.prefetch = None, 0
