@@ -17,7 +17,6 @@ from ml_collections import config_dict
 from mixer_flax import config_data, fileio, models
 from mixer_flax.config_data import EVAL_MODES, PP_DEFAULTS, TRAIN_CROPS  # noqa: F401 (config.pp)
 from mixer_flax.experiment import load_experiment, parse_arg  # noqa: F401  (the config API)
-from mixer_flax.models import layout
 from mixer_flax.training import losses, optim
 
 
@@ -30,8 +29,7 @@ def base_config() -> ml_collections.ConfigDict:
   """All trainer keys with neutral defaults (float32, no augmentation, no wd)."""
   c = ml_collections.ConfigDict()
   c.model_name = 'Mixer-B_16'  # a key of models.MODEL_CONFIGS
-  # create_model overrides; performance-only keys (same function) may be added: inference_chunk,
-  # remat, token_layout, token_hidden, gelu_remat (models/layout.py, docs/performance.md).
+  # create_model overrides; `remat` (memory, same function) may be added (docs/performance.md).
   c.model = ml_collections.ConfigDict(dict(
       stoch_depth=0.0, dropout=0.0, head_bias_init=0.0, dtype='float32',
       tokens_mlp_dim=config_dict.placeholder(int)))
@@ -200,10 +198,6 @@ def _model_problems(config: ml_collections.ConfigDict) -> list[str]:
                     f'{patch} of {config.model_name}')
   if str(overrides.get('dtype') or 'float32') not in ('float32', 'bfloat16', 'float16'):
     problems.append(f"config.model.dtype={overrides['dtype']!r} must be float32|bfloat16|float16")
-  for key, allowed in (('token_layout', layout.LAYOUTS), ('token_hidden', layout.HIDDENS)):
-    if overrides.get(key) is not None and overrides[key] not in allowed:
-      problems.append(f'config.model.{key}={overrides[key]!r} must be one of '
-                      f'{"|".join(allowed)} or None (per backend)')
   pre_size = config.get('pretrained_image_size', None)
   if config.get('pretrained_path', None) and not (_is_int(pre_size) and pre_size > 0):
     # Any image_size works: integer multiples adapt token mixing block-diagonally, others resample.

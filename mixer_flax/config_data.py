@@ -9,18 +9,14 @@ import numbers
 
 import ml_collections
 
-from mixer_flax.data import augment
-
 # Preprocessing (`config.pp`): train crops, eval modes and the defaults of every key.
 TRAIN_CROPS = ('inception', 'resize')
 EVAL_MODES = ('resize_small_crop', 'resize_crop', 'resize')
 PP_DEFAULTS = dict(crop='inception', area_min=0.05, flip=True, randaug_layers=0,
                    randaug_magnitude=0, mixup_alpha=0.0, eval_mode='resize_small_crop',
                    eval_resize=256)
-# Keys with a fixed set of values. randaug_mode / randaug_histogram (optional, absent =
-# 'auto') pick among bit-identical implementations of the device augmentation (augment.py).
-PP_CHOICES = {'crop': TRAIN_CROPS, 'eval_mode': EVAL_MODES, 'randaug_mode': augment.MODES,
-              'randaug_histogram': augment.HISTOGRAMS}
+# Keys with a fixed set of values.
+PP_CHOICES = {'crop': TRAIN_CROPS, 'eval_mode': EVAL_MODES}
 
 
 def data_problems(config: ml_collections.ConfigDict, shards: int) -> list[str]:
@@ -29,8 +25,7 @@ def data_problems(config: ml_collections.ConfigDict, shards: int) -> list[str]:
   if config.get('dataset', None) == 'image_folder' and not config.get('folder_root', None):
     problems.append("config.folder_root must be set for dataset='image_folder' "
                     '(a directory with train/<class>/* and test/<class>/*)')
-  pp = {**PP_DEFAULTS, 'randaug_mode': 'auto', 'randaug_histogram': 'auto',
-        **dict(config.get('pp', None) or {})}
+  pp = {**PP_DEFAULTS, **dict(config.get('pp', None) or {})}
   for key, allowed in PP_CHOICES.items():
     if pp[key] not in allowed:
       problems.append(f'config.pp.{key}={pp[key]!r} must be one of {allowed}')

@@ -7,7 +7,9 @@ Examples:
   python scripts/gpu_hlo.py --batch 512 --modes grad --token_hidden md --gelu_remat --json g.json
 """
 
+from mixer_flax import backends
 from mixer_flax.perf import gpu_hlo
 
 if __name__ == '__main__':
+  backends.apply_xla_flags()  # before JAX starts a backend
   gpu_hlo.run()

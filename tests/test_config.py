@@ -37,13 +37,10 @@ def test_validate_config_accepts_good_and_names_bad_keys():
   bad.model = ml_collections.ConfigDict(dict(stoch_depth=0.1, widht=3))
   with pytest.raises(ValueError, match=r'config\.model has unknown key'):
     config_lib.validate(bad, num_devices=1, process_count=1)
-  bad.model = ml_collections.ConfigDict(dict(token_layout='ncs', token_hidden='dn'))
-  with pytest.raises(ValueError) as err:
+  bad.model = ml_collections.ConfigDict(dict(token_layout='snc'))  # a removed key
+  with pytest.raises(ValueError, match=r"config\.model has unknown key\(s\) \['token_layout'\]"):
     config_lib.validate(bad, num_devices=1, process_count=1)
-  assert "config.model.token_layout='ncs'" in str(err.value)
-  assert "config.model.token_hidden='dn' must be one of dm|md" in str(err.value)
-  bad.model = ml_collections.ConfigDict(dict(token_layout='snc', token_hidden='md',
-                                             gelu_remat=True))
+  bad.model = ml_collections.ConfigDict(dict(remat=True))
   config_lib.validate(make_config(model=bad.model), num_devices=1, process_count=1)
   del bad['total_steps']
   with pytest.raises(ValueError, match=r'config\.total_steps is missing'):
@@ -70,19 +67,15 @@ def test_validate_reports_data_loop_and_evaluator_problems_together():
 
 def test_validate_names_bad_augmentation_choices_and_odd_mixup_pairs():
   good = make_config(batch=48)
-  good.pp.update(mixup_alpha=0.5, randaug_layers=2, randaug_magnitude=15,
-                 randaug_mode='compact', randaug_histogram='onehot')
+  good.pp.update(mixup_alpha=0.5, randaug_layers=2, randaug_magnitude=15)
   config_lib.validate(good, num_devices=8, process_count=1)  # 6 per device
   bad = make_config(batch=24)  # 3 per device on 8 devices
-  bad.pp.update(mixup_alpha=0.2, randaug_mode='fast', randaug_histogram='sort')
+  bad.pp.update(mixup_alpha=0.2)
   with pytest.raises(ValueError) as err:
     config_lib.validate(bad, num_devices=8, process_count=1)
   message = str(err.value)
-  assert "config.pp.randaug_mode='fast' must be one of ('auto', 'select', 'compact'" in message
-  assert "config.pp.randaug_histogram='sort' must be one of ('auto', 'scatter'" in message
   assert ('config.batch=24 over 8 devices (processes x local devices) is 3 per device; make '
           'config.batch a multiple of 16 or set config.pp.mixup_alpha=0') in message
-  bad.pp.update(randaug_mode='switch', randaug_histogram='auto')
   with pytest.raises(ValueError, match=r'over 8 devices .* is 3 per device'):
     config_lib.validate(bad, num_devices=4, process_count=2)  # 2 processes x 4: 3 each
   bad.pp.mixup_alpha = 0.0
