@@ -46,15 +46,12 @@ probability 1/256: the same translation twice with the same sign (2 x 150 px > 2
 solarize_add then brightness (every pixel >= 128, then x2.8): ~0.8% of the images, kept as
 the paper's recipe had it (tests/test_data_augment.py: no other draw gives a constant image).
 
-Implementation (augment_ops.py, hand-written: dm-pix is not a dependency and
-`jax.scipy.ndimage.map_coordinates` rounds half to even): the 8 point-wise ops are
-256-entry lookup tables per channel, the 5 geometric ops 2x3 matrices for one
-nearest-neighbour gather. Two modes give identical images (tested); the backend table
-(mixer_flax/backends.py) picks one, and how equalize's histogram is counted:
-'switch' maps over the examples (lax.map) and runs only the drawn op (lax.switch);
-'compact' draws each layer's ops for the whole batch and applies `select_op` to every
-example (vmap: one warp, one table lookup and one blend computed for every op, then
-selected), counting histograms only for the examples that drew equalize (augment_compact.py).
+Implementation (augment_ops.py; dm-pix is not a dependency and map_coordinates rounds half
+to even): point-wise ops are 256-entry tables per channel, geometric ops 2x3 matrices for one
+nearest-neighbour gather. Two modes, bit-identical (tested), picked per backend
+(mixer_flax/backends.py): 'switch' maps over the examples and runs only the drawn op
+(lax.switch); 'compact' applies `select_op` to the whole batch (every op's table and warp
+computed, then selected), counting histograms only where equalize was drawn (augment_compact.py).
 """
 
 from __future__ import annotations

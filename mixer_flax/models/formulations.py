@@ -42,7 +42,7 @@ FORMULATIONS = {
     # for the paper's swapaxes + Dense ("What the implementation does"). CPU default.
     'nsc': Formulation('nsc', ('nsc,sd->ndc', 'ndc,ds->nsc')),
     # (S, N, C) stream: token mixing as two 2-D GEMMs; H200 train step +7%, inference equal
-    # ("GPU defaults"). GPU default.
+    # ("GPU: issue-14 probe"). GPU default.
     'snc': Formulation('snc', ('sm,sd->dm', 'dm,ds->sm')),
     # Candidate: HLO-bytes measurement only, timed next GPU session. Token MLP hidden
     # (N*C, D_S): bias + GELU fit cuBLASLt epilogues; H200 compile: forward non-GEMM bytes

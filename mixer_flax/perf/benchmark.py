@@ -1,42 +1,39 @@
 r"""Speed of Mixer on the current backend (`scripts/benchmark.py`): matmul peak, forward, train.
 
-In one run, on the default JAX backend (CPU, GPU or TPU), for one model variant,
-resolution and computation dtype:
+In one run, on the default JAX backend (CPU, GPU or TPU), for one model variant, resolution and
+computation dtype:
 
-* the dense matmul peak of the device in that dtype (an `M x M x M` matmul,
-  M = 2048 on CPU, 8192 elsewhere);
-* forward (inference) and train-step (gradients + optimizer update, the
-  trainer's `training.step.make_train_step` pmapped over one device, state
-  donated) images/s for each `--batch`;
-* achieved FLOP/s as a fraction of that peak, with analytic FLOPs (matmuls of
-  stem, token and channel MLPs and head; train = 3 x forward) and XLA's
-  `cost_analysis` FLOPs;
-* compile time and memory (XLA's buffer assignment; device `memory_stats` peak
-  when the backend has it, else the process' peak RSS).
+* the dense matmul peak of the device in that dtype (an `M x M x M` matmul, M = 2048 on CPU,
+  8192 elsewhere);
+* forward (inference) and train-step (gradients + optimizer update, the trainer's
+  `training.step.make_train_step` pmapped over one device, state donated) images/s per `--batch`;
+* achieved FLOP/s as a fraction of that peak, with analytic FLOPs (matmuls of stem, token and
+  channel MLPs and head; train = 3 x forward) and XLA's `cost_analysis` FLOPs;
+* compile time and memory (XLA's buffer assignment; device `memory_stats` peak when the
+  backend has it, else the process' peak RSS).
 
-Timing: after a warm-up call, each of `--repeats` timed runs (of enough steps to
-last `--min_time` seconds) is bracketed by two matmul-peak measurements, and
-the fraction of peak is the median over runs of `rate / peak(same run)`, so a
-shared, noisy machine biases rate and peak alike. Medians are reported.
+Timing: after a warm-up call, each of `--repeats` timed runs (of enough steps to last
+`--min_time` seconds) is bracketed by two matmul-peak measurements, and the fraction of peak is
+the median over runs of `rate / peak(same run)`, so a shared, noisy machine biases rate and
+peak alike. Medians are reported.
 
-`--bound` also times the model's matmul chain alone (`perf/bound.py`: forward,
-and its gradient when training), `--compare_timm` timm's Mixer with
-`torch.compile` (`perf/peer.py`, a subprocess run before JAX claims the device),
-so one report shows ours / bound / peer side by side, all against the same
-run's JAX matmul peak. `--formulation NAME` runs that formulation of the model (unchunked;
-default: the backend's, models/formulations.py), `--also formulation=NAME` times another one
-in the same process right after the baseline (the GPU candidates: formulations.CANDIDATES).
+`--bound` also times the model's matmul chain alone (`perf/bound.py`: forward, and its gradient
+when training), `--compare_timm` timm's Mixer with `torch.compile` (`perf/peer.py`, a
+subprocess run before JAX claims the device), so one report shows ours / bound / peer side by
+side, all against the same run's JAX matmul peak. `--formulation NAME` runs that formulation of
+the model (unchunked; default: the backend's, models/formulations.py), `--also
+formulation=NAME` times another one in the same process right after the baseline (the GPU
+candidates: formulations.CANDIDATES).
 
-`--modes ...,train_augment` adds the train step as the trainer now runs it: uint8 images
-and class indices in, RandAugment 2 layers m=15 + mixup 0.5 on the device (no TensorFlow),
-timed in the same run as `train`, and prints the augmentation's share of the step
-(`--randaug_mode compact|switch`, `--randaug_histogram scatter|onehot_int8` replace the
-backend's defaults for this process: data/augment.py, mixer_flax/backends.py).
+`--modes ...,train_augment` adds the train step as the trainer now runs it: uint8 images and
+class indices in, RandAugment 2 layers m=15 + mixup 0.5 on the device (no TensorFlow), timed in
+the same run as `train`, and prints the augmentation's share of the step (`--randaug_mode
+compact|switch`, `--randaug_histogram scatter|onehot_int8` replace the backend's defaults for
+this process: data/augment.py, mixer_flax/backends.py).
 
-`--end_to_end` instead compares the full trainer (`train.train_and_evaluate`:
-tfds input pipeline, prefetch, logging) on a config (default the digits config)
-with the bare pmapped step on a device-resident batch. Only this mode imports
-TensorFlow (lazily).
+`--end_to_end` instead compares the full trainer (`train.train_and_evaluate`: tfds input
+pipeline, prefetch, logging) on a config (default the digits config) with the bare pmapped step
+on a device-resident batch. Only this mode imports TensorFlow (lazily).
 
 Examples:
   python scripts/benchmark.py --variant Mixer-B_16 --batch 8,32
@@ -84,19 +81,15 @@ def _train_config(args: argparse.Namespace, batch: int) -> Any:
 
 def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
   """`create_model` arguments of the baseline model (`--also` adds to them)."""
-  out: dict[str, Any] = {'dtype': args.dtype, 'formulation': args.formulation}
-  if args.remat:
-    out['remat'] = True
-  return out
+  return {'dtype': args.dtype, 'formulation': args.formulation, 'remat': args.remat}
 
 
 @contextlib.contextmanager
 def _randaug_defaults(args: argparse.Namespace):
   """The backend table with `--randaug_mode` / `--randaug_histogram`, for this process only."""
-  backend, saved = jax.default_backend(), dict(backends.DEFAULTS)
-  changes = {k: v for k, v in (('randaug_mode', args.randaug_mode),
-                               ('randaug_histogram', args.randaug_histogram)) if v}
-  backends.DEFAULTS[backend] = backends.current()._replace(**changes)
+  saved = dict(backends.DEFAULTS)
+  backends.DEFAULTS[jax.default_backend()] = backends.current()._replace(**{
+      k: getattr(args, k) for k in ('randaug_mode', 'randaug_histogram') if getattr(args, k)})
   try:
     yield
   finally:
@@ -245,8 +238,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     with _randaug_defaults(args):
       report['results'] = bench_model(args, peak)
     runs = [p for row in report['results'] for m in ('forward', 'train', 'train_augment')
-            if m in row
-            for p in row[m]['peak_flops_runs']]
+            if m in row for p in row[m]['peak_flops_runs']]
     report['matmul'] = {'size': size, 'median_gflop_per_s': statistics.median(runs) / 1e9
                         if runs else peak()[0] / 1e9}
     if timm_report is not None:
