@@ -1,12 +1,11 @@
 """The speed bound of Mixer: its matmul chain alone, timed in the same run as the model.
 
-`matmul_chain` applies exactly the model's matmuls (stem, per block the two token-
-and two channel-mixing layers, head) to the model's parameters, as the model's
-formulation lays them out, in its dtype, with no LayerNorm, GELU, bias, residual or dropout: the
-FLOPs are the analytic count of `perf/flops.py`, and the rate this chain reaches
-is what the full model could reach if all element-wise work were free. The
-gradient bound is `jax.grad` of a cross-entropy on the chain's logits w.r.t. the
-parameters (3x the forward FLOPs; no optimizer).
+`matmul_chain` applies exactly the model's matmuls (stem, per block the two token- and two
+channel-mixing layers, head) to the model's parameters, in the stream layout of the model's
+formulation and in its dtype, with no LayerNorm, GELU, bias, residual or dropout: the FLOPs
+are the analytic count of `perf/flops.py`, and the rate this chain reaches is what the full
+model could reach if all element-wise work were free. The gradient bound is `jax.grad` of a
+cross-entropy on the chain's logits w.r.t. the parameters (3x the forward FLOPs; no optimizer).
 """
 
 from __future__ import annotations
