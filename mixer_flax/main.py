@@ -28,6 +28,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from mixer_flax import backends
+
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, e.g. experiments/digits.py[:arg].',
     lock_config=True)
@@ -112,6 +114,7 @@ def main(argv: list[str]) -> int:
   except workdir_lib.WorkdirError as e:
     print(f'FATAL {e}', file=sys.stderr)
     return EXIT_ERROR
+  backends.apply_xla_flags()  # before JAX starts a backend (XLA reads its flags then)
   maybe_initialize_distributed()
   import jax
 

@@ -9,7 +9,9 @@ Examples:
   python scripts/benchmark.py --end_to_end --json e2e.json
 """
 
+from mixer_flax import backends
 from mixer_flax.perf import benchmark
 
 if __name__ == '__main__':
+  backends.apply_xla_flags()  # before JAX starts a backend
   benchmark.run()

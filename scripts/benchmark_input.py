@@ -14,7 +14,9 @@ their ratio. RandAugment and mixup run on the device, so the host does the same 
   python scripts/benchmark_input.py --jpeg_folder /tmp/jpegs --tf_threads 2 --batch 128
 """
 
+from mixer_flax import backends
 from mixer_flax.perf import input_rate
 
 if __name__ == '__main__':
+  backends.apply_xla_flags()  # before JAX starts a backend
   input_rate.main()

@@ -16,7 +16,9 @@ Examples:
       --folder_root /data/folder --split test --image_size 16 --eval_mode resize
 """
 
+from mixer_flax import backends
 from mixer_flax.eval import cli
 
 if __name__ == '__main__':
+  backends.apply_xla_flags()  # before JAX starts a backend
   cli.evaluate_main()

@@ -15,7 +15,9 @@ JAX alone (no mixer_flax, no Flax):
 
 import sys
 
+from mixer_flax import backends
 from mixer_flax.checkpoint import cli
 
 if __name__ == '__main__':
+  backends.apply_xla_flags()  # before JAX starts a backend
   sys.exit(cli.export_main())

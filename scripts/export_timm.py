@@ -14,7 +14,9 @@ exact GELU, the reference its tanh approximation: logits agree to ~1e-3.
 
 import sys
 
+from mixer_flax import backends
 from mixer_flax.checkpoint import cli
 
 if __name__ == '__main__':
+  backends.apply_xla_flags()  # before JAX starts a backend
   sys.exit(cli.export_timm_main())

@@ -16,7 +16,9 @@ Examples:
       --image_size 16 --eval_mode resize --shots 1,5,10,25
 """
 
+from mixer_flax import backends
 from mixer_flax.eval import cli
 
 if __name__ == '__main__':
+  backends.apply_xla_flags()  # before JAX starts a backend
   cli.fewshot_main()

@@ -12,8 +12,10 @@
 #            --compare_timm (AdamW step);
 #   augment  the train step at batch $BATCH_TRAIN with and without RandAugment 2/15 + mixup 0.5
 #            on the device (uint8 input), and the augmentation's share of the step;
-#   variants the defaults, then in the same process token_hidden=md (forward), gelu_remat
-#            and both (train step): `--also` rows with their ratio to the baseline;
+#   variants the defaults, then in the same process the candidate formulations
+#            (models/formulations.py CANDIDATES): snc_md (forward) and snc_md_gelu_remat
+#            (train step; snc_md's training program is the default's): `--also` rows with
+#            their ratio to the baseline;
 #   old_defaults  fwd and train again with MIXER_FLAX_XLA_DEFAULTS=0 (JAX's own XLA flags),
 #            only while the budget lasts.
 # Expected wall time on one H100/H200: about 5 minutes; nothing runs past $BUDGET s (300) and
@@ -95,11 +97,11 @@ for stage in $STAGES; do
     fwd) bench fwd 130 --batch "$BATCH_FWD" --modes forward --bound $(peer 80 120) ;;
     # shellcheck disable=SC2046
     train) bench train 170 --batch "$BATCH_TRAIN" --modes train --bound $(peer 100 70) ;;
-    # Opt-in levers (models/layout.py), each timed in the process of its own baseline.
+    # Candidate formulations, each timed in the process of its own baseline.
     variants)
-      bench fwd_levers 90 --batch "$BATCH_FWD" --modes forward --also token_hidden=md
-      bench train_levers 150 --batch "$BATCH_TRAIN" --modes train --also gelu_remat=1 \
-        --also token_hidden=md,gelu_remat=1
+      bench fwd_levers 90 --batch "$BATCH_FWD" --modes forward --also formulation=snc_md
+      bench train_levers 120 --batch "$BATCH_TRAIN" --modes train \
+        --also formulation=snc_md_gelu_remat
       ;;
     # The train step with and without the paper's device augmentation (uint8 in), same run.
     augment) bench augment 70 --batch "$BATCH_TRAIN" --modes train,train_augment ;;

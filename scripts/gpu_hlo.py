@@ -4,10 +4,12 @@ Needs JAX's CUDA plugin (`pip install "jax[cuda12]"`); details: `mixer_flax/perf
 
 Examples:
   python scripts/gpu_hlo.py --target h200 --batch 1024 --modes forward
-  python scripts/gpu_hlo.py --batch 512 --modes grad --token_hidden md --gelu_remat --json g.json
+  python scripts/gpu_hlo.py --batch 512 --modes grad --formulation snc_md_gelu_remat --json g.json
 """
 
+from mixer_flax import backends
 from mixer_flax.perf import gpu_hlo
 
 if __name__ == '__main__':
+  backends.apply_xla_flags()  # before JAX starts a backend
   gpu_hlo.run()

@@ -13,7 +13,9 @@ Examples:
       --image_size 16 --eval_mode resize digit.png
 """
 
+from mixer_flax import backends
 from mixer_flax.eval import cli
 
 if __name__ == '__main__':
+  backends.apply_xla_flags()  # before JAX starts a backend
   cli.predict_main()

@@ -10,7 +10,9 @@ Examples:
   python scripts/reproduce_tables.py --table permutation --steps 1200
 """
 
+from mixer_flax import backends
 from mixer_flax.paper import reproduce
 
 if __name__ == '__main__':
+  backends.apply_xla_flags()  # before JAX starts a backend
   reproduce.main()

@@ -34,12 +34,13 @@ def test_resampled_token_mlp_on_a_constant_image(new):
   old = (4, 4)
   params = _token_mlp(16)
   resampled = adapt.resample_token_mixing(params, old_grid=old, new_grid=new)
-  mlp = models.mixer.MlpBlock(6, tokens=True)
+  mlp = models.mixer.MlpBlock(6)  # the paper's token_mixing MLP, on (N, C, S)
   tokens = np.random.default_rng(1).standard_normal((2, 1, 8)).astype(np.float32)
 
   def run(p, count):
     variables = {'params': checkpoint.unflatten(p)}
-    return np.asarray(mlp.apply(variables, np.repeat(tokens, count, axis=1)), np.float64)
+    x = np.swapaxes(np.repeat(tokens, count, axis=1), 1, 2)
+    return np.swapaxes(np.asarray(mlp.apply(variables, x), np.float64), 1, 2)
   before, after = run(params, 16), run(resampled, new[0] * new[1])
   r = adapt.interpolation_matrix(old, new)
   np.testing.assert_allclose(after, np.einsum('ts,nsc->ntc', r, before), atol=1e-4)

@@ -37,6 +37,11 @@ def test_validate_config_accepts_good_and_names_bad_keys():
   bad.model = ml_collections.ConfigDict(dict(stoch_depth=0.1, widht=3))
   with pytest.raises(ValueError, match=r'config\.model has unknown key'):
     validate(bad, num_devices=1, process_count=1)
+  bad.model = ml_collections.ConfigDict(dict(token_layout='snc'))  # a removed key
+  with pytest.raises(ValueError, match=r"config\.model has unknown key\(s\) \['token_layout'\]"):
+    validate(bad, num_devices=1, process_count=1)
+  validate(make_config(model=ml_collections.ConfigDict(dict(remat=True))), num_devices=1,
+           process_count=1)
   del bad['total_steps']
   with pytest.raises(ValueError, match=r'config\.total_steps is missing'):
     validate(bad, num_devices=1, process_count=1)

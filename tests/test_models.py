@@ -1,13 +1,15 @@
-"""Model zoo: exact parameter counts, official names/shapes, reference function."""
+"""Models: exact parameter counts, official names and shapes, the paper module against a numpy
+oracle, every faster formulation against the paper module, stochastic depth as big_vision."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
+from scipy import stats
 
-from mixer_flax import models
+from mixer_flax import backends, models
+from mixer_flax.models import chunking, formulations, mixer
 
 # Exact parameter counts of the released checkpoints (1000-class head, 224 px).
 EXACT_COUNTS = {
@@ -60,85 +62,68 @@ def test_b16_official_names_and_shapes():
   assert flat == expected
 
 
-# A literal transcription of the reference formulation (conv stem, explicit
-# transposes around the token MLP), used to check that our fused layout
-# computes the same function from the same parameters.
-class _RefMlp(nn.Module):
-  mlp_dim: int
-
-  @nn.compact
-  def __call__(self, x):
-    y = nn.Dense(self.mlp_dim)(x)
-    y = nn.gelu(y)
-    return nn.Dense(x.shape[-1])(y)
-
-
-class MixerBlock(nn.Module):  # noqa: D101 - named like the reference for its param names.
-  tokens_mlp_dim: int
-  channels_mlp_dim: int
-
-  @nn.compact
-  def __call__(self, x):
-    y = nn.LayerNorm(epsilon=1e-6)(x)
-    y = jnp.swapaxes(y, 1, 2)
-    y = _RefMlp(self.tokens_mlp_dim, name='token_mixing')(y)
-    y = jnp.swapaxes(y, 1, 2)
-    x = x + y
-    y = nn.LayerNorm(epsilon=1e-6)(x)
-    return x + _RefMlp(self.channels_mlp_dim, name='channel_mixing')(y)
-
-
-class _RefMixer(nn.Module):
-  num_classes: int
-  patch_size: int
-  hidden_dim: int
-  num_blocks: int
-  tokens_mlp_dim: int
-  channels_mlp_dim: int
-
-  @nn.compact
-  def __call__(self, x):
-    p = self.patch_size
-    x = nn.Conv(self.hidden_dim, (p, p), strides=(p, p), name='stem')(x)
-    x = x.reshape(x.shape[0], -1, x.shape[-1])
-    for _ in range(self.num_blocks):
-      x = MixerBlock(self.tokens_mlp_dim, self.channels_mlp_dim)(x)
-    x = nn.LayerNorm(epsilon=1e-6, name='pre_head_layer_norm')(x)
-    x = jnp.mean(x, axis=1)
-    return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros, name='head')(x)
-
-
 def _random_params(params, seed=0):
-  leaves, treedef = jax.tree_util.tree_flatten(params)
-  keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-  return jax.tree_util.tree_unflatten(
-      treedef, [0.2 * jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
+  rng = np.random.default_rng(seed)
+  return jax.tree_util.tree_map(
+      lambda x: (0.2 * rng.standard_normal(x.shape)).astype(np.float32), params)
 
 
-def test_function_matches_reference_formulation():
+def _init(model, images, seed=0):
+  return jax.jit(model.init)(jax.random.PRNGKey(seed), images)['params']
+
+
+def _rel(a, b):
+  a, b = np.ravel(np.asarray(a, np.float64)), np.ravel(np.asarray(b, np.float64))
+  return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+def _numpy_mixer(p, images, patch):
+  """Figure 1 of the paper in float64 numpy: the oracle of the paper module."""
+  def ln(x, q):
+    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + 1e-6) * q['scale'] + q['bias']
+
+  def mlp(x, q):  # Dense -> tanh-approximated GELU -> Dense
+    h = x @ q['Dense_0']['kernel'] + q['Dense_0']['bias']
+    h = 0.5 * h * (1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h ** 3)))
+    return h @ q['Dense_1']['kernel'] + q['Dense_1']['bias']
+
+  p = jax.tree_util.tree_map(lambda v: np.asarray(v, np.float64), p)
+  n, h, w, c = images.shape
+  x = np.asarray(images, np.float64).reshape(n, h // patch, patch, w // patch, patch, c)
+  x = x.transpose(0, 1, 3, 2, 4, 5).reshape(n, -1, patch * patch * c)  # row-major patches
+  x = x @ p['stem']['kernel'].reshape(patch * patch * c, -1) + p['stem']['bias']
+  i = 0
+  while f'MixerBlock_{i}' in p:
+    b = p[f'MixerBlock_{i}']
+    x = x + np.swapaxes(mlp(np.swapaxes(ln(x, b['LayerNorm_0']), 1, 2), b['token_mixing']), 1, 2)
+    x = x + mlp(ln(x, b['LayerNorm_1']), b['channel_mixing'])
+    i += 1
+  pre_logits = ln(x, p['pre_head_layer_norm']).mean(1)
+  return pre_logits @ p['head']['kernel'] + p['head']['bias']
+
+
+def test_paper_module_is_figure_1():
   cfg = dict(patch_size=4, hidden_dim=32, num_blocks=3, tokens_mlp_dim=24, channels_mlp_dim=48)
-  ours = models.MlpMixer(num_classes=7, **cfg)
-  ref = _RefMixer(num_classes=7, **cfg)
+  paper = models.MlpMixer(num_classes=7, formulation='paper', **cfg)
   images = jax.random.uniform(jax.random.PRNGKey(1), (3, 16, 12, 3), minval=-1, maxval=1)
-  params = ours.init(jax.random.PRNGKey(0), images)['params']
-  ref_params = ref.init(jax.random.PRNGKey(0), images)['params']
-  assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(ref_params)
-  assert jax.tree_util.tree_map(jnp.shape, params) == jax.tree_util.tree_map(jnp.shape, ref_params)
+  params = _init(paper, images)
+  assert not np.any(params['head']['kernel'])  # zero-initialised head
   params = _random_params(params)  # non-zero head so logits are informative
-  out = ours.apply({'params': params}, images)
-  expected = ref.apply({'params': params}, images)
-  np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+  out = jax.jit(paper.apply)({'params': params}, images)
   assert out.shape == (3, 7) and out.dtype == jnp.float32
+  assert _rel(out, _numpy_mixer(params, images, 4)) <= 1e-5
 
 
 def test_zero_head_and_prelogits():
   model = models.create_model('Mixer-Ti_4', num_classes=10)
   images = jnp.zeros((2, 16, 16, 3))
-  params = model.init(jax.random.PRNGKey(0), images)['params']
+  params = _init(model, images)
   assert not np.any(params['head']['kernel'])
-  logits, pre = model.apply({'params': params}, images, return_prelogits=True)
+  logits, pre = jax.jit(lambda p: model.apply({'params': p}, images, return_prelogits=True))(
+      params)
   assert logits.shape == (2, 10) and pre.shape == (2, 128)
-  feats = models.create_model('Mixer-Ti_4', num_classes=0).apply(
+  feats = jax.jit(models.create_model('Mixer-Ti_4', num_classes=0).apply)(
       {'params': {k: v for k, v in params.items() if k != 'head'}}, images)
   np.testing.assert_array_equal(feats, pre)
 
@@ -146,9 +131,9 @@ def test_zero_head_and_prelogits():
 def test_head_bias_init_and_bf16():
   model = models.create_model('Mixer-Ti_4', num_classes=5, head_bias_init=-6.9, dtype='bfloat16')
   images = jnp.ones((2, 16, 16, 3)) * 0.5
-  params = model.init(jax.random.PRNGKey(0), images)['params']
+  params = _init(model, images)
   assert jax.tree_util.tree_all(jax.tree_util.tree_map(lambda x: x.dtype == jnp.float32, params))
-  logits = model.apply({'params': params}, images)
+  logits = jax.jit(model.apply)({'params': params}, images)
   assert logits.dtype == jnp.float32
   np.testing.assert_allclose(logits, -6.9, atol=0.05)
 
@@ -156,12 +141,14 @@ def test_head_bias_init_and_bf16():
 def test_stochastic_depth_and_dropout():
   model = models.create_model('Mixer-Ti_4', num_classes=0, stoch_depth=0.5, dropout=0.1)
   images = jax.random.uniform(jax.random.PRNGKey(1), (8, 16, 16, 3), minval=-1, maxval=1)
-  params = model.init(jax.random.PRNGKey(0), images)['params']
-  eval_a = model.apply({'params': params}, images, train=False)
-  eval_b = models.create_model('Mixer-Ti_4', num_classes=0).apply({'params': params}, images)
-  np.testing.assert_array_equal(eval_a, eval_b)  # identity at inference
-  tr1 = model.apply({'params': params}, images, train=True, rngs={'dropout': jax.random.PRNGKey(2)})
-  tr2 = model.apply({'params': params}, images, train=True, rngs={'dropout': jax.random.PRNGKey(3)})
+  params = _init(model, images)
+  eval_a = jax.jit(model.apply)({'params': params}, images)
+  eval_b = jax.jit(models.create_model('Mixer-Ti_4', num_classes=0).apply)(
+      {'params': params}, images)
+  np.testing.assert_array_equal(eval_a, eval_b)  # inference scales nothing
+  train = jax.jit(lambda k: model.apply({'params': params}, images, train=True,
+                                        rngs={'dropout': k}))
+  tr1, tr2 = train(jax.random.PRNGKey(2)), train(jax.random.PRNGKey(3))
   assert not np.allclose(tr1, tr2) and not np.allclose(tr1, eval_a)
 
 
@@ -170,43 +157,53 @@ def test_bad_inputs():
     models.get_config('Mixer-X_1')
   with pytest.raises(TypeError, match='hidden_size'):
     models.create_model('Mixer-B_16', num_classes=10, hidden_size=3)
-  model = models.create_model('Mixer-Ti_4', num_classes=2)
-  with pytest.raises(ValueError, match='not divisible by patch_size=4'):
-    model.init(jax.random.PRNGKey(0), jnp.zeros((1, 18, 16, 3)))
+  images = jnp.zeros((1, 16, 16, 3))
+  for formulation in (None, 'paper'):
+    model = models.create_model('Mixer-Ti_4', num_classes=2, formulation=formulation)
+    with pytest.raises(ValueError, match='not divisible by patch_size=4'):
+      model.init(jax.random.PRNGKey(0), jnp.zeros((1, 18, 16, 3)))
+  with pytest.raises(ValueError, match="formulation='ncs' is unknown; use one of paper, nsc"):
+    models.create_model('Mixer-Ti_4', num_classes=2, formulation='ncs').init(
+        jax.random.PRNGKey(0), images)
 
 
-def _rel(a, b):
-  a, b = np.ravel(np.asarray(a, np.float64)), np.ravel(np.asarray(b, np.float64))
-  return np.linalg.norm(a - b) / np.linalg.norm(b)
+_CFG = dict(patch_size=4, hidden_dim=32, num_blocks=2, tokens_mlp_dim=24, channels_mlp_dim=48,
+            stoch_depth=0.5)
+_IMAGES = jax.random.uniform(jax.random.PRNGKey(1), (6, 16, 12, 3), minval=-1, maxval=1)
+_LABELS = jax.nn.one_hot(jnp.arange(6) % 7, 7)
 
 
-@pytest.mark.parametrize('token_layout, remat, token_hidden, gelu_remat', [
-    ('nsc', False, 'dm', False), ('snc', False, 'dm', False), ('snc', True, 'dm', False),
-    ('snc', False, 'md', True), ('nsc', False, 'md', False), ('snc', True, 'md', True)])
-def test_token_layouts_match_reference_logits_and_grads(token_layout, remat, token_hidden,
-                                                        gelu_remat):
-  # Same parameters, same function as the swapaxes + Dense reference, in f32: logits and the
-  # gradient of a loss w.r.t. every parameter (rel <= 1e-5).
-  cfg = dict(patch_size=4, hidden_dim=32, num_blocks=2, tokens_mlp_dim=24, channels_mlp_dim=48)
-  ours = models.MlpMixer(num_classes=7, token_layout=token_layout, remat=remat,
-                         token_hidden=token_hidden, gelu_remat=gelu_remat,
-                         inference_chunk=0, **cfg)
-  ref = _RefMixer(num_classes=7, **cfg)
-  images = jax.random.uniform(jax.random.PRNGKey(1), (3, 16, 12, 3), minval=-1, maxval=1)
-  params = ours.init(jax.random.PRNGKey(0), images)['params']
-  assert jax.tree_util.tree_map(jnp.shape, params) == jax.tree_util.tree_map(
-      jnp.shape, ref.init(jax.random.PRNGKey(0), images)['params'])
-  params = _random_params(params, seed=4)
-  labels = jax.nn.one_hot(jnp.arange(3) % 7, 7)
+def _logits_and_grads(model, params):
+  """Logits at inference, and the gradient of a loss in training mode (stochastic depth)."""
+  def loss(p):
+    logits = model.apply({'params': p}, _IMAGES, train=True,
+                         rngs={'dropout': jax.random.PRNGKey(5)})
+    return -jnp.mean(jnp.sum(_LABELS * jax.nn.log_softmax(logits), -1))
+  return jax.jit(lambda p: (model.apply({'params': p}, _IMAGES), jax.grad(loss)(p)))(params)
 
-  def loss(model, train):
-    return lambda p: -jnp.mean(jnp.sum(labels * jax.nn.log_softmax(
-        model.apply({'params': p}, images, **train)), -1))
 
-  assert _rel(jax.jit(ours.apply)({'params': params}, images),
-              jax.jit(ref.apply)({'params': params}, images)) <= 1e-5
-  grads = jax.jit(jax.grad(loss(ours, {'train': True})))(params)
-  ref_grads = jax.jit(jax.grad(loss(ref, {})))(params)
+@pytest.fixture(scope='module')
+def paper_reference():
+  paper = models.MlpMixer(num_classes=7, formulation='paper', **_CFG)
+  init = _init(paper, _IMAGES)
+  params = _random_params(init, seed=4)
+  return init, params, _logits_and_grads(paper, params)
+
+
+@pytest.mark.parametrize('formulation, remat', [
+    *((name, False) for name in formulations.FORMULATIONS), ('snc', True), ('paper', True)])
+def test_formulations_match_the_paper_module_logits_and_grads(paper_reference, formulation,
+                                                              remat):
+  # Same parameters, same function as the paper module in f32: logits, and the gradient of a
+  # loss w.r.t. every parameter in training mode with stochastic depth (rel <= 1e-5).
+  paper_init, params, (ref_logits, ref_grads) = paper_reference
+  ours = models.MlpMixer(num_classes=7, formulation=formulation, remat=remat, **_CFG)
+  init = _init(ours, _IMAGES)
+  assert jax.tree_util.tree_structure(init) == jax.tree_util.tree_structure(paper_init)
+  for a, b in zip(jax.tree_util.tree_leaves(init), jax.tree_util.tree_leaves(paper_init)):
+    np.testing.assert_array_equal(a, b)  # the same initialisation, parameter by parameter
+  logits, grads = _logits_and_grads(ours, params)
+  assert _rel(logits, ref_logits) <= 1e-5
   leaves, ref_leaves = jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(ref_grads)
   assert _rel(np.concatenate([np.ravel(g) for g in leaves]),
               np.concatenate([np.ravel(g) for g in ref_leaves])) <= 1e-5
@@ -218,29 +215,100 @@ def test_token_layouts_match_reference_logits_and_grads(token_layout, remat, tok
     assert np.linalg.norm(np.asarray(g, np.float64) - r) <= 1e-5 * scale
 
 
-def test_token_layouts_agree_on_chunks_stochastic_depth_and_bf16():
-  kw = dict(num_classes=5, stoch_depth=0.5)
-  nsc = models.create_model('Mixer-Ti_4', token_layout='nsc', **kw)
-  snc = models.create_model('Mixer-Ti_4', token_layout='snc', **kw)
+def test_default_chunked_inference_and_bf16_formulations(monkeypatch):
+  model = models.create_model('Mixer-Ti_4', num_classes=5)  # the backend's default
   images = jax.random.uniform(jax.random.PRNGKey(1), (5, 16, 16, 3), minval=-1, maxval=1)
-  params = _random_params(nsc.init(jax.random.PRNGKey(0), images)['params'], seed=2)
-  rngs = {'dropout': jax.random.PRNGKey(3)}
-  # Stochastic depth drops the same examples in both layouts (one draw per example).
-  a, b, c = (jax.jit(lambda p, m=m: m.apply({'params': p}, images, train=True, rngs=rngs))(
-      params) for m in (nsc, snc, snc.clone(token_hidden='md', gelu_remat=True)))
-  assert _rel(b, a) <= 1e-5 and _rel(c, a) <= 1e-5
+  params = _random_params(_init(model, images), seed=2)
 
-  def infer(model):
-    return jax.jit(lambda p: model.apply({'params': p}, images, return_prelogits=True))(params)
+  def infer(m):
+    return jax.jit(lambda p: m.apply({'params': p}, images, return_prelogits=True))(params)
 
-  logits, pre = infer(nsc)
-  c_logits, c_pre = infer(snc.clone(inference_chunk=2))  # 2 + 2 + remainder 1
+  logits, pre = infer(model.clone(formulation='paper'))
+  # Two images' widest activation (16 tokens x D_C 512 floats each) per chunk: 2 + 2 + 1.
+  cpu = backends.DEFAULTS['cpu']._replace(inference_chunk_bytes=2 * 16 * 512 * 4)
+  monkeypatch.setitem(backends.DEFAULTS, 'cpu', cpu)
+  assert chunking.chunk_size(model, images.shape) == 2
+  c_logits, c_pre = infer(model)
   assert _rel(c_logits, logits) <= 1e-5 and _rel(c_pre, pre) <= 1e-5 and c_pre.shape == (5, 128)
-  a, b = (infer(m.clone(dtype=jnp.bfloat16))[0] for m in (nsc, snc))
-  assert b.dtype == jnp.float32 and _rel(b, a) <= 3e-2 and _rel(b, logits) <= 3e-2
-  with pytest.raises(ValueError, match="token_layout='ncs'"):
-    models.create_model('Mixer-Ti_4', num_classes=5, token_layout='ncs').init(
-        jax.random.PRNGKey(0), images)
-  with pytest.raises(ValueError, match="token_hidden='nd'"):
-    models.create_model('Mixer-Ti_4', num_classes=5, token_hidden='nd').init(
-        jax.random.PRNGKey(0), images)
+  assert 'while' in jax.jit(lambda p: model.apply({'params': p}, images)).lower(
+      params).as_text()  # lax.map: the chunks are a loop
+  for name in formulations.FORMULATIONS:
+    bf16 = infer(model.clone(formulation=name, dtype=jnp.bfloat16))[0]
+    assert bf16.dtype == jnp.float32 and _rel(bf16, logits) <= 3e-2
+
+
+def test_inference_chunk_sizes():
+  # Largest power of two with the widest activation per chunk <= the backend's budget.
+  b16 = models.create_model('Mixer-B_16', num_classes=1000)
+  cpu = backends.DEFAULTS['cpu'].inference_chunk_bytes
+  assert cpu == 32 * 2**20 and backends.DEFAULTS['gpu'].inference_chunk_bytes == 0
+  assert chunking.chunk_size(b16, (32, 224, 224, 3), cpu) == 8  # 196 * 3072 * 4 B per image
+  assert chunking.chunk_size(b16.clone(dtype=jnp.bfloat16), (32, 224, 224, 3), cpu) == 16
+  assert chunking.chunk_size(b16, (32, 224, 224, 3), 0) == 0
+  ti4 = models.create_model('Mixer-Ti_4', num_classes=10)
+  assert chunking.chunk_size(ti4, (128, 16, 16, 3), cpu) > 128
+
+
+# Stochastic depth as big_vision's mlp_mixer.py (issue 21).
+
+def _block_and_inputs(n=512):
+  block = mixer.MixerBlock(tokens_mlp_dim=8, channels_mlp_dim=16, drop_rate=0.5)
+  x = jax.random.normal(jax.random.PRNGKey(0), (n, 4, 6))
+  params = _random_params(_init(block, x, seed=1), seed=3)
+  return block, x, params
+
+
+def _branch_outcomes(block, params, x, key):
+  """Per example: the output is the eval output (branches kept), x (dropped), or neither."""
+  out = np.asarray(jax.jit(lambda p, k: block.apply({'params': p}, x, True,
+                                                    rngs={'dropout': k}))(params, key))
+  full = np.asarray(jax.jit(lambda p: block.apply({'params': p}, x))(params))
+  kept = (np.abs(out - full) <= 1e-6 * np.abs(full - x).max()).all(axis=(1, 2))
+  dropped = (out == np.asarray(x)).all(axis=(1, 2))  # y * 0 added: exactly x
+  return kept, dropped
+
+
+@pytest.mark.parametrize('silenced', ['token_mixing', 'channel_mixing'])
+def test_stochastic_depth_keeps_or_zeroes_each_example_branch(silenced):
+  # With one branch's output layer zeroed, the block is x + mask * other_branch(x): every
+  # example's output is exactly the eval output or exactly x. big_vision does not rescale
+  # kept branches by 1 / (1 - rate), which would match neither.
+  block, x, params = _block_and_inputs()
+  zero = jax.tree_util.tree_map(jnp.zeros_like, params[silenced]['Dense_1'])
+  params = {**params, silenced: {**params[silenced], 'Dense_1': zero}}
+  kept, dropped = _branch_outcomes(block, params, x, jax.random.PRNGKey(7))
+  assert not (kept & dropped).any() and (kept | dropped).all()
+  assert stats.binomtest(int(dropped.sum()), len(x), 0.5).pvalue > 1e-3
+
+
+def test_stochastic_depth_masks_of_the_two_branches_are_independent():
+  block, x, params = _block_and_inputs(n=2000)
+  kept, dropped = _branch_outcomes(block, params, x, jax.random.PRNGKey(8))
+  # both kept: (1 - 0.5)^2; both dropped: 0.5^2; the other half keeps exactly one branch.
+  assert stats.binomtest(int(kept.sum()), len(x), 0.25).pvalue > 1e-3
+  assert stats.binomtest(int(dropped.sum()), len(x), 0.25).pvalue > 1e-3
+
+
+def test_stochastic_depth_rate_grows_linearly_over_blocks():
+  # Block i drops both branches of an example with probability rate_i^2, rate_i = 0.9 i / 3.
+  model = models.MlpMixer(num_classes=0, patch_size=4, hidden_dim=8, num_blocks=4,
+                          tokens_mlp_dim=8, channels_mlp_dim=16, stoch_depth=0.9,
+                          formulation='paper')
+  images = jax.random.uniform(jax.random.PRNGKey(1), (3000, 8, 8, 3), minval=-1, maxval=1)
+  params = _random_params(_init(model, images[:1]))
+  _, state = jax.jit(lambda p: model.apply({'params': p}, images, train=True,
+                                           rngs={'dropout': jax.random.PRNGKey(2)},
+                                           capture_intermediates=True,
+                                           mutable=['intermediates']))(params)
+  inter = state['intermediates']
+  x = np.asarray(inter['stem']['__call__'][0]).reshape(3000, 4, 8)
+  for i in range(4):
+    out = np.asarray(inter[f'MixerBlock_{i}']['__call__'][0])
+    both_dropped = (out == x).all(axis=(1, 2))
+    rate = 0.9 * i / 3
+    if i == 0:
+      assert not both_dropped.any()
+    else:
+      assert stats.binomtest(int(both_dropped.sum()), len(x), rate ** 2).pvalue > 1e-3, i
+    assert model.drop_rate(i) == pytest.approx(rate)
+    x = out

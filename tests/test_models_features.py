@@ -5,7 +5,7 @@ import numpy as np
 
 from mixer_flax import models
 from mixer_flax.models import features
-from mixer_flax.models.mixer import LN_EPS
+from mixer_flax.models.common import LN_EPS
 
 
 def _layer_norm(x, scale, bias):
@@ -44,13 +44,18 @@ def test_features_of_a_headless_model(random_mixer_params):
   assert 'logits' not in feats and feats['pre_logits'].shape == (2, 128)
 
 
-def test_features_do_not_depend_on_the_token_layout(random_mixer_params):
-  # GPU runs the residual stream as (S, N, C); features are (N, S, C) either way.
-  model = models.create_model('Mixer-Ti_4', num_classes=5)
+def test_features_are_the_paper_modules_intermediates(random_mixer_params):
+  # Whatever the model's formulation (GPU: an (S, N, C) stream), features are the paper
+  # module's stem tokens and block outputs, (N, S, C).
+  model = models.create_model('Mixer-Ti_4', num_classes=5, formulation='snc')
   params = random_mixer_params(model, 8)
   images = np.random.default_rng(1).uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32)
-  plain = features(model, {'params': params}, images)
-  snc = features(model.clone(token_layout='snc'), {'params': params}, images)
-  assert plain.keys() == snc.keys()
-  for name in plain:
-    np.testing.assert_allclose(snc[name], plain[name], atol=1e-5, err_msg=name)
+  feats = features(model, {'params': params}, images)
+  _, state = model.clone(formulation='paper').apply(
+      {'params': params}, images, capture_intermediates=True, mutable=['intermediates'])
+  paper = {k: v['__call__'][0] for k, v in state['intermediates'].items()
+           if k == 'stem' or k.startswith('MixerBlock_')}
+  paper['stem'] = paper['stem'].reshape(2, 4, 128)  # the conv's (N, H/P, W/P, C) grid
+  assert set(paper) == set(feats) - {'pre_logits', 'logits'}
+  for name in paper:
+    np.testing.assert_allclose(feats[name], paper[name], atol=1e-5, err_msg=name)

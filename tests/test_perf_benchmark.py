@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mixer_flax import models
+from mixer_flax import backends, models
 from mixer_flax.perf import benchmark, bound, cli, flops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,17 +93,17 @@ def test_harness_smoke(tmp_path):
   shapes = jax.eval_shape(lambda: ours.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
   assert saved['timm']['num_params'] == models.num_params(shapes) and not saved['timm'].get(
       'error')
-  assert saved['token_layout'] == 'nsc'  # the CPU default
+  assert saved['formulation'] == 'nsc' and saved['inference_chunked']  # the CPU's defaults
 
 
-@pytest.mark.parametrize('token_layout', ['nsc', 'snc'])
-def test_bound_is_the_models_matmul_chain(token_layout):
+@pytest.mark.parametrize('formulation', ['nsc', 'snc', 'snc_md'])
+def test_bound_is_the_models_matmul_chain(formulation):
   # numpy oracle: the same matmuls, no LayerNorm / GELU / bias / residual.
   model = models.create_model('Mixer-Ti_16', num_classes=10)
   images = jax.random.uniform(jax.random.key(1), (3, 32, 32, 3), minval=-1, maxval=1)
   params = model.init(jax.random.key(0), images)['params']
   params = jax.tree_util.tree_map(lambda v: v + 0.1, params)
-  chain = bound.matmul_chain(patch_size=16, token_layout=token_layout, dtype=jnp.float32)
+  chain = bound.matmul_chain(patch_size=16, formulation=formulation, dtype=jnp.float32)
   p = jax.tree_util.tree_map(lambda v: np.asarray(v, np.float64), params)
   x = np.asarray(images, np.float64).reshape(3, 2, 16, 2, 16, 3).transpose(0, 1, 3, 2, 4, 5)
   x = x.reshape(3, 4, -1) @ p['stem']['kernel'].reshape(-1, 192)
@@ -121,34 +121,35 @@ def test_train_augment_mode_times_the_device_augmentation():
   report = benchmark.run(['--variant', 'Mixer-Ti_16', '--image_size', '32', '--batch', '2',
                           '--repeats', '1', '--min_time', '0.01', '--matmul_size', '128',
                           '--num_classes', '10', '--modes', 'train,train_augment',
-                          '--randaug_mode', 'compact', '--randaug_histogram', 'onehot'])
+                          '--randaug_mode', 'compact', '--randaug_histogram', 'onehot_int8'])
   (row,) = report['results']
   aug = row['train_augment']
-  assert report['randaug'] == ['compact', 'onehot']
+  assert report['randaug'] == ['compact', 'onehot_int8']
+  assert backends.current().randaug_mode == 'switch'  # the table is restored afterwards
   assert aug['img_per_s'] > 0 and aug['augment_only_ms'] > 0 and 0 < aug['augment_share']
   assert 'augment_cost' in row and 'forward' not in row
 
 
-def test_opt_in_levers_reach_the_model_and_the_report(capsys):
+def test_formulations_reach_the_model_and_the_report(capsys):
   report = benchmark.run(['--variant', 'Mixer-Ti_16', '--image_size', '32', '--batch', '2',
                           '--repeats', '1', '--min_time', '0.01', '--matmul_size', '128',
-                          '--num_classes', '10', '--modes', 'forward,train', '--token_layout',
-                          'snc', '--gelu_remat', '--also', 'token_hidden=md,gelu_remat=0'])
-  assert (report['token_layout'], report['token_hidden'], report['gelu_remat']) == (
-      'snc', 'dm', True)
+                          '--num_classes', '10', '--modes', 'forward,train', '--formulation',
+                          'snc', '--also', 'formulation=snc_md_gelu_remat,remat=1'])
+  assert report['formulation'] == 'snc' and not report['inference_chunked']
   (row,) = report['results']
   (alt,) = row['also']  # timed in the same process, after the baseline
-  assert alt['overrides'] == {'token_hidden': 'md', 'gelu_remat': False}
+  assert alt['overrides'] == {'formulation': 'snc_md_gelu_remat', 'remat': True}
   for mode in ('forward', 'train'):
     assert alt[mode]['vs_baseline'] == pytest.approx(
         alt[mode]['img_per_s'] / row[mode]['img_per_s'])
     assert alt[mode]['vs_baseline_of_peak'] == pytest.approx(
         alt[mode]['fraction_of_peak'] / row[mode]['fraction_of_peak'])
-  assert "also1 = {'token_hidden': 'md', 'gelu_remat': False}" in capsys.readouterr().out
-  assert benchmark._model_overrides(cli.parse_args(['--token_hidden', 'md', '--gelu_remat'])) == {
-      'dtype': 'float32', 'token_hidden': 'md', 'gelu_remat': True}
-  with pytest.raises(SystemExit):
-    cli.parse_args(['--also', 'token_hiden=md'])
+  assert "also1 = {'formulation': 'snc_md_gelu_remat', 'remat': True}" in capsys.readouterr().out
+  assert benchmark._model_overrides(cli.parse_args(['--formulation', 'snc_md', '--remat'])) == {
+      'dtype': 'float32', 'formulation': 'snc_md', 'remat': True}
+  for bad in ('token_hidden=md', 'formulation=snc_dm'):
+    with pytest.raises(SystemExit):
+      cli.parse_args(['--also', bad])
 
 
 def test_bad_variant_is_rejected():
@@ -181,46 +182,3 @@ def test_end_to_end_smoke(tmp_path):
   assert e['trainer_img_per_s'] > 0 and e['bare_img_per_s'] > 0
   assert e['ratio'] == pytest.approx(e['trainer_img_per_s'] / e['bare_img_per_s'])
   assert report['variant'] == 'Mixer-Ti_4' and report['image_size'] == 16
-
-
-def test_inference_chunk_and_remat_keep_parameters_and_function():
-  kw = dict(num_classes=10, hidden_dim=32, num_blocks=2, tokens_mlp_dim=16, channels_mlp_dim=64)
-  images = jax.random.uniform(jax.random.key(1), (5, 16, 16, 3), minval=-1, maxval=1)
-  plain = models.create_model('Mixer-Ti_4', inference_chunk=0, **kw)
-  chunked = models.create_model('Mixer-Ti_4', inference_chunk=2, **kw)  # 2 + 2 + remainder 1
-  remat = models.create_model('Mixer-Ti_4', remat=True, **kw)
-  params = plain.init(jax.random.key(0), images)['params']
-  for other in (chunked, remat):
-    other_params = other.init(jax.random.key(0), images)['params']
-    assert jax.tree_util.tree_map(jnp.shape, other_params) == jax.tree_util.tree_map(
-        jnp.shape, params)
-  keys = jax.random.split(jax.random.key(3), len(jax.tree_util.tree_leaves(params)))
-  params = jax.tree_util.tree_unflatten(
-      jax.tree_util.tree_structure(params),
-      [x + 0.2 * jax.random.normal(k, x.shape) for k, x in zip(keys, jax.tree_util.tree_leaves(
-          params))])
-  logits, pre = plain.apply({'params': params}, images, return_prelogits=True)
-  c_logits, c_pre = jax.jit(lambda p, x: chunked.apply({'params': p}, x, return_prelogits=True))(
-      params, images)
-  np.testing.assert_allclose(c_logits, logits, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(c_pre, pre, rtol=1e-5, atol=1e-5)
-  assert float(jnp.std(logits)) > 0.1
-
-  def loss(model):
-    return lambda p: jnp.sum(model.apply({'params': p}, images, train=True) ** 2)
-
-  grads, remat_grads = jax.grad(loss(plain))(params), jax.grad(loss(remat))(params)
-  for g, r in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(remat_grads)):
-    np.testing.assert_allclose(r, g, rtol=1e-4, atol=1e-5)
-
-
-def test_auto_inference_chunk_sizes():
-  # CPU: largest power of two with S x D_C values per chunk <= 32 MiB; 0 turns it off.
-  assert jax.default_backend() == 'cpu'
-  b16 = models.create_model('Mixer-B_16', num_classes=1000)
-  assert b16.chunk_size((32, 224, 224, 3)) == 8  # 196 * 3072 * 4 B = 2.4 MB per image
-  assert models.create_model('Mixer-B_16', num_classes=1000,
-                             dtype='bfloat16').chunk_size((32, 224, 224, 3)) == 16
-  assert models.create_model('Mixer-B_16', num_classes=1000,
-                             inference_chunk=0).chunk_size((32, 224, 224, 3)) == 0
-  assert models.create_model('Mixer-Ti_4', num_classes=10).chunk_size((128, 16, 16, 3)) > 128

@@ -48,7 +48,7 @@ def test_cublas_gemm_epilogue_and_bytes(beta):
   assert stats['other_read_bytes'] == stats['other_written_bytes'] == 0
 
 
-def test_deviceless_compile_sees_the_epilogues_of_the_opt_in_levers(tmp_path):
+def test_deviceless_compile_sees_the_epilogues_of_the_candidate_formulations(tmp_path):
   pytest.importorskip('jax_plugins.xla_cuda12', reason="needs jax's CUDA plugin (jax[cuda12])")
 
   def modes(*extra):  # its own process: the compile-only GPU client needs JAX unstarted
@@ -56,10 +56,11 @@ def test_deviceless_compile_sees_the_epilogues_of_the_opt_in_levers(tmp_path):
     subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'gpu_hlo.py'), '--variant',
                     'Mixer-Ti_16', '--image_size', '32', '--batch', '8', '--num_classes', '10',
                     '--top', '0', '--json', str(out), *extra], check=True, timeout=600,
-                   env=dict(os.environ, PYTHONPATH=ROOT))
+                   env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                       [ROOT, os.environ.get('PYTHONPATH', '')])))
     return json.loads(out.read_text())['modes']
 
-  plain, levers = modes(), modes('--token_hidden', 'md', '--gelu_remat')
+  plain, levers = modes(), modes('--formulation', 'snc_md_gelu_remat')
   # Mixer-Ti_16 has 4 blocks: channel mixing's bias+GELU is an epilogue either way, token
   # mixing's only with D_S last ('md'); recomputed GELUs give the training-forward AUX form.
   assert plain['forward']['epilogue:BIAS_GELU'] == 4
@@ -67,3 +68,7 @@ def test_deviceless_compile_sees_the_epilogues_of_the_opt_in_levers(tmp_path):
   assert levers['forward']['epilogue:BIAS_GELU'] == 8
   assert levers['grad']['epilogue:BIAS_GELU_AUX'] == 8
   assert levers['forward']['total_GB'] <= plain['forward']['total_GB']
+  # Blocks recomputed in the backward pass: XLA keeps far fewer activations for it.
+  kept, remat = (modes('--batch', '64', '--modes', 'grad', *r)['grad']['temp_MiB']
+                 for r in ((), ('--remat',)))
+  assert remat < 0.5 * kept

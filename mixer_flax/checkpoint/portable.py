@@ -21,6 +21,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from mixer_flax.models import formulations
+
 __all__ = ['export_classifier', 'save_exported']
 
 DEFAULT_PLATFORMS = ('cpu', 'cuda')
@@ -32,13 +34,13 @@ def export_classifier(model: Any, params: Mapping[str, Any], *, image_size: tupl
   """Exports `images (b, H, W, 3) float32 -> logits (b, K) float32` with a symbolic batch b.
 
   Args:
-    model: an `MlpMixer` (inference chunking is turned off: the batch is symbolic).
+    model: an `MlpMixer` (its formulation pinned, so inference is not chunked).
     params: its parameters (baked into the module as constants).
     image_size: (H, W) of the inputs.
     platforms: lowering targets ('cpu', 'cuda', 'rocm', 'tpu').
     with_features: return `(logits, pre_logits)` instead of logits.
   """
-  model = model.clone(inference_chunk=0)
+  model = formulations.pinned(model)  # the symbolic batch cannot be cut into chunks
   params = jax.tree_util.tree_map(jnp.asarray, params)
 
   def classify(images: jax.Array):

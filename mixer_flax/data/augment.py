@@ -53,22 +53,12 @@ then times 1.8 level + 0.1 > 2): ~0.8% of the images, kept as the paper's recipe
 flat borders can also be blanked by a translation then contrast (m >= 16 maps the fill 128 and
 dark pixels to 0). Solarize never blanks an image (threshold 0 inverts it).
 
-Implementation (augment_ops.py, hand-written: dm-pix is not a dependency and
-`jax.scipy.ndimage.map_coordinates` rounds half to even): the 8 point-wise ops are
-256-entry lookup tables per channel, the 5 geometric ops 2x3 matrices for one
-nearest-neighbour gather. Two strategies give identical results (tested):
-'select' (vmap, select_op) builds every candidate table and matrix, does one warp
-followed by one lookup (identity table for warps, identity matrix for tables) and one
-shared blend for colour / sharpness, and selects with `where`; 'switch' maps over the
-examples (lax.map) and runs only the drawn op with lax.switch (under vmap a switch
-computes all branches); 'compact' is 'select' layer by layer over the batch, counting
-histograms only for the examples that drew equalize (augment_compact.py). 'auto' looks
-up AUTO_MODE: 'switch' on CPU (~10x cheaper there), 'compact' with the 'onehot_int8'
-histogram on GPUs (H200, 512 images: 3.4 ms vs 7.3-8.8 ms for 'select'; the whole train
-step 4.0% slower than without augmentation; docs/performance.md), 'select' on TPUs (not
-measured). Only equalize needs a histogram (autocontrast uses the channel min / max);
-`histogram` picks how it is counted (augment_ops.histogram:
-'scatter', 'onehot' / 'onehot_int8' matmul, 'compare'), all exact; 'auto': AUTO_HISTOGRAM.
+Implementation (augment_ops.py; dm-pix is not a dependency and map_coordinates rounds half
+to even): point-wise ops are 256-entry tables per channel, geometric ops 2x3 matrices for one
+nearest-neighbour gather. Two modes, bit-identical (tested), picked per backend
+(mixer_flax/backends.py): 'switch' maps over the examples and runs only the drawn op
+(lax.switch); 'compact' applies `select_op` to the whole batch (every op's table and warp
+computed, then selected), counting histograms only where equalize was drawn (augment_compact.py).
 """
 
 from __future__ import annotations
@@ -79,6 +69,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mixer_flax import backends
 from mixer_flax.data import augment_compact
 from mixer_flax.data import augment_ops as ops
 
@@ -88,11 +79,7 @@ OPS = ('autocontrast', 'equalize', 'invert', 'rotate', 'posterize', 'solarize', 
 MAX_LEVEL = 10.0
 CUTOUT_CONST = 40
 TRANSLATE_CONST = 100
-MODES = ('auto', 'select', 'compact', 'switch')
-HISTOGRAMS = ('auto', *ops.HISTOGRAMS)
-# mode / histogram 'auto' per jax.default_backend(): the fastest measured (docs/performance.md).
-AUTO_MODE = {'cpu': 'switch', 'gpu': 'compact', 'tpu': 'select'}
-AUTO_HISTOGRAM = {'cpu': 'scatter', 'gpu': 'onehot_int8', 'tpu': 'scatter'}
+MODES = ('compact', 'switch')
 _LUT_OPS = ('autocontrast', 'equalize', 'invert', 'posterize', 'solarize', 'contrast',
             'brightness', 'solarize_add')
 _AFFINE_OPS = ('rotate', 'shear_x', 'shear_y', 'translate_x', 'translate_y')
@@ -166,7 +153,7 @@ def apply_op(image: jax.Array, op: jax.Array, sign: jax.Array, center: jax.Array
                              for name in OPS], image)
 
 
-# Slot of each op in _select's stacked tables / matrices; the last slot is the identity.
+# Slot of each op in select_op's stacked tables / matrices; the last slot is the identity.
 _LUT_SLOT = np.array([_LUT_OPS.index(o) if o in _LUT_OPS else len(_LUT_OPS) for o in OPS])
 _MAT_SLOT = np.array([_AFFINE_OPS.index(o) if o in _AFFINE_OPS else len(_AFFINE_OPS)
                       for o in OPS])
@@ -198,53 +185,37 @@ def select_op(image: jax.Array, op: jax.Array, sign: jax.Array, center: jax.Arra
   return jnp.where(op == OPS.index('cutout'), ops.cutout(image, a['pad'], center), out)
 
 
-def resolve(mode: str = 'auto', histogram: str = 'auto') -> tuple[str, str]:
-  """The concrete (mode, histogram method) for this backend; checks both names."""
+def randaugment_batch(images: jax.Array, keys: jax.Array, *, num_layers: int,
+                      magnitude: float, mode: str | None = None,
+                      histogram: str | None = None) -> jax.Array:
+  """Per-example RandAugment of uint8 [B, H, W, 3]; example b's layer l uses fold_in(keys[b], l).
+
+  mode ('compact' or 'switch') and histogram (augment_ops.HISTOGRAMS) pick among
+  bit-identical implementations (module doc); None: the backend's (mixer_flax/backends.py).
+  """
+  defaults = backends.current()
+  mode = defaults.randaug_mode if mode is None else mode
+  histogram = defaults.randaug_histogram if histogram is None else histogram
   if mode not in MODES:
     raise ValueError(f'RandAugment mode {mode!r}: expected one of {MODES}.')
-  if histogram not in HISTOGRAMS:
+  if histogram not in ops.HISTOGRAMS:
     raise ValueError(f'RandAugment histogram method {histogram!r}: expected one of '
-                     f'{HISTOGRAMS}.')
-  backend = jax.default_backend()
-  if mode == 'auto':
-    mode = AUTO_MODE.get(backend, 'select')
-  if histogram == 'auto':
-    histogram = AUTO_HISTOGRAM.get(backend, 'scatter')
-  return mode, histogram
-
-
-def randaugment(image: jax.Array, key: jax.Array, *, num_layers: int, magnitude: float,
-                mode: str = 'select', histogram: str = 'scatter') -> jax.Array:
-  """RandAugment of one uint8 image [H, W, 3]; layer l draws from fold_in(key, l)."""
-  h, w = image.shape[:2]
-  apply = apply_op if mode == 'switch' else select_op
-
-  def layer(i, x):
-    op, sign, center = draw(jax.random.fold_in(key, i), h, w)
-    return apply(x, op, sign, center, magnitude=magnitude, histogram=histogram)
-
-  return jax.lax.fori_loop(0, num_layers, layer, image)
-
-
-def randaugment_batch(images: jax.Array, keys: jax.Array, *, num_layers: int,
-                      magnitude: float, mode: str = 'auto',
-                      histogram: str = 'auto') -> jax.Array:
-  """Per-example RandAugment of uint8 [B, H, W, 3] with keys [B] (module doc: mode, histogram)."""
-  mode, histogram = resolve(mode, histogram)
+                     f'{ops.HISTOGRAMS}.')
   if num_layers <= 0:
     return images
-  one = lambda x, k: randaugment(x, k, num_layers=num_layers, magnitude=magnitude,  # noqa: E731
-                                 mode=mode, histogram=histogram)
-  if mode == 'switch':
-    return jax.lax.map(lambda xk: one(*xk), (images, keys))
-  if mode == 'select':
-    return jax.vmap(one)(images, keys)
   h, w = images.shape[1:3]
 
-  def layer(i, x):  # 'compact': select_op, histograms only where equalize was drawn
+  def switch_layer(i, xk):  # one example; lax.switch runs only the drawn op
+    op, sign, center = draw(jax.random.fold_in(xk[1], i), h, w)
+    return apply_op(xk[0], op, sign, center, magnitude=magnitude, histogram=histogram), xk[1]
+
+  def compact_layer(i, x):  # the whole batch; histograms only where equalize was drawn
     op, sign, center = jax.vmap(lambda k: draw(jax.random.fold_in(k, i), h, w))(keys)
     hist = augment_compact.needed_histograms(x, op == OPS.index('equalize'), method=histogram)
     return jax.vmap(lambda *xs: select_op(*xs[:4], magnitude=magnitude, histogram=histogram,
                                           hist=xs[4]))(x, op, sign, center, hist)
 
-  return jax.lax.fori_loop(0, num_layers, layer, images)
+  if mode == 'switch':
+    return jax.lax.map(lambda xk: jax.lax.fori_loop(0, num_layers, switch_layer, xk)[0],
+                       (images, keys))
+  return jax.lax.fori_loop(0, num_layers, compact_layer, images)

@@ -35,38 +35,27 @@ def blend(degenerate: jax.Array, image: jax.Array, factor: jax.Array | float) ->
 # ---------------------------------------------------------------------------
 # Lookup tables.
 
-HISTOGRAMS = ('scatter', 'onehot', 'onehot_int8', 'compare')
+HISTOGRAMS = ('scatter', 'onehot_int8')  # the backends' defaults (mixer_flax/backends.py)
 
 
 def histogram(image: jax.Array, method: str = 'scatter') -> jax.Array:
-  """Per channel counts of each level: uint8 [H, W, 3] -> int32 [3, 256]; all methods exact.
+  """Per channel counts of each level: uint8 [H, W, 3] -> int32 [3, 256]; both methods exact.
 
   'scatter' adds 1 per pixel into the bins (on a GPU: atomics into 768 addresses);
-  'onehot' counts[c, 16 hi + lo] = onehot16(x >> 4)^T @ onehot16(x & 15), one [16, P] x
-  [P, 16] product per channel with 0/1 bf16 operands and float32 accumulation (exact
-  below 2^24 pixels); 'onehot_int8' the same with int8 operands and int32 accumulation
-  (half the operand bytes); 'compare' sums x == v over the pixels for each level v (a
-  fused reduction, no scatter, 256 compares per pixel).
+  'onehot_int8' counts[c, 16 hi + lo] = onehot16(x >> 4)^T @ onehot16(x & 15), one
+  [16, P] x [P, 16] product per channel with 0/1 int8 operands and int32 accumulation.
   """
   x = jnp.asarray(image).reshape(-1, 3)
   if method == 'scatter':
     flat = x.astype(jnp.int32) + 256 * jnp.arange(3)
     return jnp.zeros(3 * 256, jnp.int32).at[flat.reshape(-1)].add(1).reshape(3, 256)
-  if method in ('onehot', 'onehot_int8'):
-    if method == 'onehot' and x.shape[0] >= 2**24:
-      raise ValueError(f'histogram method onehot counts in float32: {x.shape[0]} pixels is '
-                       "too many (< 2^24); use method='onehot_int8' or 'scatter'.")
-    dtype, acc = ((jnp.bfloat16, jnp.float32) if method == 'onehot'
-                  else (jnp.int8, jnp.int32))
+  if method == 'onehot_int8':
     nibble = jnp.arange(16, dtype=jnp.uint8)[None, :, None]
-    hi = ((x.T[:, None, :] >> 4) == nibble).astype(dtype)  # [3, 16, P]
-    lo = ((x.T[:, None, :] & 15) == nibble).astype(dtype)
-    counts = jnp.einsum('chp,clp->chl', hi, lo, preferred_element_type=acc,
+    hi = ((x.T[:, None, :] >> 4) == nibble).astype(jnp.int8)  # [3, 16, P]
+    lo = ((x.T[:, None, :] & 15) == nibble).astype(jnp.int8)
+    counts = jnp.einsum('chp,clp->chl', hi, lo, preferred_element_type=jnp.int32,
                         precision=jax.lax.Precision.HIGHEST)
-    return counts.reshape(3, 256).astype(jnp.int32)
-  if method == 'compare':
-    levels = jnp.arange(256, dtype=jnp.uint8)
-    return jnp.sum(x.T[:, :, None] == levels, axis=1, dtype=jnp.int32)
+    return counts.reshape(3, 256)
   raise ValueError(f'histogram method {method!r}: expected one of {HISTOGRAMS}.')
 
 

@@ -39,8 +39,6 @@ class AugmentSpec(NamedTuple):
   randaug_layers: int = 0
   randaug_magnitude: float = 0.0
   mixup_alpha: float = 0.0
-  randaug_mode: str = 'auto'  # data/augment.py MODES (the benchmark compares them)
-  randaug_histogram: str = 'auto'  # data/augment.py HISTOGRAMS (equalize's counting)
 
   @classmethod
   def from_config(cls, config: Any, num_classes: int) -> AugmentSpec:
@@ -49,9 +47,7 @@ class AugmentSpec(NamedTuple):
     return cls(num_classes=int(num_classes),
                randaug_layers=int(pp.get('randaug_layers', 0) or 0),
                randaug_magnitude=float(pp.get('randaug_magnitude', 0) or 0),
-               mixup_alpha=float(pp.get('mixup_alpha', 0.0) or 0.0),
-               randaug_mode=str(pp.get('randaug_mode', 'auto')),  # tuning knobs, see augment
-               randaug_histogram=str(pp.get('randaug_histogram', 'auto')))
+               mixup_alpha=float(pp.get('mixup_alpha', 0.0) or 0.0))
 
 
 def scale_images(images: jax.Array) -> jax.Array:
@@ -111,9 +107,7 @@ def train_inputs(batch: dict[str, jax.Array], *, spec: AugmentSpec, rng: jax.Arr
                        f'uint8 images; got {images.dtype}.')
     keys = jax.vmap(lambda g: jax.random.fold_in(k_example, g))(first_index + jnp.arange(b))
     images = augment.randaugment_batch(images, keys, num_layers=spec.randaug_layers,
-                                       magnitude=spec.randaug_magnitude,
-                                       mode=spec.randaug_mode,
-                                       histogram=spec.randaug_histogram)
+                                       magnitude=spec.randaug_magnitude)
   images = scale_images(images)
   labels = encode_labels(labels, spec.num_classes, (b,))
   if spec.mixup_alpha > 0:

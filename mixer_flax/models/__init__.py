@@ -1,6 +1,7 @@
 """MLP-Mixer models.
 
-Linen modules (`mixer.py`), named variants (`zoo.py`), CPU chunking, intermediate features
+The paper's linen modules (`mixer.py`), faster formulations of the same function
+(`formulations.py`, `chunking.py`), named variants (`zoo.py`), intermediate features
 (`features.py`).
 """
 

@@ -42,9 +42,9 @@ def features(model: Any, variables: dict[str, Any], images: jax.Array, *,
     dict with 'stem', 'MixerBlock_0' ... 'MixerBlock_{L-1}' (each `(N, S, C)`, the
     computation dtype), 'pre_logits' `(N, C)` float32 and 'logits' when the model has a head.
   """
-  # Chunked inference runs the blocks inside lax.map, out of reach of the capture; the
-  # (N, S, C) layout gives captured block outputs one shape on every backend (GPU uses 'snc').
-  model = model.clone(inference_chunk=0, token_layout='nsc')
+  # The 'nsc' formulation (same function) gives captured outputs (N, S, C) on every backend,
+  # and an explicit formulation never runs its blocks in chunks (inside lax.map, uncaptured).
+  model = model.clone(formulation='nsc')
   (logits, pre_logits), state = model.apply(
       variables, images, train=train, return_prelogits=True, rngs=rngs,
       capture_intermediates=_wanted, mutable=['intermediates'])

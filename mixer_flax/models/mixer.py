@@ -1,42 +1,17 @@
-"""MLP-Mixer in Flax linen, mirroring the paper's reference code.
+"""MLP-Mixer (Tolstikhin et al., 2021), Figure 1, as the paper's reference code has it.
 
-Parameter names and shapes are those of the released checkpoints
-(`gs://mixer_models/...`), so official `.npz` files load key for key:
+Parameter names and shapes are those of the released checkpoints, so official `.npz` files
+load key for key (S tokens, C channels, D_S / D_C the token / channel MLP widths):
 
-    stem/{kernel,bias}                               kernel (P, P, 3, C)
-    MixerBlock_{i}/LayerNorm_0/{scale,bias}          (C,)
-    MixerBlock_{i}/token_mixing/Dense_0/kernel       (S, D_S)
-    MixerBlock_{i}/token_mixing/Dense_1/kernel       (D_S, S)
-    MixerBlock_{i}/LayerNorm_1/{scale,bias}          (C,)
-    MixerBlock_{i}/channel_mixing/Dense_0/kernel     (C, D_C)
-    MixerBlock_{i}/channel_mixing/Dense_1/kernel     (D_C, C)
-    pre_head_layer_norm/{scale,bias}                 (C,)
-    head/{kernel,bias}                               (C, num_classes)
+    stem/{kernel (P, P, 3, C), bias}               per-patch linear embedding (stride-P conv)
+    MixerBlock_{i}/LayerNorm_0, token_mixing/Dense_0 (S, D_S), Dense_1 (D_S, S)
+    MixerBlock_{i}/LayerNorm_1, channel_mixing/Dense_0 (C, D_C), Dense_1 (D_C, C)
+    pre_head_layer_norm, head (C, num_classes)     zero-initialised head
 
-With default options the function is exactly the reference's (tanh GELU,
-LayerNorm eps 1e-6, zero-initialised head, float32). The implementation avoids
-materialised transposes: the stem is a patch reshape + matmul (identical to a
-stride-P convolution) and token mixing contracts the token axis directly.
-
-Options the reference lacks (all off by default): computation `dtype`,
-stochastic depth (`stoch_depth`), `dropout`, `head_bias_init`.
-
-Performance options (same parameters, same function):
-  * `token_layout`: residual stream `(N, S, C)` or `(S, N, C)` (None: per
-    backend); see `models/layout.py`.
-  * `token_hidden`: token-mixing hidden activations with D_S first ('dm') or last
-    ('md', lets bias + GELU become a GEMM epilogue); see `models/layout.py`.
-  * `gelu_remat`: recompute GELUs in the backward pass (`layers.gelu`).
-  * `inference_chunk`: at inference the batch runs in chunks of this many
-    images (None: automatic on CPU, 0: off); see `models/chunking.py`.
-  * `remat`: recompute each Mixer block's activations in the backward pass
-    (`nn.remat`) instead of storing them: ~1/3 more FLOPs for far less
-    activation memory (big models / big batches).
-
-Stochastic depth drops each residual branch per example with probability
-`stoch_depth * i / (num_blocks - 1)` in block i (0 in the first block, the full
-rate in the last) and **rescales** kept branches by 1/(1 - rate), so inference
-needs no correction (timm's convention; big_vision does not rescale).
+tanh-approximated GELU (`nn.gelu`), LayerNorm epsilon 1e-6. Additions of ours are marked
+`# ours`; with their defaults the function is the reference's: computation `dtype`,
+`stoch_depth` (as big_vision), `dropout`, `head_bias_init`, `remat`, and `formulation` (the
+same function, faster: formulations.py; the default picks one per backend).
 """
 
 from __future__ import annotations
@@ -47,129 +22,73 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mixer_flax.models import chunking
-from mixer_flax.models import layout as layout_lib
-from mixer_flax.models.layers import Stem, TokenDense, gelu
+from mixer_flax.models import formulations
+from mixer_flax.models.common import LN_EPS, PAPER, drop_path
 
 Dtype = Any
 
-# Layer norm epsilon of the reference code.
-LN_EPS = 1e-6
-
 
 class MlpBlock(nn.Module):
-  """`Dense(mlp_dim) -> GELU -> Dense(width)` over the last axis, or the token axis.
-
-  Attributes:
-    mlp_dim: hidden width of the MLP (D_S or D_C).
-    tokens: if True the MLP mixes along the token axis (token mixing), else
-      along the last axis (channel mixing).
-    dropout: dropout rate after the GELU and after the second layer.
-    dtype: computation dtype (parameters stay float32).
-    layout: 'nsc' or 'snc' (`models/layout.py`).
-    hidden: token mixing's hidden layout, 'dm' or 'md' (`models/layout.py`).
-    gelu_remat: recompute the GELU in the backward pass (`layers.gelu`).
-  """
+  """Dense(mlp_dim) -> GELU -> Dense(back to the input width), over the last axis."""
 
   mlp_dim: int
-  tokens: bool = False
-  dropout: float = 0.0
-  dtype: Dtype = jnp.float32
-  layout: str = 'nsc'
-  hidden: str = 'dm'
-  gelu_remat: bool = False
+  dropout: float = 0.0  # ours
+  dtype: Dtype = jnp.float32  # ours
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    """Maps a stream `(N, S, C)` ('snc': `(S, N, C)`) to the same shape."""
-    if self.tokens:
-      width = x.shape[layout_lib.token_axis(self.layout)]
-      md = self.hidden == 'md'
-      dense0 = TokenDense(self.mlp_dim, dtype=self.dtype, layout=self.layout,
-                          io='to_hidden' if md else 'stream', name='Dense_0')
-      dense1 = TokenDense(width, dtype=self.dtype, layout=self.layout,
-                          io='from_hidden' if md else 'stream', name='Dense_1')
-    else:
-      width = x.shape[-1]
-      dense0 = nn.Dense(self.mlp_dim, dtype=self.dtype, name='Dense_0')
-      dense1 = nn.Dense(width, dtype=self.dtype, name='Dense_1')
-    y = gelu(dense0(x), remat=self.gelu_remat)
-    y = nn.Dropout(self.dropout)(y, deterministic=not train)
-    y = dense1(y).reshape(x.shape)
-    return nn.Dropout(self.dropout)(y, deterministic=not train)
-
-
-class DropPath(nn.Module):
-  """Per-example stochastic depth on a residual branch (rescaled, see module doc)."""
-
-  rate: float
-  batch_axis: int = 0
-
-  @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    """Drops whole examples (along `batch_axis`) with probability `rate` when training."""
-    if not train or self.rate == 0.0:
-      return x
-    keep = 1.0 - self.rate
-    n = x.shape[self.batch_axis]
-    # One draw per example, whatever the layout, so both layouts drop the same examples.
-    mask = jax.random.bernoulli(self.make_rng('dropout'), keep, (n,))
-    mask = mask.reshape([n if a == self.batch_axis else 1 for a in range(x.ndim)])
-    return jnp.where(mask, x / keep, jnp.zeros_like(x))
+    """Maps `(..., width)` to `(..., width)`."""
+    y = nn.Dense(self.mlp_dim, dtype=self.dtype)(x)
+    y = nn.gelu(y)
+    y = nn.Dropout(self.dropout, deterministic=not train)(y)  # ours
+    y = nn.Dense(x.shape[-1], dtype=self.dtype)(y)
+    return nn.Dropout(self.dropout, deterministic=not train)(y)  # ours
 
 
 class MixerBlock(nn.Module):
-  """One Mixer layer: token mixing then channel mixing, each pre-LN and residual."""
+  """One Mixer layer: token mixing, then channel mixing, each after a LayerNorm, residual."""
 
   tokens_mlp_dim: int
   channels_mlp_dim: int
-  drop_path: float = 0.0
-  dropout: float = 0.0
-  dtype: Dtype = jnp.float32
-  layout: str = 'nsc'
-  token_hidden: str = 'dm'
-  gelu_remat: bool = False
+  drop_rate: float = 0.0  # ours: stochastic depth of both branches
+  dropout: float = 0.0  # ours
+  dtype: Dtype = jnp.float32  # ours
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    """Maps `(N, S, C)` ('snc': `(S, N, C)`) to the same shape.
-
-    `train` is positional for `nn.remat`'s static_argnums.
-    """
-    drop = DropPath(self.drop_path, batch_axis=layout_lib.batch_axis(self.layout))
-    y = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype, name='LayerNorm_0')(x)
-    y = MlpBlock(self.tokens_mlp_dim, tokens=True, dropout=self.dropout, dtype=self.dtype,
-                 layout=self.layout, hidden=self.token_hidden, gelu_remat=self.gelu_remat,
-                 name='token_mixing')(y, train=train)
-    x = x + drop(y, train=train)
-    y = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype, name='LayerNorm_1')(x)
-    y = MlpBlock(self.channels_mlp_dim, dropout=self.dropout, dtype=self.dtype,
-                 gelu_remat=self.gelu_remat, name='channel_mixing')(y, train=train)
-    return x + drop(y, train=train)
+    """Maps tokens `(N, S, C)` to `(N, S, C)`; `train` positional for `nn.remat`."""
+    y = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype)(x)
+    y = jnp.swapaxes(y, 1, 2)
+    y = MlpBlock(self.tokens_mlp_dim, self.dropout, self.dtype, name='token_mixing')(
+        y, train=train)
+    y = jnp.swapaxes(y, 1, 2)
+    x = x + drop_path(self, y, self.drop_rate, train=train)
+    y = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype)(x)
+    y = MlpBlock(self.channels_mlp_dim, self.dropout, self.dtype, name='channel_mixing')(
+        y, train=train)
+    return x + drop_path(self, y, self.drop_rate, train=train)
 
 
 class MlpMixer(nn.Module):
   """The MLP-Mixer classifier.
 
   Attributes:
-    num_classes: head width; 0 or None returns the pooled pre-logits `(N, C)`.
+    num_classes: head width; 0 or None: no head, the pre-logits `(N, C)` are returned.
     patch_size: P, the side of the square patches.
-    hidden_dim: C, the token width.
+    hidden_dim: C.
     num_blocks: number of Mixer blocks.
-    tokens_mlp_dim: D_S, hidden width of the token-mixing MLP.
-    channels_mlp_dim: D_C, hidden width of the channel-mixing MLP.
-    stoch_depth: stochastic depth rate of the last block (0 disables).
-    dropout: dropout rate inside the MLPs (0 disables).
-    head_bias_init: initial head bias (e.g. -6.9 for sigmoid cross-entropy).
-    dtype: computation dtype; parameters are always float32, logits float32.
-    inference_chunk: images per chunk at inference (module doc); None = auto,
-      0 = off. Performance only: parameters and outputs are unchanged.
-    remat: rematerialise Mixer blocks in the backward pass (saves memory).
-    token_layout: residual stream 'nsc' `(N, S, C)` or 'snc' `(S, N, C)`;
-      None = per backend (`models/layout.py`). Performance only.
-    token_hidden: token-mixing hidden layout 'dm' or 'md'; None = per backend
-      (`models/layout.py`). Performance only.
-    gelu_remat: recompute GELUs in the backward pass. Performance only.
+    tokens_mlp_dim: D_S.
+    channels_mlp_dim: D_C.
+    stoch_depth: ours: stochastic depth rate of the last block, growing linearly from 0 in
+      the first (`drop_rate`).
+    dropout: ours: dropout after each MLP's GELU and output.
+    head_bias_init: ours: initial head bias (e.g. -6.9 for sigmoid cross-entropy).
+    dtype: ours: computation dtype; parameters, pre-logits and logits stay float32.
+    remat: ours: recompute each block in the backward pass instead of storing its
+      activations (docs/performance.md).
+    formulation: ours: None runs the backend's default formulation of this function
+      (mixer_flax/backends.py), 'paper' this module's code, another name that one of
+      `formulations.FORMULATIONS`.
   """
 
   num_classes: int | None
@@ -182,51 +101,44 @@ class MlpMixer(nn.Module):
   dropout: float = 0.0
   head_bias_init: float = 0.0
   dtype: Dtype = jnp.float32
-  inference_chunk: int | None = None
   remat: bool = False
-  token_layout: str | None = None
-  token_hidden: str | None = None
-  gelu_remat: bool = False
+  formulation: str | None = None
 
-  def chunk_size(self, images_shape: tuple[int, ...]) -> int:
-    """Images per inference chunk for inputs of `images_shape` (0: no chunking)."""
-    return chunking.chunk_size(self, images_shape)
+  def drop_rate(self, block: int) -> float:
+    """Stochastic depth rate of `block`: big_vision's `stoch_depth * i / max(L - 1, 1)`."""
+    return self.stoch_depth * block / max(self.num_blocks - 1, 1)
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool = False,
-               return_prelogits: bool = False):
-    """Classifies images.
+               return_prelogits: bool = False) -> Any:
+    """Classifies images `(N, H, W, 3)` in [-1, 1]; H and W multiples of P.
 
-    Args:
-      images: `(N, H, W, 3)` float images in [-1, 1].
-      train: enables stochastic depth and dropout (needs a 'dropout' rng).
-      return_prelogits: also return the pooled pre-logits.
-
-    Returns:
-      logits `(N, num_classes)` float32 (pre-logits `(N, C)` if num_classes is
-      0/None), or the pair `(logits, pre_logits)` when `return_prelogits`.
+    `train` enables stochastic depth and dropout (they need a 'dropout' rng). Returns
+    logits `(N, num_classes)` float32 (the pre-logits without a head), or the pair
+    `(logits, pre_logits)` with `return_prelogits`.
     """
-    if not train and not self.is_initializing():
-      chunk = self.chunk_size(images.shape)
-      if 0 < chunk < images.shape[0]:
-        return chunking.apply_in_chunks(self, images, chunk, return_prelogits)
-    block = nn.remat(MixerBlock, static_argnums=(2,)) if self.remat else MixerBlock
-    layout = layout_lib.resolve(self.token_layout)
-    hidden = layout_lib.resolve_hidden(self.token_hidden)
-    # x is the residual stream in `layout`; layout_lib.to_nsc(x, layout) gives (N, S, C).
-    x = Stem(self.hidden_dim, self.patch_size, dtype=self.dtype, layout=layout,
-             name='stem')(images)
+    if images.shape[1] % self.patch_size or images.shape[2] % self.patch_size:
+      raise ValueError(f'Image size {images.shape[1]}x{images.shape[2]} is not divisible by '
+                       f'patch_size={self.patch_size}.')
+    if self.formulation != PAPER:  # ours: the same function, faster
+      return formulations.apply(self, images, train=train, return_prelogits=return_prelogits)
+    p = self.patch_size
+    x = nn.Conv(self.hidden_dim, (p, p), strides=(p, p), dtype=self.dtype, name='stem')(images)
+    n, h, w, c = x.shape
+    x = jnp.reshape(x, (n, h * w, c))
+    block = nn.remat(MixerBlock, static_argnums=(2,)) if self.remat else MixerBlock  # ours
     for i in range(self.num_blocks):
-      rate = self.stoch_depth * i / max(self.num_blocks - 1, 1)
-      x = block(self.tokens_mlp_dim, self.channels_mlp_dim, drop_path=rate, dropout=self.dropout,
-                dtype=self.dtype, layout=layout, token_hidden=hidden,
-                gelu_remat=self.gelu_remat, name=f'MixerBlock_{i}')(x, train)
+      x = block(self.tokens_mlp_dim, self.channels_mlp_dim, self.drop_rate(i), self.dropout,
+                self.dtype, name=f'MixerBlock_{i}')(x, train)
     x = nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype, name='pre_head_layer_norm')(x)
-    pre_logits = jnp.mean(x.astype(jnp.float32), axis=layout_lib.token_axis(layout))
+    return self.head(jnp.mean(x.astype(jnp.float32), axis=1), return_prelogits)
+
+  def head(self, pre_logits: jax.Array, return_prelogits: bool) -> Any:
+    """The zero-initialised `head` on the pooled pre-logits `(N, C)` (called by `__call__`)."""
     if not self.num_classes:
       return (pre_logits, pre_logits) if return_prelogits else pre_logits
     logits = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros,
-                      bias_init=nn.initializers.constant(self.head_bias_init),
+                      bias_init=nn.initializers.constant(self.head_bias_init),  # ours
                       dtype=self.dtype, name='head')(pre_logits.astype(self.dtype))
     logits = logits.astype(jnp.float32)
     return (logits, pre_logits) if return_prelogits else logits

@@ -42,10 +42,9 @@ MODEL_CONFIGS: dict[str, ml_collections.ConfigDict] = {
                            tokens_mlp_dim=96, channels_mlp_dim=768),
 }
 
-# Constructor arguments of MlpMixer that `create_model` accepts as overrides.
+# Constructor arguments of MlpMixer that `create_model` accepts as overrides (config.model).
 OVERRIDABLE = ('patch_size', 'hidden_dim', 'num_blocks', 'tokens_mlp_dim', 'channels_mlp_dim',
-               'stoch_depth', 'dropout', 'head_bias_init', 'dtype', 'inference_chunk', 'remat',
-               'token_layout', 'token_hidden', 'gelu_remat')
+               'stoch_depth', 'dropout', 'head_bias_init', 'dtype', 'remat')
 
 
 def unknown_overrides(overrides: Any) -> list[str]:
@@ -60,12 +59,14 @@ def get_config(name: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(MODEL_CONFIGS[name].to_dict())
 
 
-def create_model(name: str, *, num_classes: int | None, **overrides: Any) -> MlpMixer:
+def create_model(name: str, *, num_classes: int | None, formulation: str | None = None,
+                 **overrides: Any) -> MlpMixer:
   """Builds variant `name` with a `num_classes` head.
 
   Args:
     name: a key of `MODEL_CONFIGS`.
     num_classes: head width (0/None: the model returns pre-logits).
+    formulation: `MlpMixer.formulation` (None: the backend's default; performance only).
     **overrides: any of `OVERRIDABLE`; `dtype` may be a string ('bfloat16').
       For fine-tuning at K times the pre-training resolution pass
       `tokens_mlp_dim=K*K*D_S` (see `checkpoint.load_pretrained`).
@@ -82,7 +83,7 @@ def create_model(name: str, *, num_classes: int | None, **overrides: Any) -> Mlp
   kwargs.update({k: v for k, v in overrides.items() if v is not None})
   if isinstance(kwargs.get('dtype'), str):
     kwargs['dtype'] = jnp.dtype(kwargs['dtype'])
-  return MlpMixer(num_classes=num_classes, **kwargs)
+  return MlpMixer(num_classes=num_classes, formulation=formulation, **kwargs)
 
 
 def num_params(params: Any) -> int:

@@ -1,40 +1,39 @@
 r"""Speed of Mixer on the current backend (`scripts/benchmark.py`): matmul peak, forward, train.
 
-In one run, on the default JAX backend (CPU, GPU or TPU), for one model variant,
-resolution and computation dtype:
+In one run, on the default JAX backend (CPU, GPU or TPU), for one model variant, resolution and
+computation dtype:
 
-* the dense matmul peak of the device in that dtype (an `M x M x M` matmul,
-  M = 2048 on CPU, 8192 elsewhere);
-* forward (inference) and train-step (gradients + optimizer update, the
-  trainer's `training.step.make_train_step` pmapped over one device, state
-  donated) images/s for each `--batch`;
-* achieved FLOP/s as a fraction of that peak, with analytic FLOPs (matmuls of
-  stem, token and channel MLPs and head; train = 3 x forward) and XLA's
-  `cost_analysis` FLOPs;
-* compile time and memory (XLA's buffer assignment; device `memory_stats` peak
-  when the backend has it, else the process' peak RSS).
+* the dense matmul peak of the device in that dtype (an `M x M x M` matmul, M = 2048 on CPU,
+  8192 elsewhere);
+* forward (inference) and train-step (gradients + optimizer update, the trainer's
+  `training.step.make_train_step` pmapped over one device, state donated) images/s per `--batch`;
+* achieved FLOP/s as a fraction of that peak, with analytic FLOPs (matmuls of stem, token and
+  channel MLPs and head; train = 3 x forward) and XLA's `cost_analysis` FLOPs;
+* compile time and memory (XLA's buffer assignment; device `memory_stats` peak when the
+  backend has it, else the process' peak RSS).
 
-Timing: after a warm-up call, each of `--repeats` timed runs (of enough steps to
-last `--min_time` seconds) is bracketed by two matmul-peak measurements, and
-the fraction of peak is the median over runs of `rate / peak(same run)`, so a
-shared, noisy machine biases rate and peak alike. Medians are reported.
+Timing: after a warm-up call, each of `--repeats` timed runs (of enough steps to last
+`--min_time` seconds) is bracketed by two matmul-peak measurements, and the fraction of peak is
+the median over runs of `rate / peak(same run)`, so a shared, noisy machine biases rate and
+peak alike. Medians are reported.
 
-`--bound` also times the model's matmul chain alone (`perf/bound.py`: forward,
-and its gradient when training), `--compare_timm` timm's Mixer with
-`torch.compile` (`perf/peer.py`, a subprocess run before JAX claims the device),
-so one report shows ours / bound / peer side by side, all against the same
-run's JAX matmul peak. `--token_layout` picks the residual-stream layout, `--token_hidden`
-the token-mixing hidden layout, `--gelu_remat` GELU recomputation (models/layout.py).
+`--bound` also times the model's matmul chain alone (`perf/bound.py`: forward, and its gradient
+when training), `--compare_timm` timm's Mixer with `torch.compile` (`perf/peer.py`, a
+subprocess run before JAX claims the device), so one report shows ours / bound / peer side by
+side, all against the same run's JAX matmul peak. `--formulation NAME` runs that formulation of
+the model (unchunked; default: the backend's, models/formulations.py), `--also
+formulation=NAME` times another one in the same process right after the baseline (the GPU
+candidates: formulations.CANDIDATES).
 
-`--modes ...,train_augment` adds the train step as the trainer now runs it: uint8 images
-and class indices in, RandAugment 2 layers m=15 + mixup 0.5 on the device (no TensorFlow),
-timed in the same run as `train`, and prints the augmentation's share of the step
-(`--randaug_mode auto|select|compact|switch`, `--randaug_histogram`, data/augment.py).
+`--modes ...,train_augment` adds the train step as the trainer now runs it: uint8 images and
+class indices in, RandAugment 2 layers m=15 + mixup 0.5 on the device (no TensorFlow), timed in
+the same run as `train`, and prints the augmentation's share of the step (`--randaug_mode
+compact|switch`, `--randaug_histogram scatter|onehot_int8` replace the backend's defaults for
+this process: data/augment.py, mixer_flax/backends.py).
 
-`--end_to_end` instead compares the full trainer (`train.train_and_evaluate`:
-tfds input pipeline, prefetch, logging) on a config (default the digits config)
-with the bare pmapped step on a device-resident batch. Only this mode imports
-TensorFlow (lazily).
+`--end_to_end` instead compares the full trainer (`train.train_and_evaluate`: tfds input
+pipeline, prefetch, logging) on a config (default the digits config) with the bare pmapped step
+on a device-resident batch. Only this mode imports TensorFlow (lazily).
 
 Examples:
   python scripts/benchmark.py --variant Mixer-B_16 --batch 8,32
@@ -47,6 +46,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import time
@@ -56,9 +56,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from mixer_flax import models
+from mixer_flax import backends, models
 from mixer_flax.data import on_device
-from mixer_flax.models import layout
+from mixer_flax.models import formulations
 from mixer_flax.perf import bound as bound_lib
 from mixer_flax.perf import cli, end_to_end, host, peer
 from mixer_flax.perf import report as report_lib
@@ -80,18 +80,21 @@ def _train_config(args: argparse.Namespace, batch: int) -> Any:
 
 
 def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
-  out: dict[str, Any] = {'dtype': args.dtype}
-  if args.remat:
-    out['remat'] = True
-  if args.inference_chunk >= 0:
-    out['inference_chunk'] = args.inference_chunk
-  if args.token_layout != 'auto':
-    out['token_layout'] = args.token_layout
-  if args.token_hidden != 'auto':
-    out['token_hidden'] = args.token_hidden
-  if args.gelu_remat:
-    out['gelu_remat'] = True
-  return out
+  """`create_model` arguments of the baseline model (`--also` adds to them)."""
+  return {'dtype': args.dtype, 'formulation': args.formulation, 'remat': args.remat}
+
+
+@contextlib.contextmanager
+def _randaug_defaults(args: argparse.Namespace):
+  """The backend table with `--randaug_mode` / `--randaug_histogram`, for this process only."""
+  saved = dict(backends.DEFAULTS)
+  backends.DEFAULTS[jax.default_backend()] = backends.current()._replace(**{
+      k: getattr(args, k) for k in ('randaug_mode', 'randaug_histogram') if getattr(args, k)})
+  try:
+    yield
+  finally:
+    backends.DEFAULTS.clear()
+    backends.DEFAULTS.update(saved)
 
 
 def _bench_forward(args: argparse.Namespace, model: Any, images: jax.Array, peak: MatmulPeak,
@@ -106,7 +109,7 @@ def _bench_forward(args: argparse.Namespace, model: Any, images: jax.Array, peak
   res = measure(lambda: compiled(params, images), peak=peak, images_per_step=batch,
                 flops_per_step=batch * flops, repeats=args.repeats, min_time=args.min_time)
   # XLA counts a loop body once: ask for the unchunked program's count (lowered, not compiled).
-  plain = model.clone(inference_chunk=0)
+  plain = formulations.pinned(model)
   xla = cost_flops(jax.jit(lambda p, x: plain.apply({'params': p}, x)).lower(params, images))
   res.update(compile_s=compile_s, memory=memory(compiled),
              xla_gflop_per_image=xla / batch / 1e9 if xla else None)
@@ -129,8 +132,7 @@ def _bench_train(args: argparse.Namespace, model: Any, images: jax.Array, peak: 
   labels = jax.nn.one_hot(jnp.arange(batch) % args.num_classes, args.num_classes)
   dev_batch = {'images': images[None], 'labels': labels[None]}
   if augment:
-    config.pp = dict(PAPER_AUGMENTATION, randaug_mode=args.randaug_mode,
-                     randaug_histogram=args.randaug_histogram)
+    config.pp = dict(PAPER_AUGMENTATION)
     dev_batch = {'images': jnp.round(images[None] * 127.5 + 127.5).astype(jnp.uint8),
                  'labels': (jnp.arange(batch) % args.num_classes)[None]}
   step = step_lib.make_train_step(config=config, model=model, devices=[device])
@@ -212,15 +214,15 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
   timm_report = None
   if args.compare_timm and not args.end_to_end:  # first: before JAX claims the device
     timm_report = peer.launch(args)
-  overrides = _model_overrides(args)
+  defaults = backends.current()
   report: dict[str, Any] = {'environment': host.environment(), 'variant': args.variant,
                             'image_size': args.image_size, 'dtype': args.dtype,
                             'num_classes': args.num_classes, 'remat': args.remat,
-                            'inference_chunk': args.inference_chunk,
-                            'randaug': [args.randaug_mode, args.randaug_histogram],
-                            'token_layout': layout.resolve(overrides.get('token_layout')),
-                            'token_hidden': layout.resolve_hidden(overrides.get('token_hidden')),
-                            'gelu_remat': args.gelu_remat,
+                            'formulation': formulations.resolve(args.formulation),
+                            'inference_chunked': (args.formulation is None
+                                                  and defaults.inference_chunk_bytes > 0),
+                            'randaug': [args.randaug_mode or defaults.randaug_mode,
+                                        args.randaug_histogram or defaults.randaug_histogram],
                             'analytic_flops': analytic_flops(
                                 variant=args.variant, image_size=args.image_size,
                                 num_classes=args.num_classes)}
@@ -233,10 +235,10 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
   else:
     size = args.matmul_size or (2048 if jax.default_backend() == 'cpu' else 8192)
     peak = MatmulPeak(size=size, dtype=jnp.dtype(args.dtype), min_time=min(args.min_time, 0.3))
-    report['results'] = bench_model(args, peak)
+    with _randaug_defaults(args):
+      report['results'] = bench_model(args, peak)
     runs = [p for row in report['results'] for m in ('forward', 'train', 'train_augment')
-            if m in row
-            for p in row[m]['peak_flops_runs']]
+            if m in row for p in row[m]['peak_flops_runs']]
     report['matmul'] = {'size': size, 'median_gflop_per_s': statistics.median(runs) / 1e9
                         if runs else peak()[0] / 1e9}
     if timm_report is not None:

@@ -1,12 +1,11 @@
 """The speed bound of Mixer: its matmul chain alone, timed in the same run as the model.
 
-`matmul_chain` applies exactly the model's matmuls (stem, per block the two token-
-and two channel-mixing layers, head) to the model's parameters, in the model's
-stream layout and dtype, with no LayerNorm, GELU, bias, residual or dropout: the
-FLOPs are the analytic count of `perf/flops.py`, and the rate this chain reaches
-is what the full model could reach if all element-wise work were free. The
-gradient bound is `jax.grad` of a cross-entropy on the chain's logits w.r.t. the
-parameters (3x the forward FLOPs; no optimizer).
+`matmul_chain` applies exactly the model's matmuls (stem, per block the two token- and two
+channel-mixing layers, head) to the model's parameters, in the stream layout of the model's
+formulation and in its dtype, with no LayerNorm, GELU, bias, residual or dropout: the FLOPs
+are the analytic count of `perf/flops.py`, and the rate this chain reaches is what the full
+model could reach if all element-wise work were free. The gradient bound is `jax.grad` of a
+cross-entropy on the chain's logits w.r.t. the parameters (3x the forward FLOPs; no optimizer).
 """
 
 from __future__ import annotations
@@ -18,28 +17,34 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from mixer_flax.models import layout as layout_lib
+from mixer_flax.models import formulations
 from mixer_flax.perf.timing import MatmulPeak, measure
 
 
-def matmul_chain(*, patch_size: int, token_layout: str, dtype: Any
+def matmul_chain(*, patch_size: int, formulation: str, dtype: Any
                  ) -> Callable[[Any, jax.Array], jax.Array]:
-  """`f(params, images (N, H, W, 3)) -> (N, K)` float32: the Mixer matmuls alone."""
+  """`f(params, images (N, H, W, 3)) -> (N, K)` float32: the Mixer matmuls alone.
+
+  `formulation`: a key of `formulations.FORMULATIONS` (its stream layout and token einsums).
+  """
   dt = jnp.dtype(dtype)
+  form = formulations.FORMULATIONS[formulation]
 
   def chain(params: Any, images: jax.Array) -> jax.Array:
     stem = params['stem']['kernel']
-    x = layout_lib.patches(images.astype(dt), patch_size, token_layout)
+    x = formulations.patches(images.astype(dt), patch_size, form.stream)
     x = x @ stem.reshape(-1, stem.shape[-1]).astype(dt)
     i = 0
     while f'MixerBlock_{i}' in params:
       tok, ch = params[f'MixerBlock_{i}']['token_mixing'], params[f'MixerBlock_{i}'][
           'channel_mixing']
-      for layer in ('Dense_0', 'Dense_1'):
-        x = layout_lib.token_matmul(x, tok[layer]['kernel'].astype(dt), token_layout)
+      y = x.reshape(x.shape[0], -1) if form.stream == 'snc' else x
+      for spec, layer in zip(form.token_einsums, ('Dense_0', 'Dense_1')):
+        y = jnp.einsum(spec, y, tok[layer]['kernel'].astype(dt))
+      x = y.reshape(x.shape)
       x = x @ ch['Dense_0']['kernel'].astype(dt) @ ch['Dense_1']['kernel'].astype(dt)
       i += 1
-    pre = jnp.mean(x, axis=layout_lib.token_axis(token_layout))
+    pre = jnp.mean(x, axis=form.stream.index('s'))
     return (pre @ params['head']['kernel'].astype(dt)).astype(jnp.float32)
 
   return chain
@@ -54,8 +59,9 @@ def bench_bound(model: Any, images: jax.Array, *, peak: MatmulPeak, flops: float
   head = params['head']['kernel']
   params = dict(params, head=dict(params['head'], kernel=0.02 * jax.random.normal(
       jax.random.key(1), head.shape, head.dtype)))
-  layout = layout_lib.resolve(model.token_layout)
-  chain = matmul_chain(patch_size=model.patch_size, token_layout=layout, dtype=model.dtype)
+  name = formulations.resolve(model.formulation)
+  name = 'nsc' if name == formulations.PAPER else name  # the paper's matmuls, tokens in place
+  chain = matmul_chain(patch_size=model.patch_size, formulation=name, dtype=model.dtype)
   if grad:
     labels = jax.nn.one_hot(jnp.arange(batch) % head.shape[-1], head.shape[-1])
 
@@ -70,5 +76,5 @@ def bench_bound(model: Any, images: jax.Array, *, peak: MatmulPeak, flops: float
   res = measure(lambda: compiled(params, images), peak=peak, images_per_step=batch,
                 flops_per_step=(3 if grad else 1) * batch * flops, repeats=repeats,
                 min_time=min_time)
-  res.update(compile_s=compile_s, token_layout=layout)
+  res.update(compile_s=compile_s, formulation=name)
   return res

@@ -6,7 +6,8 @@ import argparse
 from typing import Any
 
 from mixer_flax import models
-from mixer_flax.data import augment
+from mixer_flax.data import augment, augment_ops
+from mixer_flax.models import formulations
 
 DESCRIPTION = ('Speed of Mixer on the current backend: matmul peak, forward and train-step rates '
                '(see mixer_flax/perf/benchmark.py).')
@@ -24,24 +25,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument('--modes', default='forward,train',
                  help='subset of forward,train,train_augment (train_augment: the train step '
                       'with RandAugment 2/15 + mixup 0.5 on the device, uint8 inputs)')
-  p.add_argument('--randaug_mode', default='auto', choices=augment.MODES,
-                 help='train_augment: op selection (data/augment.py)')
-  p.add_argument('--randaug_histogram', default='auto', choices=augment.HISTOGRAMS,
-                 help="train_augment: how equalize's histogram is counted (data/augment.py)")
+  p.add_argument('--randaug_mode', default=None, choices=augment.MODES,
+                 help="train_augment: op selection (default: the backend's, data/augment.py)")
+  p.add_argument('--randaug_histogram', default=None, choices=augment_ops.HISTOGRAMS,
+                 help="train_augment: how equalize's histogram is counted (default: the "
+                      "backend's)")
   p.add_argument('--accum_steps', type=int, default=1,
                  help='train step microbatches (config.accum_steps)')
   p.add_argument('--remat', action='store_true', help='rematerialise Mixer blocks (training)')
-  p.add_argument('--inference_chunk', type=int, default=-1,
-                 help='model inference_chunk: -1 auto (default), 0 off, k images per chunk')
-  p.add_argument('--token_layout', default='auto', choices=('auto', 'nsc', 'snc'),
-                 help="model token_layout (auto: the backend's default, models/layout.py)")
-  p.add_argument('--token_hidden', default='auto', choices=('auto', 'dm', 'md'),
-                 help="model token_hidden (auto: the backend's default, models/layout.py)")
-  p.add_argument('--gelu_remat', action='store_true',
-                 help='model gelu_remat: recompute GELUs in the backward pass (training)')
+  p.add_argument('--formulation', default=None, choices=formulations.NAMES,
+                 help="model formulation (default: the backend's, with its inference chunking; "
+                      'a name: that formulation unchunked; models/formulations.py)')
   p.add_argument('--also', action='append', default=[], metavar='KEY=VALUE[,KEY=VALUE]',
-                 help='also time the model with these create_model overrides, in the same '
-                      'process right after the baseline (repeatable), e.g. token_hidden=md')
+                 help='also time the model with these create_model arguments, in the same '
+                      'process right after the baseline (repeatable), e.g. formulation=snc_md')
   p.add_argument('--matmul_size', type=int, default=0, help='0: 2048 on CPU, 8192 otherwise')
   p.add_argument('--repeats', type=int, default=5, help='timed runs (median reported)')
   p.add_argument('--min_time', type=float, default=1.0, help='seconds per timed run')
@@ -77,16 +74,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def parse_overrides(spec: str) -> dict[str, Any]:
-  """'token_hidden=md,gelu_remat=1' -> {'token_hidden': 'md', 'gelu_remat': True}.
+  """'formulation=snc_md,remat=1' -> {'formulation': 'snc_md', 'remat': True}.
 
-  Values: integers, true/false (1/0 for the boolean keys remat and gelu_remat), else strings.
+  Keys: `formulation` and `models.OVERRIDABLE`. Values: integers, true/false (1/0 for
+  remat), else strings.
   """
+  keys = ('formulation', *models.OVERRIDABLE)
   out: dict[str, Any] = {}
   for item in filter(None, spec.split(',')):
     key, sep, value = item.partition('=')
-    if not sep or key not in models.OVERRIDABLE:
-      raise ValueError(f'{item!r} is not KEY=VALUE with KEY one of {", ".join(models.OVERRIDABLE)}')
-    if key in ('remat', 'gelu_remat') or value.lower() in ('true', 'false'):
+    if not sep or key not in keys:
+      raise ValueError(f'{item!r} is not KEY=VALUE with KEY one of {", ".join(keys)}')
+    if key == 'formulation' and value not in formulations.NAMES:
+      raise ValueError(f'formulation={value!r}: use one of {", ".join(formulations.NAMES)}')
+    if key == 'remat' or value.lower() in ('true', 'false'):
       out[key] = value.lower() in ('1', 'true')
     else:
       out[key] = int(value) if value.lstrip('-').isdigit() else value

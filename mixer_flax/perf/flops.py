@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from mixer_flax import models
+from mixer_flax.models import formulations
 
 
 def analytic_flops(*, variant: str, image_size: int, num_classes: int,
@@ -54,7 +55,7 @@ def grad_cost_flops(model: Any, params: Any, images: jax.Array, labels: jax.Arra
   """XLA's (pre-compilation) FLOP estimate of one loss gradient; params may be replicated."""
   shapes = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), params)
 
-  plain = model.clone(inference_chunk=0)  # XLA counts a loop body once
+  plain = formulations.pinned(model)  # unchunked: XLA counts a loop body once
 
   def loss(p, x, y):
     logits = plain.apply({'params': p}, x)

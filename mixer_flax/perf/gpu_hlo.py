@@ -1,15 +1,16 @@
 """What XLA builds for Mixer on a GPU, compiled on a machine without one.
 
     python scripts/gpu_hlo.py --target h200 --batch 1024 --modes forward
-    python scripts/gpu_hlo.py --target h200 --batch 512 --modes grad --token_hidden md --gelu_remat
+    python scripts/gpu_hlo.py --target h200 --batch 512 --modes grad --formulation snc_md_gelu_remat
 
 JAX compiles for a GPU *target description* instead of a device (deviceless AOT), so
 the kernels XLA would launch on an H100/H200 can be inspected on any machine that has
 JAX's CUDA plugin installed (`pip install "jax[cuda12]"`; no GPU or driver needed).
 Per mode it reports the cuBLAS GEMMs and their epilogues (BIAS, BIAS_GELU,
-BIAS_GELU_AUX, beta = 1 residual adds), the element-wise / reduction kernels, and the
-bytes every kernel reads and writes (its operand and result shapes). Bytes are a
-compile-time count, not a measured speed: they say which formulation moves less
+BIAS_GELU_AUX, beta = 1 residual adds), the element-wise / reduction kernels, the
+bytes every kernel reads and writes (its operand and result shapes), and XLA's scratch
+(`temp_MiB`: e.g. the activations kept for the backward, see `--remat`). These are
+compile-time counts, not measured speeds: they say which formulation moves less
 memory, and a device run (`scripts/gpu_bench.sh`) says what that is worth.
 
 'grad' is `jax.grad` of softmax cross-entropy (the backward pass without the optimizer).
@@ -154,11 +155,9 @@ def mixer_programs(args: argparse.Namespace) -> dict[str, tuple[Any, tuple[Any, 
   from mixer_flax import models
   from mixer_flax.training import losses
   overrides = dict(dtype=jnp.bfloat16 if args.dtype == 'bfloat16' else jnp.float32,
-                   token_layout=args.token_layout, inference_chunk=0,
-                   gelu_remat=args.gelu_remat, remat=args.remat)
-  if args.token_hidden != 'auto':
-    overrides['token_hidden'] = args.token_hidden
-  model = models.create_model(args.variant, num_classes=args.num_classes, **overrides)
+                   remat=args.remat)
+  model = models.create_model(args.variant, num_classes=args.num_classes,
+                              formulation=args.formulation, **overrides)
   images = jax.ShapeDtypeStruct((args.batch, args.image_size, args.image_size, 3),
                                 overrides['dtype'])
   params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(
@@ -184,10 +183,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument('--batch', type=int, default=1024)
   p.add_argument('--dtype', default='bfloat16', choices=('bfloat16', 'float32'))
   p.add_argument('--modes', default='forward,grad', help="comma-separated: forward, grad")
-  p.add_argument('--token_layout', default='snc', choices=('nsc', 'snc'),
-                 help="residual stream (GPU's auto default: snc)")
-  p.add_argument('--token_hidden', default='auto', choices=('auto', 'dm', 'md'))
-  p.add_argument('--gelu_remat', action='store_true')
+  p.add_argument('--formulation', default='snc',
+                 help="models/formulations.py name (the GPU's default: snc)")
   p.add_argument('--remat', action='store_true')
   p.add_argument('--top', type=int, default=8, help='largest non-GEMM kernels to list')
   p.add_argument('--hlo_dir', default='', help='also write each compiled HLO text here')
@@ -217,6 +214,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
       with open(os.path.join(args.hlo_dir, f'{mode}.hlo.txt'), 'w') as f:
         f.write(compiled.as_text())
     report['modes'][mode] = stats = hlo_traffic(compiled.as_text(), top=args.top)
+    stats['temp_MiB'] = round(compiled.memory_analysis().temp_size_in_bytes / 2**20, 1)
     print(mode, json.dumps({k: v for k, v in stats.items()
                             if k != 'top' and not k.endswith('_bytes')}), flush=True)
     for row in stats.get('top', []):

@@ -124,7 +124,7 @@ def make_train_step(*, config: ml_collections.ConfigDict, model: nn.Module,
   Args:
     config: reads `accum_steps`, `loss`, `label_smoothing`, the optimizer
       / schedule keys and the device augmentation `pp.randaug_layers`,
-      `pp.randaug_magnitude`, `pp.mixup_alpha`, `pp.randaug_mode`.
+      `pp.randaug_magnitude`, `pp.mixup_alpha`.
     model: the Mixer module (dropout / stochastic depth use rng 'dropout').
     tx: the optimizer; default `optim.make_optimizer(config)`. Must be the one
       used by `create_train_state`.

@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from mixer_flax import backends
 from mixer_flax.paper import tables
 from mixer_flax.transfer import avg5, check, report, suite, tasks, vtab
 
@@ -74,6 +75,7 @@ def _names(args: argparse.Namespace) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command; returns the exit status."""
+  backends.apply_xla_flags()  # before JAX starts a backend (XLA reads its flags then)
   args = parse_args(argv)
   names = _names(args)
   data_dir = os.path.expanduser(args.data_dir) if args.data_dir else None
