@@ -18,7 +18,7 @@ from mixer_flax import config_data, fileio, models
 from mixer_flax.config_data import EVAL_MODES, PP_DEFAULTS, TRAIN_CROPS  # noqa: F401 (config.pp)
 from mixer_flax.experiment import load_experiment, parse_arg  # noqa: F401  (the config API)
 from mixer_flax.models import layout
-from mixer_flax.training import losses, optim
+from mixer_flax.training import losses, optim, sam
 
 
 def eval_resize_for(image_size: int) -> int:
@@ -67,6 +67,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.grad_norm_clip = 1.0  # global-norm gradient clipping (None or 0 disables it)
   c.loss = 'softmax_xent'  # 'softmax_xent' | 'sigmoid_xent'
   c.label_smoothing = 0.0  # softmax_xent only
+  # SAM / GSAM (training/sam.py): a second forward/backward pass per step when rho is set.
+  c.sam = ml_collections.ConfigDict(dict(
+      rho=config_dict.placeholder(float),  # perturbation radius (GSAM: rho_max); None: off
+      rho_min=config_dict.placeholder(float),  # GSAM: rho at end_lr, linear in lr; None: rho
+      alpha=0.0))  # GSAM: weight of the ascent orthogonal to the perturbed gradient; 0: SAM
 
   c.eval_every = 1_000  # steps between classification evals (when evals is empty)
   c.checkpoint_every = 1_000  # steps between orbax checkpoints
@@ -125,7 +130,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
   if not problems:  # the checks below read the required keys
     problems = (_batch_problems(config, shards) + _optim_problems(config)
                 + _model_problems(config) + config_data.data_problems(config, shards)
-                + _loop_problems(config))
+                + _loop_problems(config) + sam.sam_problems(config))
   if problems:
     raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
   path = config.get('pretrained_path', None) or ''  # http(s): fetched, checked by load_npz
