@@ -129,6 +129,23 @@ def test_train_augment_mode_times_the_device_augmentation():
   assert 'augment_cost' in row and 'forward' not in row
 
 
+def test_train_sam_mode_counts_two_passes(capsys):
+  report = benchmark.run(['--variant', 'Mixer-Ti_16', '--image_size', '32', '--batch', '2',
+                          '--repeats', '1', '--min_time', '0.01', '--matmul_size', '128',
+                          '--num_classes', '10', '--modes', 'train,train_sam'])
+  (row,) = report['results']
+  fl = flops.analytic_flops(variant='Mixer-Ti_16', image_size=32, num_classes=10)['total']
+  for mode, mult in (('train', 3), ('train_sam', 6)):
+    r = row[mode]
+    assert r['fraction_of_peak_runs'][0] == pytest.approx(
+        mult * fl * r['img_per_s_runs'][0] / r['peak_flops_runs'][0])
+  assert row['train_sam']['xla_gflop_per_image'] == pytest.approx(
+      2 * row['train']['xla_gflop_per_image'])
+  ratio = row['train']['img_per_s'] / row['train_sam']['img_per_s']
+  assert f'SAM step (training/sam.py, two forward/backward passes): {ratio:.2f} x' in (
+      capsys.readouterr().out)
+
+
 def test_opt_in_levers_reach_the_model_and_the_report(capsys):
   report = benchmark.run(['--variant', 'Mixer-Ti_16', '--image_size', '32', '--batch', '2',
                           '--repeats', '1', '--min_time', '0.01', '--matmul_size', '128',
