@@ -246,3 +246,20 @@ def test_config_problems_name_every_bad_key():
   off = config_lib.base_config()
   off.sam.alpha = 0.3
   assert 'config.sam.rho is None' in ' '.join(sam.sam_problems(off))
+
+
+@pytest.mark.parametrize('arg', ['S_32', 'S_16', 'S_8', 'B_32', 'B_16', 'B_16,test'])
+def test_gsam_recipes_validate_and_tie_rho_to_the_lr(arg):
+  config = config_lib.load_experiment(f'experiments/gsam_mixer.py:{arg}')
+  config_lib.validate(config, num_devices=8, process_count=1, check_files=False)
+  assert config.model_name == f'Mixer-{arg.split(",")[0]}'
+  assert (config.batch, config.base_lr, config.end_lr, config.weight_decay) == (
+      4096, 3e-3, 3e-5, 0.3)
+  assert (config.pp.crop, config.pp.flip, config.pp.randaug_layers, config.pp.mixup_alpha) == (
+      'inception', True, 0, 0.0)
+  rho = sam.rho_schedule(config, optim.make_schedule(config))
+  assert float(rho(config.warmup_steps)) == pytest.approx(config.sam.rho, rel=1e-5)
+  assert float(rho(config.total_steps)) == pytest.approx(config.sam.rho_min, abs=1e-6)
+  assert config.evals.eval.to_dict() == dict(type='classification', every=2_500)
+  with pytest.raises(ValueError, match='not a Mixer row'):
+    config_lib.load_experiment('experiments/gsam_mixer.py:L_16')
