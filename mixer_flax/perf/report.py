@@ -45,9 +45,11 @@ def print_table(report: dict[str, Any]) -> None:
                         if m in alt)
       print(f"  also{i} = {alt['overrides']}: {gains} vs the baseline above")
     if 'train_sam' in row and 'train' in row:
+      t, s = row['train'], row['train_sam']
       print(f"SAM step (training/sam.py, two forward/backward passes): "
-            f"{row['train']['img_per_s'] / row['train_sam']['img_per_s']:.2f} x the time of the "
-            f"train step at batch {row['batch']}")
+            f"{t['img_per_s'] / s['img_per_s']:.2f} x the time of the train step at batch "
+            f"{row['batch']} ({2 * t['fraction_of_peak'] / s['fraction_of_peak']:.2f} x in units "
+            f"of each run's matmul peak)")
     if 'train_augment' in row:
       a = row['train_augment']
       whole = (f"; whole-step rates differ by {100 * row['augment_cost']:.1f}%"

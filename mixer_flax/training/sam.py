@@ -23,8 +23,9 @@ does: the SAM reference (google-research/sam, `sync_perturbations=False` by defa
 big_vision's GSAM trainer ("per-worker perturbation"). So the update depends on the device
 count, not on `accum_steps`.
 
-Not `optax.contrib.sam`: its adversarial step sees only the incoming gradient, so GSAM's
-decomposition (which needs g and g_p together) cannot be expressed in it.
+Not `optax.contrib.sam` (whose SAM update this one equals: tests/test_training_sam.py): its
+adversarial step sees only the incoming gradient, so GSAM's decomposition (which needs g and
+g_p together) cannot be expressed in it.
 """
 
 from __future__ import annotations
