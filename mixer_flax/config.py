@@ -84,6 +84,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.grad_norm_clip = 1.0  # global-norm gradient clipping (None or 0 disables it)
   c.loss = 'softmax_xent'  # 'softmax_xent' | 'sigmoid_xent'
   c.label_smoothing = 0.0  # softmax_xent only
+  # SAM / GSAM (training/sam.py): a second forward/backward pass per step when rho is set.
+  c.sam = ml_collections.ConfigDict(dict(
+      rho=config_dict.placeholder(float),  # perturbation radius (GSAM: rho_max); None: off
+      rho_min=config_dict.placeholder(float),  # GSAM: rho at end_lr, linear in lr; None: rho
+      alpha=0.0))  # GSAM: weight of the ascent orthogonal to the perturbed gradient; 0: SAM
 
   # What runs on the parameters during training: name -> dict(type, every, options).
   # Types and options: mixer_flax/eval (classification: dataset, split, data_dir, batch, pp;

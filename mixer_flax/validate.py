@@ -17,7 +17,7 @@ import numpy as np
 from mixer_flax import config as config_lib
 from mixer_flax import eval as eval_lib
 from mixer_flax import fileio, models, validate_data
-from mixer_flax.training import losses, optim
+from mixer_flax.training import losses, optim, sam
 
 _REQUIRED = ('model_name', 'batch', 'total_steps', 'base_lr', 'warmup_steps', 'decay_type',
              'optimizer', 'loss', 'image_size')
@@ -53,7 +53,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
   if not any(p.endswith('is missing') for p in problems):  # the checks below read them
     problems += (_batch_problems(config, shards) + _optim_problems(config)
                  + _model_problems(config) + validate_data.data_problems(config, shards)
-                 + _loop_problems(config))
+                 + _loop_problems(config) + sam.sam_problems(config))
   if problems:
     raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
   path = config.get('pretrained_path', None) or ''  # http(s): fetched, checked by load_npz

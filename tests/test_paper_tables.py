@@ -81,3 +81,16 @@ def test_accuracy_rows_say_what_is_missing(tmp_path):
   assert paper['i1k_B_16'] == {'ImNet': 76.44, 'ReaL': 82.36, 'Avg5': 88.33}
   assert paper['jft_H_14'] == {'ImNet': 86.32}
   assert (tmp_path / 'out' / 'fig3_cifar10.png').exists()
+
+
+def test_sam_gsam_rows_use_the_released_files(tmp_path):
+  (tmp_path / 'ckpt' / 'gsam').mkdir(parents=True)
+  (tmp_path / 'ckpt' / 'gsam' / 'Mixer-B_16.npz').write_bytes(b'')
+  markdown = reproduce.main([
+      '--table', 'sam', '--out', str(tmp_path / 'out'),
+      '--checkpoint_dir', str(tmp_path / 'ckpt'), '--data_dir', str(tmp_path / 'tfds')])
+  assert '| GSAM B/16 | 77.80 | not run [19] | 84.00 | not run [20] |' in markdown
+  assert "[19] GSAM B/16, ImNet: tfds dataset 'imagenet2012' is not prepared" in markdown
+  assert 'sam_B_16/imagenet2012.npz missing' in markdown  # no sam/Mixer-B_16.npz given
+  paper = {r.key: r.paper for r in tables.ACCURACY_ROWS if r.table == 'sam'}
+  assert len(paper) == 10 and paper['sam_B_32'] == {'ImNet': 72.4, 'ReaL': 79.0}

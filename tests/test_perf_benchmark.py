@@ -12,6 +12,7 @@ import pytest
 
 from mixer_flax import backends, models
 from mixer_flax.perf import benchmark, bound, cli, flops
+from mixer_flax.perf import report as report_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -128,6 +129,33 @@ def test_train_augment_mode_times_the_device_augmentation():
   assert backends.current().randaug_mode == 'switch'  # the table is restored afterwards
   assert aug['img_per_s'] > 0 and aug['augment_only_ms'] > 0 and 0 < aug['augment_share']
   assert 'augment_cost' in row and 'forward' not in row
+
+
+def test_train_sam_mode_counts_two_passes(capsys):
+  old = jax.config.values['jax_disable_most_optimizations']
+  jax.config.update('jax_disable_most_optimizations', True)  # FLOP accounting only: compile fast
+  try:
+    report = benchmark.run(['--variant', 'Mixer-Ti_16', '--image_size', '32', '--batch', '2',
+                            '--repeats', '1', '--min_time', '0.01', '--matmul_size', '128',
+                            '--num_classes', '10', '--modes', 'train_sam'])
+  finally:
+    jax.config.update('jax_disable_most_optimizations', old)
+  (row,) = report['results']
+  fl = flops.analytic_flops(variant='Mixer-Ti_16', image_size=32, num_classes=10)['total']
+  r = row['train_sam']  # 2 x (forward + backward) = 6 x forward
+  assert r['fraction_of_peak_runs'][0] == pytest.approx(
+      6 * fl * r['img_per_s_runs'][0] / r['peak_flops_runs'][0])
+  assert 6 * fl <= 1e9 * r['xla_gflop_per_image'] < 1.5 * 6 * fl
+  # The printed cost: wall-time ratio, and the ratio in units of each run's peak.
+  timing = dict(cpu_time_fraction_of_peak=None, compile_s=1.0, memory={})
+  report['results'] = [dict(batch=2, analytic_gflop_per_image=1.0,
+                            train=dict(img_per_s=10.0, fraction_of_peak=0.9, **timing),
+                            train_sam=dict(img_per_s=4.0, fraction_of_peak=0.8, **timing))]
+  capsys.readouterr()
+  report_lib.print_table(report)
+  assert ('SAM step (training/sam.py, two forward/backward passes): 2.50 x the time of the '
+          "train step at batch 2 (2.25 x in units of each run's matmul peak)"
+          ) in capsys.readouterr().out
 
 
 def test_formulations_reach_the_model_and_the_report(capsys):

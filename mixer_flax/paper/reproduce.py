@@ -6,6 +6,8 @@ Tables:
               img/sec/core (TPUv3), FLOPs per image (XLA cost analysis and analytic).
   3, 2, cifar10  accuracy rows evaluated from checkpoints (--checkpoint_dir) on prepared
               tfds data (--data_dir); rows without them say what is missing.
+  sam         the same for the SAM / GSAM Mixers trained on ImageNet-1k (Table 1 of the
+              GSAM paper, Zhuang et al. 2022; released files sam/, gsam/ under --checkpoint_dir).
   permutation paper section 3.4 on digits: original / patch+pixel / global pixel shuffle
               (+ a Fig. 4-style plot `<out>/fig4_permutation.png`).
 
@@ -28,7 +30,7 @@ from mixer_flax.paper import accuracy, fig4, figures, table1, tables, throughput
 from mixer_flax.paper.plots import plot_fig3
 from mixer_flax.transfer import report as transfer_report
 
-TABLES = ('1', 'throughput', '2', '3', 'cifar10', 'permutation')
+TABLES = ('1', 'throughput', '2', '3', 'cifar10', 'sam', 'permutation')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -111,7 +113,7 @@ def run_accuracy(args: argparse.Namespace) -> str:
   _write(args.out, args.table, markdown, {f'{k}/{m}': v for (k, m), v in ours.items()})
   speed = {224: tables.PAPER_IMG_PER_SEC_CORE, 448: tables.PAPER_IMG_PER_SEC_CORE_448}
   top1 = {r.label: (speed[r.image_size][r.model], v) for r in rows for (k, m), v in ours.items()
-          if k == r.key and m == 'ImNet' and isinstance(v, float)}
+          if k == r.key and m == 'ImNet' and isinstance(v, float) and r.model in speed[224]}
   plot_fig3(os.path.join(args.out, f'fig3_{args.table}.png'), ours_top1=top1)
   return markdown
 

@@ -36,7 +36,7 @@ PAPER_VARIANTS = tuple(PAPER_TABLE1)
 
 
 # ---------------------------------------------------------------------------
-# Accuracy rows (Tables 2 and 3, CIFAR-10 reference fine-tuning).
+# Accuracy rows (Tables 2 and 3, CIFAR-10 reference fine-tuning, SAM / GSAM Mixers).
 
 # Evaluation data of each metric: (tfds name, split, checkpoint file stem).
 # ReaL scores the ImageNet-fine-tuned checkpoint on the ReaL relabelling.
@@ -107,6 +107,20 @@ def _rows() -> list[AccuracyRow]:
                                   ('i21k_B_16', 'ImageNet-21k B/16', 'Mixer-B_16', 96.82),
                                   ('i21k_L_16', 'ImageNet-21k L/16', 'Mixer-L_16', 98.34)]:
     rows.append(AccuracyRow('cifar10', key, label, model, {'CIFAR-10': top1}))
+  # Zhuang et al., "Surrogate Gap Minimization Improves Sharpness-Aware Training" (ICLR 2022),
+  # Table 1, MLP-Mixer rows: ImageNet(-v1) / ReaL top-1 of Mixers trained from scratch on
+  # ImageNet-1k (Inception crop + flip) with SAM (Chen et al., 2021) and GSAM; eval resize 256,
+  # crop 224. Released: sam/Mixer-B_{16,32}.npz, gsam/Mixer-{S_32,S_16,S_8,B_32,B_16}.npz.
+  for variant, sam_top1, gsam_top1 in [
+      ('S_32', (66.7, 73.8), (68.6, 75.8)), ('S_16', (72.9, 79.8), (75.0, 81.7)),
+      ('S_8', (75.9, 82.5), (76.8, 83.4)), ('B_32', (72.4, 79.0), (73.6, 80.2)),
+      ('B_16', (77.4, 83.5), (77.8, 84.0))]:
+    for method, (imnet, real) in (('sam', sam_top1), ('gsam', gsam_top1)):
+      released = method == 'gsam' or variant.startswith('B')
+      rows.append(AccuracyRow('sam', f'{method}_{variant}',
+                              f'{method.upper()} {variant.replace("_", "/")}', f'Mixer-{variant}',
+                              {'ImNet': imnet, 'ReaL': real},
+                              released=f'{method}/Mixer-{variant}.npz' if released else None))
   return rows
 
 

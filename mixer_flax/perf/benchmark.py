@@ -30,17 +30,13 @@ class indices in, RandAugment 2 layers m=15 + mixup 0.5 on the device (no Tensor
 the same run as `train`, and prints the augmentation's share of the step (`--randaug_mode
 compact|switch`, `--randaug_histogram scatter|onehot_int8` replace the backend's defaults for
 this process: data/augment.py, mixer_flax/backends.py).
+`--modes ...,train_sam`: the train step with SAM (training/sam.py, rho 0.05; 6 x forward FLOPs).
 
 `--end_to_end` instead compares the full trainer (`train.train_and_evaluate`: tfds input
 pipeline, prefetch, logging) on a config (default the digits config) with the bare pmapped step
 on a device-resident batch. Only this mode imports TensorFlow (lazily).
 
-Examples:
-  python scripts/benchmark.py --variant Mixer-B_16 --batch 8,32
-  python scripts/benchmark.py --variant Mixer-B_16 --batch 256 --dtype bfloat16 --json out.json
-  python scripts/benchmark.py --dtype bfloat16 --batch 512 --modes train --bound --compare_timm
-  python scripts/benchmark.py --variant Mixer-B_16 --batch 8 --modes train,train_augment
-  python scripts/benchmark.py --end_to_end --json e2e.json
+Examples: scripts/benchmark.py and docs/performance.md.
 """
 
 from __future__ import annotations
@@ -117,15 +113,15 @@ def _bench_forward(args: argparse.Namespace, model: Any, images: jax.Array, peak
 
 
 def _bench_train(args: argparse.Namespace, model: Any, images: jax.Array, peak: MatmulPeak,
-                 flops: float, *, augment: bool = False) -> dict[str, Any]:
+                 flops: float, *, augment: bool = False, sam: bool = False) -> dict[str, Any]:
   """The trainer's pmapped, donating train step (Adam) over one device; 3x forward FLOPs.
 
   With `augment` the step gets what the trainer ships, uint8 images and class indices,
-  and applies the paper's augmentation on the device (PAPER_AUGMENTATION).
+  and applies the paper's augmentation on the device (PAPER_AUGMENTATION); `sam`: 2 passes.
   """
-  batch = images.shape[0]
-  device = jax.devices()[0]
+  batch, device, passes = images.shape[0], jax.devices()[0], 2 if sam else 1
   config = _train_config(args, batch)
+  config.sam = dict(rho=0.05 if sam else None, rho_min=None, alpha=0.0)
   state = step_lib.create_train_state(config=config, model=model, rng=jax.random.key(0),
                                       image_size=args.image_size)
   state = jax.device_put(jax.tree_util.tree_map(lambda x: x[None], state), device)
@@ -149,9 +145,9 @@ def _bench_train(args: argparse.Namespace, model: Any, images: jax.Array, peak: 
     holder['state'], m = step(holder['state'], dev_batch, rng)
     return m
 
-  res = measure(run_step, peak=peak, images_per_step=batch, flops_per_step=3 * batch * flops,
-                repeats=args.repeats, min_time=args.min_time)
-  xla = grad_cost_flops(model, holder['state'].params, images, labels)
+  res = measure(run_step, peak=peak, images_per_step=batch, repeats=args.repeats,
+                flops_per_step=3 * passes * batch * flops, min_time=args.min_time)
+  xla = passes * grad_cost_flops(model, holder['state'].params, images, labels)
   res.update(compile_s=compile_s, memory=memory(None),
              xla_gflop_per_image=xla / batch / 1e9 if xla else None)
   if augment:  # the augmentation alone, jitted on the same device: its share of the step
@@ -198,6 +194,8 @@ def bench_model(args: argparse.Namespace, peak: MatmulPeak) -> list[dict[str, An
           alt[mode]['vs_baseline_of_peak'] = (alt[mode]['fraction_of_peak']
                                               / row[mode]['fraction_of_peak'])
       row.setdefault('also', []).append(alt)
+    if 'train_sam' in args.modes:  # two forward/backward passes: the cost vs 'train'
+      row['train_sam'] = _bench_train(args, model, images, peak, flops, sam=True)
     if 'train_augment' in args.modes:
       row['train_augment'] = _bench_train(args, model, images, peak, flops, augment=True)
       if 'train' in row:  # whole-step comparison (noisy on a shared machine)
@@ -237,8 +235,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     peak = MatmulPeak(size=size, dtype=jnp.dtype(args.dtype), min_time=min(args.min_time, 0.3))
     with _randaug_defaults(args):
       report['results'] = bench_model(args, peak)
-    runs = [p for row in report['results'] for m in ('forward', 'train', 'train_augment')
-            if m in row for p in row[m]['peak_flops_runs']]
+    runs = [p for row in report['results'] for m in ('forward', 'train', 'train_augment',
+            'train_sam') if m in row for p in row[m]['peak_flops_runs']]
     report['matmul'] = {'size': size, 'median_gflop_per_s': statistics.median(runs) / 1e9
                         if runs else peak()[0] / 1e9}
     if timm_report is not None:

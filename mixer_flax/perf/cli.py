@@ -23,8 +23,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument('--num_classes', type=int, default=1000)
   p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
   p.add_argument('--modes', default='forward,train',
-                 help='subset of forward,train,train_augment (train_augment: the train step '
-                      'with RandAugment 2/15 + mixup 0.5 on the device, uint8 inputs)')
+                 help='subset of forward,train,train_augment,train_sam (train_augment: the train '
+                      'step with RandAugment 2/15 + mixup 0.5 on the device, uint8 inputs; '
+                      'train_sam: with SAM, two forward/backward passes)')
   p.add_argument('--randaug_mode', default=None, choices=augment.MODES,
                  help="train_augment: op selection (default: the backend's, data/augment.py)")
   p.add_argument('--randaug_histogram', default=None, choices=augment_ops.HISTOGRAMS,
@@ -61,9 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   args = p.parse_args(argv)
   args.batch = [int(b) for b in str(args.batch).split(',') if b]
   args.modes = [m for m in args.modes.split(',') if m]
-  bad = sorted(set(args.modes) - {'forward', 'train', 'train_augment'})
+  bad = sorted(set(args.modes) - {'forward', 'train', 'train_augment', 'train_sam'})
   if bad:
-    p.error(f'--modes: unknown {bad}; use forward, train and/or train_augment')
+    p.error(f'--modes: unknown {bad}; use forward, train, train_augment and/or train_sam')
   if args.variant not in models.MODEL_CONFIGS:
     p.error(f'--variant {args.variant!r} unknown; known: {", ".join(models.MODEL_CONFIGS)}')
   try:

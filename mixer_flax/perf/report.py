@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 # Row order: ours, the matmul-only bound, the timm peer (fraction of the JAX peak).
-MODES = ('forward', 'forward_bound', 'forward_timm', 'train', 'train_augment', 'grad_bound',
-         'train_timm')
+MODES = ('forward', 'forward_bound', 'forward_timm', 'train', 'train_augment', 'train_sam',
+         'grad_bound', 'train_timm')
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -44,6 +44,12 @@ def print_table(report: dict[str, Any]) -> None:
       gains = ', '.join(f"{m} x{alt[m]['vs_baseline']:.3f}" for m in ('forward', 'train')
                         if m in alt)
       print(f"  also{i} = {alt['overrides']}: {gains} vs the baseline above")
+    if 'train_sam' in row and 'train' in row:
+      t, s = row['train'], row['train_sam']
+      print(f"SAM step (training/sam.py, two forward/backward passes): "
+            f"{t['img_per_s'] / s['img_per_s']:.2f} x the time of the train step at batch "
+            f"{row['batch']} ({2 * t['fraction_of_peak'] / s['fraction_of_peak']:.2f} x in units "
+            f"of each run's matmul peak)")
     if 'train_augment' in row:
       a = row['train_augment']
       whole = (f"; whole-step rates differ by {100 * row['augment_cost']:.1f}%"
@@ -55,7 +61,7 @@ def print_table(report: dict[str, Any]) -> None:
 
 def _print_row(label: str, row: dict[str, Any], r: dict[str, Any]) -> None:
   """One table line: rate, fraction of peak, FLOPs, compile time and memory of `r`."""
-  mult = 3 if label.startswith(('train', 'grad')) else 1
+  mult = 6 if label == 'train_sam' else 3 if label.startswith(('train', 'grad')) else 1
   mem = r.get('memory', {})
   mib = mem.get('device_peak_mib', mem.get('host_peak_rss_mib'))
   xla, cpu_frac = r.get('xla_gflop_per_image'), r.get('cpu_time_fraction_of_peak')

@@ -5,7 +5,9 @@ device receives `per_device = batch // (process_count * local_devices)`
 examples per step; with `accum_steps = A` it splits them into A equal
 microbatches (`jax.lax.scan`), averages the A gradients, then averages over
 devices (`pmean`), so the update equals the one of a single device seeing
-the whole global batch (up to float rounding).
+the whole global batch (up to float rounding). With `config.sam.rho` set, each device's
+gradient is SAM's / GSAM's (`training/sam.py`: perturbed with that device's own gradient)
+before the `pmean`.
 
 Randomness (dropout, stochastic depth) is reproducible and resume-safe: the
 caller passes a key `rng`, either one unreplicated key (typed, or raw uint32
@@ -38,7 +40,7 @@ import ml_collections
 import optax
 
 from mixer_flax.data import on_device
-from mixer_flax.training import optim
+from mixer_flax.training import optim, sam
 from mixer_flax.training.losses import get_loss_fn
 
 __all__ = ['TrainState', 'create_train_state', 'make_train_step', 'make_eval_step']
@@ -123,8 +125,8 @@ def make_train_step(*, config: ml_collections.ConfigDict, model: nn.Module,
 
   Args:
     config: reads `accum_steps`, `loss`, `label_smoothing`, the optimizer
-      / schedule keys and the device augmentation `pp.randaug_layers`,
-      `pp.randaug_magnitude`, `pp.mixup_alpha`.
+      / schedule keys, `sam` (SAM / GSAM, `training/sam.py`) and the device
+      augmentation `pp.randaug_layers`, `pp.randaug_magnitude`, `pp.mixup_alpha`.
     model: the Mixer module (dropout / stochastic depth use rng 'dropout').
     tx: the optimizer; default `optim.make_optimizer(config)`. Must be the one
       used by `create_train_state`.
@@ -150,6 +152,7 @@ def make_train_step(*, config: ml_collections.ConfigDict, model: nn.Module,
   loss_fn = get_loss_fn(config, train=True)
   accum_steps = int(config.accum_steps)
   augment = on_device.AugmentSpec.from_config(config, model.num_classes)
+  sam_gradient = sam.make_gradient_fn(config, schedule)  # None: plain gradient
 
   def loss_of(params, images, labels, rng):
     logits = model.apply({'params': params}, images, train=True, rngs={'dropout': rng})
@@ -164,7 +167,10 @@ def make_train_step(*, config: ml_collections.ConfigDict, model: nn.Module,
         first_index=jax.lax.axis_index('batch') * per_device)
     rng = jax.random.fold_in(rng, state.step)
     rng = jax.random.fold_in(rng, jax.lax.axis_index('batch'))
-    loss, grads = _microbatch_grads(loss_of, state.params, images, labels, rng, accum_steps)
+    def grads_at(params):
+      return _microbatch_grads(loss_of, params, images, labels, rng, accum_steps)
+    loss, grads = (grads_at(state.params) if sam_gradient is None
+                   else sam_gradient(grads_at, state.params, state.step))
     loss, grads = jax.lax.pmean((loss, grads), axis_name='batch')
     grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
