@@ -22,13 +22,13 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from mixer_flax import entry
 from mixer_flax.checkpoint.legacy import flatten
 from mixer_flax.paper import units
 
@@ -192,13 +192,10 @@ def write_figures(args: argparse.Namespace) -> list[str]:
   return written
 
 
+@entry.command
 def main(argv: list[str] | None = None) -> int:
-  """`scripts/figures.py`; returns the exit status (1 with a one-line error)."""
+  """`scripts/figures.py`; returns the exit status (errors: one line, `entry.command`)."""
   args = parse_args(argv)
-  try:
-    for path in write_figures(args):
-      print(f'wrote {path}')
-  except (OSError, ValueError) as e:  # CheckpointError is a ValueError.
-    print(f'error: {e}', file=sys.stderr)
-    return 1
+  for path in write_figures(args):
+    print(f'wrote {path}')
   return 0
