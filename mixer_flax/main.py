@@ -182,8 +182,11 @@ def _config_file_error(e: OSError, argv: list[str], verbose: bool) -> None:
 def parse_flags(argv: list[str]) -> list[str]:
   """Parses absl flags; bad flags, overrides and config files become one-line errors."""
   verbose = '--verbose' in argv
-  if flags.FLAGS.is_parsed():  # a second run in one process starts from the defaults
-    flags.FLAGS.unparse_flags()
+  # A second run in one process (tests) starts from the defaults; ml_collections defines one
+  # flag per override while parsing.
+  for name in [n for n in flags.FLAGS if n.startswith('config.')]:
+    delattr(flags.FLAGS, name)
+  flags.FLAGS.unparse_flags()
   try:
     rest = flags.FLAGS(argv)
     if _CONFIG.value is not None:
@@ -214,8 +217,12 @@ def run(argv: list[str] | None = None) -> int:
     return 0
   verbose = '--verbose' in argv
   entry.quiet(verbose)
-  rest = parse_flags(argv)
-  return entry.invoke(_main_or_usage_error, rest, verbose=verbose)
+  saved, sys.argv = sys.argv, argv  # ml_collections reads the --config.KEY overrides there
+  try:
+    rest = parse_flags(argv)
+    return entry.invoke(_main_or_usage_error, rest, verbose=verbose)
+  finally:
+    sys.argv = saved
 
 
 def _main_or_usage_error(argv: list[str]) -> int:

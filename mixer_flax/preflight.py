@@ -46,20 +46,30 @@ def check(config: ml_collections.ConfigDict, *,
     ValueError, OSError: the one problem found; several: ValueError listing them all.
   """
   config = ml_collections.ConfigDict(config.to_dict())  # unlocked private copy
-  validate.validate(config, file_config=file_config)
+  validate.validate(config)
   problems: list[tuple[str, Exception]] = []  # (what was being checked, error)
   warnings: list[str] = []
   info = None
   try:
     info = pipeline.get_dataset_info(config)  # names config.dataset when unknown/unprepared
-    config.num_classes = int(config.num_classes or info.num_classes)
-    warnings += pipeline.check_splits(config)  # broken images fail here, not at step 1
   except (OSError, ValueError) as e:
     problems.append(('', e))
-  if info is not None and info.label_names and config.num_classes > len(info.label_names):
+  if file_config is not None:  # keys the file set for the dataset the command line replaced
+    overridden = validate.override_problems(
+        config, file_config, dataset_classes=len(info.label_names) if info else None)
+    if overridden:
+      problems.append(('', ValueError('Invalid config: ' + '; '.join(overridden) + '.')))
+  if info is not None and not problems:
+    config.num_classes = int(config.num_classes or info.num_classes)
+    try:
+      warnings += pipeline.check_splits(config)  # broken images fail here, not at step 1
+    except (OSError, ValueError) as e:
+      problems.append(('', e))
+  named = len(info.label_names) if info is not None else 0
+  if named and config.num_classes and config.num_classes > named:
     warnings.append(f'Warning: config.num_classes={config.num_classes} but {config.dataset} has '
-                    f'{len(info.label_names)} classes: {config.num_classes - len(info.label_names)}'
-                    ' outputs of the head are never trained (set config.num_classes=None).')
+                    f'{named} classes: {config.num_classes - named} outputs of the head are '
+                    f'never trained (--config.num_classes={named} fits the dataset).')
   problems += _evaluator_problems(config)
   if config.pretrained_path and open_pretrained:
     try:
@@ -86,7 +96,8 @@ def _evaluator_problems(config: ml_collections.ConfigDict) -> list[tuple[str, Ex
         pipeline.check_split(inputs.eval_config(config, dataset=dataset, data_dir=data_dir),
                              split)
       except (OSError, ValueError) as e:
-        problems.append((f'config.evals.{evaluator.name} reads {dataset}[{split}]', e))
+        if str(e) not in {str(error) for _, error in problems}:  # e.g. once per unprepared dataset
+          problems.append((f'config.evals.{evaluator.name} reads {dataset}[{split}]', e))
   return problems
 
 

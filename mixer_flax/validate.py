@@ -31,17 +31,14 @@ _is_number = functools.partial(_is_int, kinds=(int, float, np.integer, np.floati
 
 
 def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = None,
-             process_count: int | None = None, check_files: bool = True,
-             file_config: ml_collections.ConfigDict | None = None) -> None:
+             process_count: int | None = None, check_files: bool = True) -> None:
   """Checks `config` (keys: `config.base_config`); reports every problem at once.
 
   Args:
     config: the run config.
     num_devices, process_count: local devices and processes (default: JAX's).
     check_files: also check that a local `config.pretrained_path` exists (remote ones are
-      fetched, and so checked, before training: `preflight.py`).
-    file_config: the config as its file defines it, before command-line overrides: keys the
-      file set for its own dataset that an overridden `dataset` leaves behind are reported.
+      reached, and so checked, before training: `preflight.py`).
 
   Raises:
     ValueError: naming each offending config key and what to do.
@@ -58,8 +55,6 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
     problems += (_batch_problems(config, shards) + _optim_problems(config)
                  + _model_problems(config) + validate_data.data_problems(config, shards)
                  + _loop_problems(config))
-  if file_config is not None and not problems:
-    problems += override_problems(config, file_config)
   if problems:
     raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
   path = config.get('pretrained_path', None) or ''
@@ -69,11 +64,17 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
 
 
 def override_problems(config: ml_collections.ConfigDict,
-                      file_config: ml_collections.ConfigDict) -> list[str]:
+                      file_config: ml_collections.ConfigDict, *,
+                      dataset_classes: int | None = None) -> list[str]:
   """`num_classes` and evaluators the config file set for the dataset the command line replaced.
 
   E.g. experiments/imagenet_b16.py with `--config.dataset=sklearn_digits` keeps a 1000-class
   head and a few-shot evaluator of imagenet2012 unless they are overridden too.
+
+  Args:
+    config: the run config.
+    file_config: the config as its file defines it, before command-line overrides.
+    dataset_classes: the class count of `config.dataset`, when known.
   """
   old, new = file_config.get('dataset', None), config.get('dataset', None)
   if old == new:
@@ -82,9 +83,10 @@ def override_problems(config: ml_collections.ConfigDict,
   given = f'--config.dataset={new}'
   classes = config.get('num_classes', None)
   if classes is not None and classes == file_config.get('num_classes', None):
+    count = (f'--config.num_classes={dataset_classes} (its class count)' if dataset_classes
+             else '--config.num_classes to its class count')
     problems.append(f'config.num_classes={classes} is the class count the config file set for '
-                    f'{old!r}; with {given} set --config.num_classes=None (the dataset\'s count) '
-                    'or the head width you want')
+                    f'{old!r}; with {given} set {count}')
   file_evals = file_config.get('evals', None) or {}
   for evaluator in eval_lib.build_evaluators(config, model=None):
     name = evaluator.name

@@ -330,15 +330,15 @@ def test_https_pretrained_path_passes_validation(data_dir):
     validate(tiny_config(data_dir, pretrained_path='/nonexistent/x.npz'))
 
 
-def test_evaluate_names_the_head_not_a_config_key(data_dir, tmp_path):
+def test_evaluate_names_the_head_not_a_config_key(data_dir, tmp_path, capsys):
   model = models.create_model('Mixer-Ti_4', num_classes=7)
   params = model.init(jax.random.key(0), np.zeros((1, 16, 16, 3), np.float32))['params']
   npz = str(tmp_path / 'seven.npz')
   checkpoint.save_npz(npz, jax.device_get(params))
-  with pytest.raises(SystemExit) as e:
+  with pytest.raises(SystemExit, match='^1$'):
     cli.evaluate_main(['--checkpoint', npz, '--dataset', 'sklearn_digits', '--data_dir',
                        data_dir, '--no_progress'])
-  message = str(e.value)
+  message = capsys.readouterr().err
   assert 'has a 7-class head but sklearn_digits has 10 classes' in message
   assert 'num_classes' not in message
 

@@ -100,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   resolutions = tuple(int(x) for x in args.resolutions.split(','))
   if not lrs or len(resolutions) != 2:
     raise ValueError('--lrs needs at least one value and --resolutions two (small,large).')
+  overrides = parse_overrides(args.set)
   entry.import_tensorflow()
   from mixer_flax.transfer import report, suite  # pylint: disable=g-import-not-at-top
 
@@ -107,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             resolutions=resolutions, image_size=args.image_size)
   extra = dict(suite=args.suite, paper_row=args.paper_row)
   rows = suite.run_suite(suite_tasks, directory=args.workdir, lrs=lrs, data_dir=data_dir,
-                         overrides=parse_overrides(args.set), extra=extra)
+                         overrides=overrides, extra=extra)
   groups = vtab.GROUPS if args.suite == 'vtab1k' else ('avg5',)
   table = report.markdown(rows, suite=args.suite, groups=groups,
                           expected=len(tasks.names(args.suite)), paper_row=args.paper_row,
