@@ -47,8 +47,15 @@ class _DropNotices(logging.Filter):
 
 
 def one_line(error: BaseException) -> str:
-  """The error's message on one line (its lines joined); the type name if it has none."""
-  text = ' '.join(line.strip() for line in str(error).splitlines() if line.strip())
+  """The error's message on one line, the type name if it has none.
+
+  Lines are joined with '; ' (a list, e.g. the changed settings of a workdir), or a space
+  after a line that ends a sentence or clause.
+  """
+  text = ''
+  for line in (line.strip() for line in str(error).splitlines()):
+    if line:
+      text += ('' if not text else ' ' if text.endswith(('.', ':', ';', ',')) else '; ') + line
   return text or type(error).__name__
 
 

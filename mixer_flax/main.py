@@ -123,8 +123,8 @@ def main(argv: list[str]) -> int:
   except KeyboardInterrupt:
     if _VERBOSE.value:
       raise
-    entry.fail('interrupted (Ctrl-C) before training started; nothing to save.',
-               entry.EXIT_INTERRUPTED)
+    entry.fail(f'interrupted (Ctrl-C); rerun the same command to continue from the newest '
+               f'checkpoint in {_WORKDIR.value} (if one was saved).', entry.EXIT_INTERRUPTED)
   if jax.process_count() > 1:  # lets operators (and tests) check that processes agree
     summary = {k: result.get(k) for k in ('process_index', 'step', 'train_loss',
                                           'eval_accuracy', 'eval_count', 'params_digest')}
