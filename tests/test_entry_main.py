@@ -1,6 +1,6 @@
-"""Every command line on bad input: one line naming the thing and what to do, no traceback, a
-non-zero exit status. The entry functions run in this process (capsys); one fresh interpreter
-counts the console lines of the README's digits command.
+"""`python -m mixer_flax.main` as a newcomer meets it: --help, --dry_run, every bad input in one
+line before anything is built (in this process, capsys), preemption said once, `result.json`
+legs, and the console of the README's digits command (one fresh interpreter).
 """
 
 import json
@@ -11,18 +11,15 @@ import subprocess
 import sys
 
 import jax
-import numpy as np
 import pytest
+from entry_helpers import one_line_error
 
-from mixer_flax import checkpoint, fileio, models
+from mixer_flax import fileio
 from mixer_flax import main as main_lib
-from mixer_flax.checkpoint import cli as checkpoint_cli
-from mixer_flax.checkpoint import metadata, npz
+from mixer_flax.checkpoint import npz
 from mixer_flax.data import pipeline
 from mixer_flax.download import DownloadError
-from mixer_flax.eval import cli as eval_cli
 from mixer_flax.training import step as step_lib
-from mixer_flax.transfer import __main__ as transfer_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A digits run small enough for a test: the README command's config with a tiny Mixer.
@@ -50,29 +47,6 @@ def tiny_config(tmp_path_factory):
   path = tmp_path_factory.mktemp('experiments') / 'tiny.py'
   path.write_text(TINY)
   return str(path)
-
-
-@pytest.fixture(scope='module')
-def ti4_checkpoint(tmp_path_factory, random_mixer_params):
-  """A random Mixer-Ti/4 (16 px, 10 classes) with the trainer's metadata."""
-  path = str(tmp_path_factory.mktemp('ckpt') / 'final.npz')
-  model = models.create_model('Mixer-Ti_4', num_classes=10)
-  checkpoint.save_npz(path, random_mixer_params(model, 16))
-  metadata.save(path, metadata.make(
-      model_name='Mixer-Ti_4', classes=[f'digit {i}' for i in range(10)],
-      dataset='sklearn_digits', image_size=16, eval_mode='resize', eval_resize=16))
-  return path
-
-
-def one_line_error(capsys, call, status=1) -> str:
-  """Runs `call`, which must exit with `status` after one 'error: ...' line on stderr."""
-  with pytest.raises(SystemExit) as e:
-    call()
-  assert e.value.code == status
-  err = capsys.readouterr().err
-  lines = [line for line in err.splitlines() if line.strip()]
-  assert len(lines) == 1 and lines[0].startswith('error: '), err
-  return lines[0]
 
 
 def no_compile(monkeypatch):
@@ -227,56 +201,6 @@ def test_preempted_run_says_so_once_and_the_resumed_leg_keeps_the_first(
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     steps = [json.loads(line)['step'] for line in f]
   assert steps == sorted(set(steps)) and steps[-1] == 20
-
-
-# --- scripts/*.py and python -m mixer_flax.transfer ----------------------------------------
-
-MISSING = '/nonexistent/final.npz'
-
-
-@pytest.mark.parametrize('call', [
-    lambda: eval_cli.evaluate_main(['--checkpoint', MISSING, '--dataset', 'sklearn_digits']),
-    lambda: eval_cli.predict_main(['--checkpoint', MISSING, 'cat.jpg']),
-    lambda: eval_cli.fewshot_main(['--checkpoint', MISSING, '--datasets', 'sklearn_digits']),
-    lambda: checkpoint_cli.export_main(['--checkpoint', MISSING, '--output', '/tmp/x']),
-    lambda: checkpoint_cli.export_timm_main([MISSING, '/tmp/x.safetensors']),
-    lambda: checkpoint_cli.inspect_main([MISSING]),
-    lambda: transfer_cli.main(['--suite=avg5', f'--pretrained={MISSING}', '--workdir=/tmp/x',
-                               '--tasks=cifar10']),
-], ids=['evaluate', 'predict', 'fewshot', 'export', 'export_timm', 'inspect', 'transfer'])
-def test_missing_checkpoint_is_one_line_everywhere(call, capsys):
-  assert one_line_error(capsys, call) == f'error: Checkpoint {MISSING} does not exist.'
-
-
-def test_evaluate_at_another_resolution_names_the_flag(ti4_checkpoint, capsys):
-  line = one_line_error(capsys, lambda: eval_cli.evaluate_main(
-      ['--checkpoint', ti4_checkpoint, '--image_size', '20']))
-  assert 'trained at 16 px' in line and 'image_size=20' in line and '--adapt_resolution' in line
-
-
-def test_transfer_usage_errors_are_one_line(capsys):
-  line = one_line_error(capsys, lambda: transfer_cli.main(['--suite=vtab1k', '--tasks=dtd']))
-  assert line == 'error: --pretrained and --workdir are required (unless --check).'
-  line = one_line_error(capsys, lambda: transfer_cli.main(
-      ['--suite=vtab1k', '--pretrained=x.npz', '--workdir=w', '--set', 'batch']))
-  assert "--set 'batch': expected KEY=VALUE" in line
-
-
-def test_predict_and_export_carry_the_checkpoints_metadata(ti4_checkpoint, tmp_path, capsys):
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  image = str(tmp_path / 'digit.png')
-  Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(image)
-  results = eval_cli.predict_main(['--checkpoint', ti4_checkpoint, '--top_k', '3', image])
-  assert all(p['name'] == f'digit {p["index"]}' for p in results[0]['top_k'])
-  assert 'Note:' not in capsys.readouterr().out  # names known: no "pass --dataset" note
-
-  out = str(tmp_path / 'm.jax_export')
-  assert checkpoint_cli.export_main(['--checkpoint', ti4_checkpoint, '--output', out,
-                                     '--platforms', 'cpu']) == 0
-  with open(out + '.json') as f:
-    exported = json.load(f)
-  assert exported['classes'][3] == 'digit 3' and exported['input_range'] == [-1.0, 1.0]
-  assert (exported['eval_mode'], exported['eval_resize']) == ('resize', 16)
 
 
 # --- The README's digits command in a fresh interpreter: what a newcomer sees ---------------
