@@ -83,8 +83,8 @@ def invoke(fn: Callable[..., Any], *args: Any, verbose: bool = False, **kwargs: 
 def quiet(verbose: bool) -> None:
   """Library logging at WARNING (INFO with `verbose`); call before JAX/TensorFlow start."""
   level = logging.INFO if verbose else logging.WARNING
-  if not verbose:  # the C++ INFO lines of jaxlib and TensorFlow
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+  if not verbose:  # the C++ INFO and WARNING lines of jaxlib and TensorFlow (e.g. an offline
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # gs:// credentials probe); errors stay
   logging.getLogger().setLevel(level)
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top  (tfds, clu)
   absl_logging.set_verbosity(absl_logging.INFO if verbose else absl_logging.WARNING)
