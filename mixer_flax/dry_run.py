@@ -124,9 +124,10 @@ def plan_lines(checked: preflight.Checked, workdir: str | None) -> list[str]:
            'final.npz + final.json (classes, preprocessing) before the final evaluations']
   for evaluator in build_evaluators(c, model=None):
     data = ', '.join(f'{d}[{s}]' for d, s in evaluator.data())
+    runs = _runs(total, evaluator.every)
     lines.append(f'  evaluator    {evaluator.name} ({c.evals[evaluator.name].type}) every '
-                 f'{evaluator.every} steps and at the end ({_runs(total, evaluator.every)} runs):'
-                 f' {data}')
+                 f'{evaluator.every} steps and at the end ({runs} run{"s" * (runs != 1)}): '
+                 f'{data}')
   if not c.evals:
     lines.append('  evaluator    none (config.evals is empty)')
   path = c.pretrained_path
