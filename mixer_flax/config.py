@@ -6,10 +6,14 @@ The checks that need the model, data or augmentation modules are in `validate.py
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import inspect
+import io
 import math
 import os
 import re
+import tokenize
 from typing import Any
 
 import ml_collections
@@ -93,7 +97,11 @@ def base_config() -> ml_collections.ConfigDict:
   # What runs on the parameters during training: name -> dict(type, every, options).
   # Types and options: mixer_flax/eval (classification: dataset, split, data_dir, batch, pp;
   # fewshot: datasets, shots, seeds, l2, image_size, batch, data_dir, pp).
-  c.evals = ml_collections.ConfigDict(dict(eval=dict(type='classification', every=1_000)))
+  c.evals = ml_collections.ConfigDict(dict(
+      eval=dict(  # top-1 / top-5 / loss on eval_split (metrics eval_accuracy, ...)
+          type='classification',  # evaluator: 'classification' | 'fewshot' (mixer_flax/eval)
+          every=1_000,  # steps between runs; every evaluator also runs at the end
+      )))
   c.checkpoint_every = 1_000  # steps between orbax checkpoints
   c.keep_checkpoints = 3  # newest checkpoints kept
   c.progress_every = 100  # steps between progress lines / train metrics
@@ -162,3 +170,61 @@ def load_experiment(spec: str) -> ml_collections.ConfigDict:
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module.get_config(arg) if sep else module.get_config()
+
+
+def key_comments() -> dict[str, str]:
+  """'key' or 'group.key' -> its comment in `base_config` (what `--dry_run` prints).
+
+  Read from this file's source, so the comments stay the one documentation of every key: a
+  trailing comment, else the first comment line right above the assignment.
+  """
+  return _assignment_comments(base_config, lambda t: getattr(t, 'attr', None))
+
+
+def option_comments(cls: type) -> dict[str, str]:
+  """Option -> its trailing comment in the `OPTIONS = dict(...)` of an evaluator class."""
+  found = _assignment_comments(cls, lambda t: 'OPTIONS' if getattr(t, 'id', '') == 'OPTIONS'
+                               else None)
+  return {k.split('.', 1)[1]: v for k, v in found.items() if '.' in k}
+
+
+def _assignment_comments(obj: Any, key_of) -> dict[str, str]:
+  """Comments of the assignments in `obj`'s source that `key_of(target)` names.
+
+  The keywords of their `dict(...)` values are 'key.keyword'.
+  """
+  source = inspect.getsource(obj)
+  lines = source.splitlines()
+  notes = {}  # line -> (comment text, whether code precedes it on the line)
+  for t in tokenize.generate_tokens(io.StringIO(source).readline):
+    if t.type == tokenize.COMMENT:
+      line, col = t.start
+      notes[line] = (t.string.lstrip('#').strip(), bool(lines[line - 1][:col].strip()))
+
+  def trailing(line: int) -> str:
+    text, after_code = notes.get(line, ('', False))
+    return text if after_code else ''
+
+  def above(line: int) -> str:
+    while line - 1 in notes and not notes[line - 1][1]:
+      line -= 1
+    return notes[line][0].split('. ')[0] if line in notes and not notes[line][1] else ''
+
+  out = {}
+
+  def keywords(node: ast.AST, prefix: str, line: int) -> None:
+    while isinstance(node, ast.Call) and not node.keywords and len(node.args) == 1:
+      node = node.args[0]  # ConfigDict(dict(...))
+    if not (isinstance(node, ast.Call) and getattr(node.func, 'id', '') == 'dict'):
+      return
+    for kw in node.keywords:
+      out[prefix + kw.arg] = trailing(kw.value.lineno) if kw.value.lineno != line else ''
+      keywords(kw.value, f'{prefix}{kw.arg}.', kw.value.lineno)
+
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+      key = key_of(node.targets[0])
+      if key:
+        out[key] = trailing(node.lineno) or above(node.lineno)
+        keywords(node.value, f'{key}.', node.lineno)
+  return out

@@ -1,11 +1,16 @@
 r"""Entry point: `python -m mixer_flax.main --config=experiments/<file>.py[:arg] --workdir=DIR`.
 
+  python -m mixer_flax.main --config=experiments/digits.py --workdir=workdirs/digits
+  python -m mixer_flax.main --config=experiments/digits.py --dry_run   # look before leaping
+
 Any config value can be overridden on the command line, e.g. `--config.total_steps=500
 --config.base_lr=3e-3`; an unknown key or a value of the wrong type is rejected while the
-flags are parsed, before anything is built or compiled.
+flags are parsed, before anything is built or compiled. `--dry_run` checks and resolves the
+config and prints every key with its value and meaning, and the run's plan (steps, epochs,
+devices, per-device batch, checkpoints, evaluators), without compiling or writing anything.
 
-Errors print one line, the cause and what to do (`--verbose` or `--verbosity=1` adds the
-traceback); exit status 1. A rerun with another config is refused unless
+Errors print one line, the cause and what to do (`--verbose` adds the traceback and the
+libraries' log messages); exit status 1. A rerun with another config is refused unless
 `--allow_config_change` (`training/workdir.py`). Exit status 0 when done or preempted by
 SIGTERM (checkpoint saved), 130 after Ctrl-C (checkpoint saved; a second Ctrl-C stops at once).
 
@@ -20,7 +25,6 @@ runs the same command; only process 0 writes metrics, the config and `final.npz`
 from __future__ import annotations
 
 import json
-import logging as logging_std
 import os
 import re
 import sys
@@ -28,7 +32,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mixer_flax import backends
+from mixer_flax import backends, entry
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, e.g. experiments/digits.py[:arg].',
@@ -49,14 +53,14 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     'allow_config_change', False, 'Resume --workdir although the config differs from its '
     'saved config.json in settings that may not change on resume (the old config is kept as '
     'config.step<N>.json).')
+_DRY_RUN = flags.DEFINE_bool(
+    'dry_run', False, 'Check and resolve the config, print every key with its value and '
+    'meaning and the run\'s plan, then exit: nothing is compiled or written (--workdir '
+    'optional).')
 _VERBOSE = flags.DEFINE_bool(
-    'verbose', False, 'Show the traceback of an error (default: one line, the cause and what '
-    'to do; also shown with --verbosity=1).')
-
-EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130  # 128 + SIGINT: the shell's status for a job stopped by Ctrl-C
-# Errors a user can cause (bad config, files, data, NaN loss): one line unless --verbose.
-USER_ERRORS = (ValueError, OSError, FloatingPointError, RuntimeError)
+    'verbose', False, 'Show library log messages and the traceback of an error (default: '
+    'one line, the cause and what to do).')
+HELP_FLAGS = ('-h', '-?', '--help', '--helpshort', '--helpfull')
 
 
 def _env_int(name: str) -> int | None:
@@ -92,69 +96,48 @@ def maybe_initialize_distributed() -> bool:
   return True
 
 
-class _QuietLibraries(logging_std.Filter):
-  """Drops INFO chatter of orbax (a dozen lines per checkpoint); warnings still pass."""
-
-  def filter(self, record: logging_std.LogRecord) -> bool:
-    return record.levelno >= logging_std.WARNING or '/orbax/' not in record.pathname
-
-
 def main(argv: list[str]) -> int:
-  """Runs `train.train_and_evaluate` on the parsed config; prints the final accuracy."""
+  """Runs `train.train_and_evaluate` on the parsed config (or `--dry_run`); the exit status."""
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   if _CONFIG.value is None:
     raise app.UsageError('--config=experiments/<file>.py is required.')
-  if not _WORKDIR.value:
-    raise app.UsageError('--workdir is required.')
-  logging.get_absl_handler().addFilter(_QuietLibraries())
-  from mixer_flax.training import workdir as workdir_lib
-  try:
-    workdir_lib.check_path(_WORKDIR.value)  # before JAX starts: a file, not a directory?
-  except workdir_lib.WorkdirError as e:
-    print(f'FATAL {e}', file=sys.stderr)
-    return EXIT_ERROR
+  if not _WORKDIR.value and not _DRY_RUN.value:
+    raise app.UsageError('--workdir is required (or --dry_run to only look).')
   backends.apply_xla_flags()  # before JAX starts a backend (XLA reads its flags then)
+  entry.import_tensorflow(_VERBOSE.value)  # its start-up notices dropped
+  file_config = _file_config()
+  if _DRY_RUN.value:
+    from mixer_flax import dry_run  # pylint: disable=g-import-not-at-top
+    print(dry_run.describe(_CONFIG.value, workdir=_WORKDIR.value, file_config=file_config))
+    return 0
+  from mixer_flax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  workdir_lib.check_path(_WORKDIR.value)  # before JAX starts: a file, not a directory?
   maybe_initialize_distributed()
-  import jax
+  import jax  # pylint: disable=g-import-not-at-top
 
-  from mixer_flax import train
+  from mixer_flax import train  # pylint: disable=g-import-not-at-top
 
   try:
-    result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
+    result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, file_config=file_config,
                                       allow_config_change=_ALLOW_CONFIG_CHANGE.value)
   except KeyboardInterrupt:
-    if _verbose():
+    if _VERBOSE.value:
       raise
-    print('Interrupted (Ctrl-C) before training started; nothing to save.', file=sys.stderr)
-    return EXIT_INTERRUPTED
-  except USER_ERRORS as e:
-    if _verbose():
-      raise
-    print(f'FATAL {type(e).__name__}: {e}\n(--verbose shows the traceback)', file=sys.stderr)
-    return EXIT_ERROR
+    entry.fail(f'interrupted (Ctrl-C); rerun the same command to continue from the newest '
+               f'checkpoint in {_WORKDIR.value} (if one was saved).', entry.EXIT_INTERRUPTED)
   if jax.process_count() > 1:  # lets operators (and tests) check that processes agree
     summary = {k: result.get(k) for k in ('process_index', 'step', 'train_loss',
                                           'eval_accuracy', 'eval_count', 'params_digest')}
     print(f'Process {jax.process_index()}/{jax.process_count()} result: '
           f'{json.dumps(summary)}', flush=True)
-  if jax.process_index() == 0:
-    if result.get('preempted'):
-      print(f'{"Interrupted" if result.get("signal") == "SIGINT" else "Preempted"} at step '
-            f'{result["step"]}; checkpoint saved in {_WORKDIR.value}. Rerun the same command '
-            'to resume.', flush=True)
-      if result.get('signal') == 'SIGINT':
-        return EXIT_INTERRUPTED
-    else:
-      print(f'Final eval accuracy: {result["eval_accuracy"]:.4f} (top-5 '
-            f'{result["eval_top5_accuracy"]:.4f}, loss {result["eval_loss"]:.4f}) at step '
-            f'{result["step"]}; wall time {result["wall_time_s"]:.0f} s. Outputs in '
-            f'{_WORKDIR.value}.', flush=True)
-  return 0
+  return entry.EXIT_INTERRUPTED if result.get('signal') == 'SIGINT' else 0
 
 
-def _verbose() -> bool:
-  return bool(flags.FLAGS.is_parsed() and _VERBOSE.value) or logging.level_debug()
+def _file_config():
+  """The config as its file defines it (no overrides), for `validate.override_problems`."""
+  from mixer_flax import config as config_lib  # pylint: disable=g-import-not-at-top
+  return config_lib.load_experiment(flags.FLAGS['config'].config_filename)
 
 
 def _flag_error(e: Exception, verbose: bool) -> str:
@@ -192,31 +175,62 @@ def _config_file_error(e: OSError, argv: list[str], verbose: bool) -> None:
   given = [a for a in argv if a.startswith('--config=')] or ['--config=?']
   spec = given[-1].split('=', 1)[1]
   path = spec.split(':')[0]
-  sys.exit(f'FATAL --config={spec}: cannot load {path} '
-           f'({"no such file" if not os.path.exists(path) else e}; relative paths start at '
-           f'{os.getcwd()}). Give an experiments/*.py file.')
+  entry.fail(f'--config={spec}: cannot load {path} '
+             f'({"no such file" if not os.path.exists(path) else e}; relative paths start at '
+             f'{os.getcwd()}). Give an experiments/*.py file.')
 
 
 def parse_flags(argv: list[str]) -> list[str]:
   """Parses absl flags; bad flags, overrides and config files become one-line errors."""
   verbose = '--verbose' in argv
+  # A second run in one process (tests) starts from the defaults; ml_collections defines one
+  # flag per override while parsing.
+  for name in [n for n in flags.FLAGS if n.startswith('config.')]:
+    delattr(flags.FLAGS, name)
+  flags.FLAGS.unparse_flags()
   try:
     rest = flags.FLAGS(argv)
-    _CONFIG.value.keys()  # ml_collections defers a config file that fails to load to first use
+    if _CONFIG.value is not None:
+      _CONFIG.value.keys()  # ml_collections defers a config file that fails to load to first use
   except flags.Error as e:
-    sys.exit(f'FATAL Flags parsing error: {_flag_error(e, verbose)}\n'
-             'Pass --helpshort or --helpfull to see help.')
+    entry.fail(f'{_flag_error(e, verbose)} (python -m mixer_flax.main --help lists the flags)')
   except OSError as e:  # the config file could not be loaded (an override touched it)
     _config_file_error(e, argv, verbose)
   except (AttributeError, KeyError) as e:  # ml_collections: the override's key does not exist
-    sys.exit(f'FATAL Flags parsing error: {_unknown_key(e, argv)}')
+    entry.fail(_unknown_key(e, argv))
   return rest
 
 
-def run() -> None:
-  """Parses the flags and runs `main` (what `python -m mixer_flax.main` does)."""
-  flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main, flags_parser=parse_flags)
+def usage() -> str:
+  """What `--help` prints: this module's doc, the flags, how to list the config keys."""
+  module = sys.modules[__name__]
+  return (f'{__doc__}\nFlags:\n{flags.FLAGS.module_help(module)}\n\nEvery config key with its '
+          'value and one-line meaning, and the plan of the run:\n  python -m mixer_flax.main '
+          '--config=experiments/digits.py --dry_run   (add --config.KEY=VALUE overrides)\n'
+          'Keys and their defaults: mixer_flax/config.py (base_config).')
+
+
+def run(argv: list[str] | None = None) -> int:
+  """`python -m mixer_flax.main`: parses the flags and runs `main`; returns the exit status."""
+  argv = list(sys.argv if argv is None else argv)
+  if any(a in HELP_FLAGS for a in argv[1:]):
+    print(usage())
+    return 0
+  verbose = '--verbose' in argv
+  entry.quiet(verbose)
+  saved, sys.argv = sys.argv, argv  # ml_collections reads the --config.KEY overrides there
+  try:
+    rest = parse_flags(argv)
+    return entry.invoke(_main_or_usage_error, rest, verbose=verbose)
+  finally:
+    sys.argv = saved
+
+
+def _main_or_usage_error(argv: list[str]) -> int:
+  try:
+    return main(argv)
+  except app.UsageError as e:
+    entry.fail(f'{e} (python -m mixer_flax.main --help lists the flags)')
 
 
 if __name__ == '__main__':

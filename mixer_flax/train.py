@@ -1,15 +1,19 @@
 """The training loop: `train_and_evaluate(config, workdir)` runs one experiment.
 
-Validate the config, lock the workdir, initialise (or load `pretrained_path`), resume from the
-newest good checkpoint, then train with the pmapped step; the evaluators of `config.evals` run
-on their schedule and at the end; checkpoints every `checkpoint_every` steps, at the end and
-on SIGTERM / Ctrl-C; `final.npz` and `result.json` at the end. The step loop only dispatches
-work: the host syncs at progress, eval and checkpoint boundaries. A resumed run is identical
-to an uninterrupted one (batches and keys are functions of (seed, step)).
+Check the config, the data of every evaluator and the pretrained checkpoint (`preflight.py`),
+lock the workdir, initialise (or load `pretrained_path`), resume from the newest good
+checkpoint, then train with the pmapped step; the evaluators of `config.evals` run on their
+schedule and at the end; checkpoints every `checkpoint_every` steps, at the end and on SIGTERM /
+Ctrl-C. The final state is saved (checkpoint, `final.npz` + `final.json`) before the final
+evaluations run, so a failing evaluator loses no training: rerunning the command runs only the
+evaluations `result.json` lacks. The step loop only dispatches work: the host syncs at
+progress, eval and checkpoint boundaries. A resumed run is identical to an uninterrupted one
+(batches and keys are functions of (seed, step)).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 from typing import Any
@@ -18,13 +22,14 @@ import jax
 import ml_collections
 import numpy as np
 
-from mixer_flax import checkpoint, devices, fileio, models, validate
+from mixer_flax import checkpoint, devices, fileio, models, preflight
+from mixer_flax.checkpoint import metadata
 from mixer_flax.data import pipeline
 from mixer_flax.eval import Evaluator, build_evaluators
-from mixer_flax.training import checkpoints, resume
+from mixer_flax.training import checkpoints, results, resume
 from mixer_flax.training import step as step_lib
 from mixer_flax.training import workdir as workdir_lib
-from mixer_flax.training.metrics import MetricsLogger, format_duration
+from mixer_flax.training.metrics import MetricsLogger
 from mixer_flax.training.preemption import PreemptionSignal
 
 
@@ -77,7 +82,8 @@ def _say(text: str) -> None:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       allow_config_change: bool = False) -> dict[str, Any]:
+                       allow_config_change: bool = False,
+                       file_config: ml_collections.ConfigDict | None = None) -> dict[str, Any]:
   """Trains and evaluates `config`, writing everything under `workdir`.
 
   Args:
@@ -85,32 +91,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     workdir: output directory; a rerun with the same workdir resumes.
     allow_config_change: resume although the config differs from the workdir's saved one in
       keys that may not change on resume (`training/workdir.py`).
+    file_config: the config before command-line overrides (`validate.override_problems`).
 
   Returns:
     Final metrics: `step`, `train_loss`, `eval_accuracy`, `eval_top5_accuracy`, `eval_loss`
     (and few-shot accuracies), `wall_time_s`, `preempted` (and `signal`), `resumed_from`,
-    `process_index` and `params_digest` (sha256 of the final params, equal on all processes).
+    `started`, `process_index` and `params_digest` (sha256 of the final params, equal on all
+    processes).
 
   Raises:
+    ValueError, OSError: a problem found before training (`preflight.check`).
     workdir_lib.WorkdirError: locked workdir, config changed, no restorable checkpoint.
   """
   t_start = time.perf_counter()
-  config = ml_collections.ConfigDict(config.to_dict())  # unlocked private copy
-  validate.validate(config)
-  info = pipeline.get_dataset_info(config)  # ValueError naming config.dataset
-  config.num_classes = int(config.num_classes or info.num_classes)
-  for warning in pipeline.check_splits(config):  # broken images fail here, not at step 1
+  started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+  checked = preflight.check(config, file_config=file_config)
+  for warning in checked.warnings:
     _say(warning)
+  config = checked.config
   opened = workdir_lib.open_workdir(config, workdir, allow_config_change=allow_config_change,
                                     log=_say)
   try:
-    return _train(config, workdir, t_start, opened)
+    return _train(config, workdir, t_start, opened,
+                  classes=checked.info.label_names, started=started)
   finally:
     opened.release()
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
-           opened: workdir_lib.OpenedWorkdir) -> dict[str, Any]:
+           opened: workdir_lib.OpenedWorkdir, *, classes, started: str) -> dict[str, Any]:
   """`train_and_evaluate` once the workdir is locked and holds the config."""
   is_main = jax.process_index() == 0
   model = build_model(config, config.num_classes)
@@ -124,6 +133,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
   del state_host
   log = MetricsLogger(workdir=workdir, total_steps=config.total_steps, write_files=is_main,
                       resume_step=start_step)
+  previous = results.read(workdir, warn=log.message) if is_main else {}
   if start_step:
     log.message(f'Resuming from the checkpoint of step {start_step} in {ckpts.directory}.')
 
@@ -134,7 +144,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
   # One key for the run; the step folds in the step number, the device and the microbatch.
   train_rng = devices.replicate(jax.random.key_data(train_rng))
 
-  result: dict[str, Any] = {'resumed_from': start_step, 'preempted': False}
+  result: dict[str, Any] = {'started': started, 'resumed_from': start_step, 'preempted': False}
   pending: list[tuple[int, Any]] = []  # (step, device metrics) since the last check
   step = start_step
   log.start_timer(start_step)
@@ -173,55 +183,64 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
                                f'last good checkpoint (step {ckpts.latest_step()}) is intact.')
     ckpts.save(step, devices.unreplicate(state))
 
+  def evaluate(step: int, due: list[Evaluator], record: bool = True) -> None:
+    t_eval = time.perf_counter()
+    eval_metrics = run_evaluators(due, state.params)
+    if eval_metrics:
+      log.skip_time(time.perf_counter() - t_eval)
+      if record:
+        log.log(step, **eval_metrics)
+      log.message(f'step {step}: ' + '  '.join(
+          f'{k} {v:.4f}' for k, v in eval_metrics.items() if not k.endswith('_count')))
+      result.update(eval_metrics)
+
   try:
-    stop = False
     with PreemptionSignal() as preemption:
       for step in range(start_step + 1, config.total_steps + 1):
         batch = next(train_iter)
         state, metrics = p_train_step(state, batch, train_rng)
         pending.append((step, metrics))
         is_last = step == config.total_steps
+        stop = False
         if step % config.progress_every == 0 or is_last:
           check_and_log(step)
           # Multi-host: all processes must stop at the same step, so they agree here.
           stop = devices.any_process(preemption.received is not None)
         if jax.process_count() == 1:
           stop = preemption.received is not None
-        t_eval = time.perf_counter()
-        eval_metrics = run_evaluators(evaluators, state.params, None if is_last else step)
-        if eval_metrics:
-          log.skip_time(time.perf_counter() - t_eval)
-          log.log(step, **eval_metrics)
-          log.message(f'step {step}: ' + '  '.join(
-              f'{k} {v:.4f}' for k, v in eval_metrics.items() if not k.endswith('_count')))
-          result.update(eval_metrics)
+        stop = stop and not is_last
+        if step % config.checkpoint_every == 0 or is_last or stop:
+          save(step)  # before evaluating: a failing evaluator loses no training
+        if is_last:
+          break
+        evaluate(step, [e for e in evaluators if step % e.every == 0])
         log.flush()
-        if step % config.checkpoint_every == 0 or is_last:
-          save(step)
-        if stop and not is_last:
-          save(step)
+        if stop:
           ckpts.wait()
-          log.message(f'{preemption.name} received: saved the checkpoint of step '
-                      f'{step}; exiting. Rerun the same command to resume.')
           result.update(preempted=True, signal=preemption.name)
           break
+    if not result['preempted']:
+      if is_main:  # final.npz before the final evaluations, with its classes and preprocessing
+        path = fileio.join(workdir, 'final.npz')
+        checkpoint.save_npz(path, devices.unreplicate(state.params))
+        metadata.save(path, metadata.for_config(config, classes))
+      trained = start_step < config.total_steps
+      done = {} if trained else results.final_metrics(previous, step)
+      result.update(done)  # a rerun runs only the evaluations the finished run lacks
+      evaluate(step, [e for e in evaluators if not results.has_metrics(done, e.name)],
+               record=trained)  # metrics.jsonl already holds this step's record
   except BaseException:
     ckpts.close()  # lets an in-flight save of a good state commit
     log.close()
     raise
-
-  if start_step >= config.total_steps:  # nothing to train: evaluate the restored state
-    result.update(run_evaluators(evaluators, state.params))
   ckpts.close()
-  params = devices.unreplicate(state.params)
   result.update(step=step, process_index=jax.process_index(),
-                params_digest=checkpoints.digest(params))
-  if is_main and not result['preempted']:
-    checkpoint.save_npz(fileio.join(workdir, 'final.npz'), params)
+                params_digest=checkpoints.digest(devices.unreplicate(state.params)))
   result['wall_time_s'] = time.perf_counter() - t_start
   if is_main:
-    with fileio.open_file(fileio.join(workdir, 'result.json'), 'w') as f:
-      json.dump({k: v for k, v in result.items()}, f, indent=2)
-  log.message(f'Done at step {step} in {format_duration(result["wall_time_s"])}.')
+    record = results.with_leg(previous, result)
+    with fileio.open_file(fileio.join(workdir, results.FILE), 'w') as f:
+      json.dump(record, f, indent=2)
+  log.message(results.end_line(result, workdir))
   log.close()
   return result

@@ -37,7 +37,8 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
   Args:
     config: the run config.
     num_devices, process_count: local devices and processes (default: JAX's).
-    check_files: also check that `config.pretrained_path` exists.
+    check_files: also check that a local `config.pretrained_path` exists (remote ones are
+      reached, and so checked, before training: `preflight.py`).
 
   Raises:
     ValueError: naming each offending config key and what to do.
@@ -56,10 +57,49 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
                  + _loop_problems(config) + sam.sam_problems(config))
   if problems:
     raise ValueError('Invalid config: ' + '; '.join(problems) + '.')
-  path = config.get('pretrained_path', None) or ''  # http(s): fetched, checked by load_npz
-  if check_files and path and not path.startswith(('http:', 'https:')) and not fileio.exists(path):
+  path = config.get('pretrained_path', None) or ''
+  if check_files and path and fileio.is_local(path) and not fileio.exists(path):
     raise FileNotFoundError(f'config.pretrained_path={path!r} does not exist; give the path '
                             'of an .npz checkpoint (local, gs:// or https://) or set it to None.')
+
+
+def override_problems(config: ml_collections.ConfigDict,
+                      file_config: ml_collections.ConfigDict, *,
+                      dataset_classes: int | None = None) -> list[str]:
+  """`num_classes` and evaluators the config file set for the dataset the command line replaced.
+
+  E.g. experiments/imagenet_b16.py with `--config.dataset=sklearn_digits` keeps a 1000-class
+  head and a few-shot evaluator of imagenet2012 unless they are overridden too.
+
+  Args:
+    config: the run config.
+    file_config: the config as its file defines it, before command-line overrides.
+    dataset_classes: the class count of `config.dataset`, when known.
+  """
+  old, new = file_config.get('dataset', None), config.get('dataset', None)
+  if old == new:
+    return []
+  problems = []
+  given = f'--config.dataset={new}'
+  classes = config.get('num_classes', None)
+  if classes is not None and classes == file_config.get('num_classes', None):
+    count = (f'--config.num_classes={dataset_classes} (its class count)' if dataset_classes
+             else '--config.num_classes to its class count')
+    problems.append(f'config.num_classes={classes} is the class count the config file set for '
+                    f'{old!r}; with {given} set {count}')
+  file_evals = file_config.get('evals', None) or {}
+  for evaluator in eval_lib.build_evaluators(config, model=None):
+    name = evaluator.name
+    reads = sorted({dataset for dataset, _ in evaluator.data()})
+    same = dict(file_evals.get(name, None) or {}) == dict(config.evals[name])
+    if old in reads and same:
+      key = 'datasets' if 'datasets' in eval_lib.evaluator_class(config.evals[name].type).OPTIONS \
+          else 'dataset'
+      value = f'"(\'{new}\',)"' if key == 'datasets' else new
+      problems.append(f'config.evals.{name} reads {old!r}, the config file\'s dataset; with '
+                      f'{given} set --config.evals.{name}.{key}={value} (or another prepared '
+                      'dataset)')
+  return problems
 
 
 def unknown_key_message(key: str, known: list[str]) -> str:

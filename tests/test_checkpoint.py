@@ -265,7 +265,8 @@ def test_describe_and_inspect_script(ti4, capsys, tmp_path):
                f'parameters:   {models.num_params(ti4[1]):,}', 'dtype:        float32'):
     assert line in out
   (tmp_path / 'junk.npz').write_bytes(b'not a zip')
-  assert checkpoint_cli.inspect_main([str(tmp_path / 'junk.npz')]) == 1
+  with pytest.raises(SystemExit, match='^1$'):  # entry.command: one line, status 1
+    checkpoint_cli.inspect_main([str(tmp_path / 'junk.npz')])
   assert 'junk.npz: not a readable .npz' in capsys.readouterr().err
 
 
@@ -316,6 +317,7 @@ def test_inconsistent_file_names_first_disagreeing_key(ti4, tmp_path, capsys):
     checkpoint_info.describe(checkpoint.load_npz(path), source=path)
   with pytest.raises(CheckpointError, match=message):
     checkpoint.load_model(path)
-  assert checkpoint_cli.inspect_main([path]) == 1
+  with pytest.raises(SystemExit, match='^1$'):
+    checkpoint_cli.inspect_main([path])
   assert "'MixerBlock_2/channel_mixing/Dense_0/kernel' has shape (128, 256)" in (
       capsys.readouterr().err)

@@ -9,8 +9,9 @@ from PIL import Image
 
 from mixer_flax import checkpoint, models
 from mixer_flax.checkpoint import info as checkpoint_info
+from mixer_flax.checkpoint import metadata
 from mixer_flax.data import pipeline
-from mixer_flax.eval import classification, cli, inputs
+from mixer_flax.eval import classification, cli, inputs, labels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,6 +63,44 @@ def test_evaluate_matches_hand_computed_accuracy(folder, tmp_path):
   assert metrics['model'] == 'Mixer-Ti_4' and metrics['image_size'] == 16
   assert metrics['eval_accuracy'] == pytest.approx(top1, abs=1e-9)
   assert metrics['eval_top5_accuracy'] == pytest.approx(top5, abs=1e-9)
+
+
+def test_folder_classes_are_matched_to_the_checkpoints_by_name(folder, tmp_path, capsys):
+  """A folder whose sorted class names are not the training order: the head is read in the
+  checkpoint's order (its final.json), or the run stops naming classes it does not know."""
+  root, images, labels_ = folder
+  path = str(tmp_path / 'ckpt.npz')
+  model, params = _random_checkpoint(path, 'Mixer-Ti_4', 6, 16)
+  trained_order = [f'c{i}' for i in (3, 0, 5, 1, 4, 2)]  # head column j is class trained_order[j]
+  metadata.save(path, metadata.make(model_name='Mixer-Ti_4', classes=trained_order,
+                                    dataset='image_folder', image_size=16, eval_mode='resize',
+                                    eval_resize=16))
+  logits = np.asarray(model.apply({'params': params}, (images.astype(np.float32) - 127.5) / 127.5))
+  predicted = [int(trained_order[j][1:]) for j in logits.argmax(-1)]  # folder label of 'c<k>'
+  top1 = np.mean(np.array(predicted) == labels_)
+  assert top1 != pytest.approx(np.mean(logits.argmax(-1) == labels_))  # the order matters here
+  metrics = cli.evaluate_main(['--checkpoint', path, '--dataset', 'image_folder', '--folder_root',
+                               str(root), '--batch', '8', '--no_progress'])
+  assert metrics['eval_accuracy'] == pytest.approx(top1, abs=1e-9)
+  assert metrics['eval_mode'] == 'resize'  # from the metadata
+  assert 'matched by name' in capsys.readouterr().err
+
+  metadata.save(path, metadata.make(model_name='Mixer-Ti_4', classes=[f'd{i}' for i in range(6)],
+                                    dataset='image_folder', image_size=16, eval_mode='resize',
+                                    eval_resize=16))
+  with pytest.raises(SystemExit, match='^1$'):
+    cli.evaluate_main(['--checkpoint', path, '--dataset', 'image_folder', '--folder_root',
+                       str(root), '--no_progress'])
+  err = capsys.readouterr().err
+  assert 'only in the data: c0, c1, c2, c3, c4, c5; only in the checkpoint: d0, d1' in err
+
+
+def test_head_order_matches_names_and_keeps_unused_columns():
+  assert labels.head_order(['a', 'b', 'c'], ['a', 'b', 'c'], checkpoint='x', dataset='y') is None
+  assert labels.head_order(['a', 'b', 'c'], ['a', 'b'], checkpoint='x', dataset='y') is None
+  assert labels.head_order(['b', 'c', 'a'], ['a', 'b'], checkpoint='x', dataset='y') == [2, 0, 1]
+  with pytest.raises(ValueError, match='only in the data: z; only in the checkpoint: c'):
+    labels.head_order(['a', 'b', 'c'], ['a', 'b', 'z'], checkpoint='x', dataset='y')
 
 
 def test_infer_architecture_official_shapes():

@@ -13,6 +13,7 @@ PACKAGE = ROOT / 'mixer_flax'
 # Module prefix -> floor; the longest matching prefix wins.
 FLOORS = {
     'mixer_flax.config': 0, 'mixer_flax.fileio': 0, 'mixer_flax.backends': 0,
+    'mixer_flax.entry': 0,  # how command lines report errors: stdlib only
     'mixer_flax.paper.tables': 0,  # the paper's published numbers: plain data
     'mixer_flax.download': 1, 'mixer_flax.devices': 1,
     'mixer_flax.data': 2, 'mixer_flax.models': 2,
@@ -20,7 +21,8 @@ FLOORS = {
     'mixer_flax.training': 4,
     'mixer_flax.eval': 5,
     'mixer_flax.validate': 6, 'mixer_flax.validate_data': 6,
-    'mixer_flax.train': 7,
+    'mixer_flax.preflight': 7, 'mixer_flax.train': 7,
+    'mixer_flax.dry_run': 8,
     'mixer_flax.transfer': 8, 'mixer_flax.paper': 8, 'mixer_flax.perf': 8,
     # Entry points: command lines over everything below.
     'mixer_flax.main': 9, 'mixer_flax.transfer.__main__': 9, 'mixer_flax.eval.cli': 9,

@@ -146,7 +146,8 @@ def test_cli_writes_deterministic_pngs_and_reports_bad_input(digits_checkpoint, 
                        (['--checkpoint', str(stem_only)],
                         "'MixerBlock_0/token_mixing/Dense_0/kernel' is missing"),
                        (['--checkpoint', path, '--blocks', '4'], '--blocks: block 4')):
-    assert figures.main(argv + ['--out', str(tmp_path / 'x')]) == 1
+    with pytest.raises(SystemExit, match='^1$'):  # entry.command: one line, status 1
+      figures.main(argv + ['--out', str(tmp_path / 'x')])
     err = capsys.readouterr().err.strip()
     assert err.startswith('error: ') and needle in err and '\n' not in err
 
@@ -172,7 +173,8 @@ def test_non_square_token_grid(tmp_path, random_mixer_params, capsys):
   model = models.create_model('Mixer-Ti_4', num_classes=0)
   path = str(tmp_path / 'wide.npz')
   checkpoint.save_npz(path, random_mixer_params(model, (16, 24)))  # 4x6 tokens, row-major.
-  assert figures.main(['--checkpoint', path, '--out', str(tmp_path)]) == 1
+  with pytest.raises(SystemExit, match='^1$'):
+    figures.main(['--checkpoint', path, '--out', str(tmp_path)])
   assert '--token_grid' in capsys.readouterr().err
   fig = figures.token_mixing_figure(checkpoint.load_params(path), blocks=(0,), max_units=4,
                                     grid=(4, 6))
@@ -236,7 +238,8 @@ def test_fig4_without_runs_and_bad_files(tmp_path, capsys):
   for name, needle in (('other.json', 'holds no permutation results'),
                        ('absent.json', 'do not exist')):
     argv = ['--permutation_results', str(tmp_path / name), '--out', str(tmp_path)]
-    assert figures.main(argv) == 1
+    with pytest.raises(SystemExit, match='^1$'):
+      figures.main(argv)
     assert needle in capsys.readouterr().err
 
 

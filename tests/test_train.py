@@ -16,6 +16,7 @@ import pytest
 from mixer_flax import checkpoint, train
 from mixer_flax import config as config_lib
 from mixer_flax.data import pipeline
+from mixer_flax.eval import classification
 from mixer_flax.training import checkpoints, resume
 from mixer_flax.training import step as step_lib
 from mixer_flax.training import workdir as workdir_lib
@@ -267,6 +268,11 @@ def _no_compile(monkeypatch):
      r'config\.pretrained_path'),
     (dict(dataset='no_such_dataset_xyz'), ValueError, r'config\.dataset'),
     (dict(model_name='Mixer-X_99'), ValueError, r'config\.model_name'),
+    # Every evaluator's data is opened before compiling, not at its first run.
+    (dict(evals=dict(eval=dict(type='classification', every=30),
+                     fewshot=dict(type='fewshot', every=30, datasets=('cifar10',)))),
+     FileNotFoundError, r"config\.evals\.fewshot reads cifar10\[train\]: Dataset 'cifar10' is "
+                        'not prepared'),
 ])
 def test_bad_config_fails_before_compiling(overrides, error, pattern, data_dir, tmp_path,
                                            monkeypatch):
@@ -275,3 +281,37 @@ def test_bad_config_fails_before_compiling(overrides, error, pattern, data_dir, 
   with pytest.raises(error, match=pattern):
     train.train_and_evaluate(tiny_config(data_dir, **overrides), workdir)
   assert not os.path.exists(os.path.join(workdir, 'checkpoints'))
+
+
+def test_a_failing_final_evaluation_loses_no_training_and_a_rerun_finishes(data_dir, tmp_path,
+                                                                           monkeypatch):
+  """The final state is saved (checkpoint, final.npz, final.json) before the final
+  evaluations; the rerun trains nothing and runs only the evaluations result.json lacks."""
+  workdir = str(tmp_path / 'w')
+  config = tiny_config(data_dir, total_steps=20, checkpoint_every=1000)  # only the final save
+  config.evals.eval.every = 1000  # runs once, at the end
+
+  def broken(self, params):
+    raise OSError('the evaluation data went away')
+
+  with monkeypatch.context() as m:
+    m.setattr(classification.ClassificationEvaluator, 'run', broken)
+    with pytest.raises(OSError, match='went away'):
+      train.train_and_evaluate(config, workdir)
+  assert checkpoints.Checkpoints(workdir, keep=2).all_steps() == [20]
+  assert final_params(workdir)['head']['kernel'].shape == (32, 10)
+  with open(os.path.join(workdir, 'final.json')) as f:
+    assert json.load(f)['classes'] == [str(i) for i in range(10)]  # sklearn_digits' names
+  assert not os.path.exists(os.path.join(workdir, 'result.json'))
+
+  steps = [r['step'] for r in read_metrics(workdir)]
+  rerun = train.train_and_evaluate(config, workdir)
+  assert rerun['resumed_from'] == 20 and rerun['eval_count'] == 360  # trained nothing more
+  assert [r['step'] for r in read_metrics(workdir)] == steps == [10, 20]
+  with monkeypatch.context() as m:  # all done: a third run evaluates nothing
+    m.setattr(classification.ClassificationEvaluator, 'run', broken)
+    third = train.train_and_evaluate(config, workdir)
+  assert third['eval_accuracy'] == rerun['eval_accuracy']
+  with open(os.path.join(workdir, 'result.json')) as f:
+    legs = json.load(f)['legs']
+  assert [(leg['resumed_from'], leg['step']) for leg in legs] == [(20, 20), (20, 20)]

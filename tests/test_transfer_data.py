@@ -114,7 +114,22 @@ def test_check_flag_lists_prepared_and_missing(tmp_path, capsys):
   assert '1 of 2 prepared' in out
 
 
+def test_manual_downloads_are_reported_as_manual_with_their_size():
+  """tfds lists 1.1 MiB for diabetic_retinopathy_detection: its label files; the Kaggle
+  archives it is built from are tens of GB."""
+  dr = check.DatasetStatus('diabetic_retinopathy_detection/btgraham-300:3.*.*', False, None,
+                           1_156_000, manual='You have to download this dataset from Kaggle.')
+  pets = check.DatasetStatus('oxford_iiit_pet:4.*.*', False, None, 811_000_000, manual='')
+  report = check.status_report([dr, pets], '/data')
+  assert 'btgraham-300:3.*.*    missing            MANUAL download ~88 GB' in report
+  assert '1.1 MiB' not in report
+  assert 'missing: 773.4 MiB that tfds downloads + about 88 GB of archives you download ' \
+      'yourself (MANUAL)' in report
+  assert 'manual download first (~88 GB, Kaggle' in check.missing_message([dr], '/data')
+
+
 def test_unknown_tasks_are_all_named(capsys):
-  with pytest.raises(SystemExit) as e:
+  with pytest.raises(SystemExit, match='^1$'):
     cli.main(['--suite=vtab1k', '--check', '--tasks=dtd,clevr,kitty'])
-  assert 'clevr, kitty' in str(e.value) and 'clevr_count' in str(e.value)
+  err = capsys.readouterr().err
+  assert 'clevr, kitty' in err and 'clevr_count' in err

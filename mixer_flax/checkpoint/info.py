@@ -157,6 +157,10 @@ def format_description(info: Mapping[str, Any]) -> str:
   ])
 
 
+class ResolutionMismatch(ValueError):
+  """An image size whose token grid is not the checkpoint's."""
+
+
 def infer_architecture(params: dict[str, Any], *, image_size: int | None = None,
                        source: str = '<params>') -> dict[str, Any]:
   """Finds the `MODEL_CONFIGS` variant whose shapes match a parameter tree.
@@ -180,8 +184,10 @@ def infer_architecture(params: dict[str, Any], *, image_size: int | None = None,
                      f'{", ".join(models.MODEL_CONFIGS)}.')
   side = round(math.sqrt(num_tokens)) * patch
   if image_size is not None and (image_size // patch) ** 2 != num_tokens:
-    raise ValueError(f'The checkpoint has {num_tokens} tokens (a {side}px input for patch '
-                     f'{patch}), but image_size={image_size} gives {(image_size // patch) ** 2}.')
+    raise ResolutionMismatch(
+        f'{source} was trained at {side} px ({num_tokens} tokens of patch {patch}), but '
+        f'image_size={image_size} gives {(image_size // patch) ** 2} tokens: leave the image size '
+        'out to use the checkpoint\'s.')
   overrides = {}
   if d_s != models.MODEL_CONFIGS[name].tokens_mlp_dim:
     overrides['tokens_mlp_dim'] = int(d_s)

@@ -90,6 +90,24 @@ def _read_arrays(f: BinaryIO, path: str) -> dict[str, np.ndarray]:
   return flat
 
 
+def check_readable(path: str) -> None:
+  """Reads the first byte of `path`: a missing or unreachable file fails here, in one line.
+
+  Raises:
+    FileNotFoundError: no such local file.
+    download.DownloadError: a remote file that cannot be reached (offline, no access).
+  """
+  if fileio.is_local(path) and not fileio.exists(path):
+    raise FileNotFoundError(f'Checkpoint {path} does not exist.')
+  try:
+    with _open(path) as f:  # gs:// opens lazily: errors surface on entering or reading
+      f.read(1)
+  except Exception as e:
+    if _is_storage_error(e):
+      raise _unreachable(path, e) from e
+    raise
+
+
 def load_npz(path: str) -> dict[str, Any]:
   """Reads a checkpoint `.npz` (local, file://, gs:// and other tf.io.gfile paths, https).
 

@@ -20,8 +20,11 @@ approximate='tanh')` (see `timm_model_kwargs(..., tanh_gelu=True)`).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -121,8 +124,6 @@ def import_timm_mlp_mixer():
   we declare those two operator schemas (no kernels) and import again. The
   Mixer forward pass uses torch.nn layers only, so its numbers are unaffected.
   """
-  import sys  # pylint: disable=g-import-not-at-top
-
   import torch  # pylint: disable=g-import-not-at-top
   try:
     import torchvision  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
@@ -136,7 +137,15 @@ def import_timm_mlp_mixer():
       lib.define(f'{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')
     import_timm_mlp_mixer.torchvision_ops_stub = lib  # Keep the registration alive.
     import torchvision  # noqa: F401,F811  # pylint: disable=g-import-not-at-top
-  from timm.models import mlp_mixer  # pylint: disable=g-import-not-at-top
+  # A huggingface_hub installed without its dependencies (an older README's `--no-deps` line)
+  # prints an import error that timm then tolerates (hub downloads off): not ours to show.
+  said = io.StringIO()
+  try:
+    with contextlib.redirect_stdout(said):
+      from timm.models import mlp_mixer  # pylint: disable=g-import-not-at-top
+  except BaseException:
+    sys.stdout.write(said.getvalue())
+    raise
   return mlp_mixer
 
 

@@ -99,6 +99,11 @@ def check_splits(config: Any) -> list[str]:
       process_count=jax.process_count())
 
 
+def check_split(config: Any, split: str) -> None:
+  """Opens `split` of `config.dataset` on this process, as `check_splits` does (evaluators)."""
+  _source(config).records(split, jax.process_index(), jax.process_count())
+
+
 def _topology(process_index: int | None, process_count: int | None,
               local_device_count: int | None) -> tuple[int, int, int]:
   return (jax.process_index() if process_index is None else process_index,

@@ -20,6 +20,7 @@ first N mod P processes get one example more.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import importlib
@@ -100,7 +101,11 @@ def _refuse_download(*args, **kwargs):
 
 
 def _offline_prepare(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> None:
-  """download_and_prepare with network downloads replaced by an error."""
+  """download_and_prepare with network downloads replaced by an error.
+
+  tfds' own "Downloading and preparing dataset ..." lines are replaced by one line that says
+  what happens (nothing is downloaded); the bundled datasets (seconds) show no progress bars.
+  """
   make_manager = builder._make_download_manager  # pylint: disable=protected-access
 
   def offline_manager(*args, **kwargs):
@@ -110,8 +115,24 @@ def _offline_prepare(builder: tfds.core.DatasetBuilder, manual_dir: str | None) 
     return manager
 
   builder._make_download_manager = offline_manager  # pylint: disable=protected-access
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=manual_dir, try_download_gcs=False))
+  source = f'the archives in {manual_dir}' if manual_dir else 'data installed with mixer_flax'
+  builder._log_download_bytes = lambda: print(  # pylint: disable=protected-access
+      f'Preparing {builder.name} in {builder.data_dir} from {source} (once; nothing is '
+      'downloaded).', flush=True)
+  builder._log_download_done = lambda: None  # pylint: disable=protected-access
+  bars = contextlib.nullcontext() if manual_dir else _no_progress_bars()
+  with bars:
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=manual_dir, try_download_gcs=False))
+
+
+@contextlib.contextmanager
+def _no_progress_bars():
+  tfds.display_progress_bar(False)
+  try:
+    yield
+  finally:
+    tfds.display_progress_bar(True)
 
 
 def _not_found_message(name: str) -> str:

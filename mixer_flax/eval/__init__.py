@@ -13,11 +13,10 @@ Each runs every `every` steps and at the end of training: `evaluator.run(params)
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Protocol
 
 import ml_collections
-
-from mixer_flax.eval import classification, fewshot
 
 
 class Evaluator(Protocol):
@@ -33,8 +32,15 @@ class Evaluator(Protocol):
     """The (dataset, split) pairs it reads, checked before training starts."""
 
 
-EVALUATORS = {'classification': classification.ClassificationEvaluator,
-              'fewshot': fewshot.FewShotEvaluator}
+# type -> 'module:class', imported when used (the command lines' --help starts no JAX).
+EVALUATORS = {'classification': 'mixer_flax.eval.classification:ClassificationEvaluator',
+              'fewshot': 'mixer_flax.eval.fewshot:FewShotEvaluator'}
+
+
+def evaluator_class(kind: str) -> type:
+  """The class of evaluator type `kind` (a key of `EVALUATORS`)."""
+  module, _, name = EVALUATORS[kind].partition(':')
+  return getattr(importlib.import_module(module), name)
 
 
 def entry_problems(name: str, entry: Any) -> list[str]:
@@ -47,7 +53,7 @@ def entry_problems(name: str, entry: Any) -> list[str]:
     problems.append(f'config.evals.{name}.every={every!r} must be a positive number of steps')
   if kind not in EVALUATORS:
     return problems
-  allowed = EVALUATORS[kind].OPTIONS
+  allowed = evaluator_class(kind).OPTIONS
   unknown = sorted(set(entry) - {'type', 'every'} - set(allowed))
   if unknown:
     problems.append(f'config.evals.{name} has unknown option(s) {unknown} for type {kind!r}; '
@@ -56,6 +62,6 @@ def entry_problems(name: str, entry: Any) -> list[str]:
 
 
 def build_evaluators(config: ml_collections.ConfigDict, model: Any) -> list[Evaluator]:
-  """The evaluators of `config.evals` for `model`."""
-  return [EVALUATORS[entry.type](config=config, model=model, name=name, options=entry)
+  """The evaluators of `config.evals` for `model` (None: only their `data()` is asked)."""
+  return [evaluator_class(entry.type)(config=config, model=model, name=name, options=entry)
           for name, entry in config.evals.items()]

@@ -8,6 +8,7 @@ are multi-hot ReaL sets; examples whose set is empty are not scored, as in the R
 
 from __future__ import annotations
 
+import functools
 import operator
 from typing import Any
 
@@ -70,21 +71,25 @@ class ClassificationEvaluator:
   """
 
   # config.evals options (None: the run config's dataset, eval_split, data_dir, batch_eval).
-  OPTIONS = dict(dataset=None, split=None, data_dir=None, batch=None, pp=None)
+  OPTIONS = dict(
+      dataset=None,  # tfds name or 'image_folder' (None: config.dataset)
+      split=None,  # split scored, every example once (None: config.eval_split)
+      data_dir=None,  # tfds data_dir (None: config.data_dir)
+      batch=None,  # global eval batch (None: config.batch_eval)
+      pp=None,  # config.pp keys changed for this evaluation, e.g. dict(eval_mode='resize')
+  )
 
   def __init__(self, *, config: ml_collections.ConfigDict, model: Any, name: str = 'eval',
                options: ml_collections.ConfigDict | None = None, progress: bool = False):
-    """Builds the pmapped eval step.
+    """Reads the options; the pmapped eval step is built at the first `run`.
 
     Args:
       config: the run config.
-      model: the `MlpMixer`.
+      model: the `MlpMixer` (None: only `data()` is asked, before training).
       name: prefix of the metric names.
       options: the `config.evals` entry: `every` and `OPTIONS`.
       progress: show a tqdm progress bar.
     """
-    from mixer_flax.training import step as step_lib  # pylint: disable=g-import-not-at-top
-
     options = {**self.OPTIONS, **dict(options or {})}
     config = inputs.eval_config(config, dataset=options['dataset'], split=options['split'],
                                 data_dir=options['data_dir'], batch=options['batch'],
@@ -93,9 +98,18 @@ class ClassificationEvaluator:
     config.batch_eval = -(-int(config.batch_eval) // n) * n
     self.name, self.config, self.model, self.progress = name, config, model, progress
     self.every = int(options.get('every') or 1)
-    self.eval_step = step_lib.make_eval_step(model=model, config=config)
-    size = config.image_size  # parameter shapes, to tell replicated params from plain ones
-    self.param_shapes = jax.eval_shape(lambda: model.init(
+
+  @functools.cached_property
+  def eval_step(self) -> Any:
+    """The pmapped step of `training.step.make_eval_step`."""
+    from mixer_flax.training import step as step_lib  # pylint: disable=g-import-not-at-top
+    return step_lib.make_eval_step(model=self.model, config=self.config)
+
+  @functools.cached_property
+  def param_shapes(self) -> Any:
+    """Parameter shapes, to tell replicated params from plain ones."""
+    size = self.config.image_size
+    return jax.eval_shape(lambda: self.model.init(
         jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3), jnp.float32)))['params']
 
   def data(self) -> list[tuple[str, str]]:

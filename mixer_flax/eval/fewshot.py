@@ -178,10 +178,18 @@ def parse_dataset(spec: str) -> tuple[str, str, str]:
 class FewShotEvaluator:
   """Linear few-shot accuracy of a model's pre-logits on `datasets` (the 'fewshot' evaluator)."""
 
-  # config.evals options: the later official evaluator's settings. datasets: tfds names (see
-  # DEFAULT_SPLITS) or 'name:train_split:test_split'; pp: config.pp keys (eval_mode, ...).
-  OPTIONS = dict(datasets=('cifar10',), shots=DEFAULT_SHOTS, seeds=(0, 1, 2), l2=DEFAULT_L2,
-                 image_size=224, pp=None, batch=256, data_dir=None)
+  # config.evals options: the later official evaluator's settings (DEFAULT_SPLITS: the splits of
+  # a dataset given by name alone).
+  OPTIONS = dict(
+      datasets=('cifar10',),  # tfds names, or 'name:train_split:test_split'
+      shots=DEFAULT_SHOTS,  # examples per class of each probe
+      seeds=(0, 1, 2),  # one draw of the shots per seed; accuracies averaged
+      l2=DEFAULT_L2,  # ridge strength of the closed-form linear probe
+      image_size=224,  # input side of the probe's images
+      pp=None,  # config.pp keys for the probe's images (eval_mode, eval_resize)
+      batch=256,  # images per feature-extraction batch
+      data_dir=None,  # tfds data_dir (None: config.data_dir)
+  )
 
   def __init__(self, *, config: ml_collections.ConfigDict, model: Any, name: str = 'fewshot',
                options: ml_collections.ConfigDict | dict | None = None):

@@ -111,3 +111,28 @@ def class_names(num_classes: int, *, labels_file: str | None = None,
     raise ValueError(f'{len(names)} class names for a {num_classes}-class head: check '
                      '--dataset / --labels_file.')
   return names, None
+
+
+def head_order(checkpoint_classes: list[str], dataset_classes: list[str], *, checkpoint: str,
+               dataset: str) -> list[int] | None:
+  """Head columns in the dataset's class order, or None when the orders already agree.
+
+  Classes are matched by name (an image folder's are its sorted directory names, which need
+  not be the order the checkpoint was trained in).
+
+  Raises:
+    ValueError: the dataset has classes the checkpoint does not (naming the difference).
+  """
+  if list(dataset_classes) == list(checkpoint_classes)[:len(dataset_classes)]:
+    return None
+  index = {name: i for i, name in enumerate(checkpoint_classes)}
+  unknown = [c for c in dataset_classes if c not in index]
+  if unknown or len(set(dataset_classes)) != len(dataset_classes):
+    unused = sorted(set(checkpoint_classes) - set(dataset_classes))
+    raise ValueError(
+        f'The classes of {dataset} differ from those {checkpoint} was trained on: only in the '
+        f'data: {", ".join(map(str, unknown)) or "-"}; only in the checkpoint: '
+        f'{", ".join(unused[:20]) or "-"}{" ..." if len(unused) > 20 else ""}. Evaluate it on '
+        'data with its classes (names: the checkpoint\'s .json), or fine-tune it first.')
+  order = [index[c] for c in dataset_classes]
+  return order + [i for i in range(len(checkpoint_classes)) if i not in set(order)]

@@ -16,10 +16,9 @@ from __future__ import annotations
 import glob
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from mixer_flax.paper.permutation import VARIANTS
 
@@ -28,6 +27,9 @@ LABELS = {'original': 'original', 'patch_pixel': 'patch + pixel perm.',
           'original_same_start': 'original, start W0',
           'patch_pixel_same_start': 'patch + pixel, start perm(W0)'}
 COLOURS = {'original': 'C0', 'patch_pixel': 'C2', 'global_pixel': 'C3'}
+
+if TYPE_CHECKING:  # matplotlib loads when a figure is drawn (`--help` answers at once)
+  from matplotlib.figure import Figure
 
 
 def load_results(path: str) -> dict[str, Any]:
@@ -102,6 +104,8 @@ def permutation_figure(path: str) -> Figure:
   steps = results.get('steps')
   runs = find_runs(root, steps=steps)
   examples = example_inputs(os.path.join(root, 'data'))
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top,redefined-outer-name
+
   fig = Figure(figsize=(10, 6.5 if examples else 4))
   gs = fig.add_gridspec(2 if examples else 1, 6, height_ratios=[1, 1.6] if examples else None,
                         hspace=0.35, wspace=0.8)

@@ -22,17 +22,19 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
+from mixer_flax import entry
 from mixer_flax.checkpoint.legacy import flatten
 from mixer_flax.paper import units
 
 PANEL_INCHES = 0.45  # One small image; ~45 px at the default 100 dpi.
+
+if TYPE_CHECKING:  # matplotlib loads when a figure is drawn (`--help` answers at once)
+  from matplotlib.figure import Figure
 
 
 def resolve_blocks(blocks: Sequence[int], *, count: int, source: str) -> list[int]:
@@ -58,6 +60,8 @@ def _grid_figure(*, rows: int, groups: int, columns: int, title: str,
   `head`: inches above the panels (title, block names).
   """
   width = groups * columns + (groups - 1) * 0.6
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top,redefined-outer-name
+
   fig = Figure(figsize=(PANEL_INCHES * width + 0.4, PANEL_INCHES * rows + head + 0.25))
   ratios = ([1.0] * columns + [0.6]) * (groups - 1) + [1.0] * columns
   gs = fig.add_gridspec(rows, len(ratios), width_ratios=ratios, wspace=0.1, hspace=0.1,
@@ -192,13 +196,10 @@ def write_figures(args: argparse.Namespace) -> list[str]:
   return written
 
 
+@entry.command
 def main(argv: list[str] | None = None) -> int:
-  """`scripts/figures.py`; returns the exit status (1 with a one-line error)."""
+  """`scripts/figures.py`; returns the exit status (errors: one line, `entry.command`)."""
   args = parse_args(argv)
-  try:
-    for path in write_figures(args):
-      print(f'wrote {path}')
-  except (OSError, ValueError) as e:  # CheckpointError is a ValueError.
-    print(f'error: {e}', file=sys.stderr)
-    return 1
+  for path in write_figures(args):
+    print(f'wrote {path}')
   return 0

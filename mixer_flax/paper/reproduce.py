@@ -26,6 +26,7 @@ import os
 import platform
 
 from mixer_flax import config as config_lib
+from mixer_flax import entry
 from mixer_flax.paper import accuracy, fig4, figures, table1, tables, throughput
 from mixer_flax.paper.plots import plot_fig3
 from mixer_flax.transfer import report as transfer_report
@@ -135,6 +136,7 @@ def run_permutation(args: argparse.Namespace) -> str:
   return markdown
 
 
+@entry.command
 def main(argv: list[str] | None = None) -> str:
   """Runs one table, prints and writes it; returns the Markdown."""
   args = parse_args(argv)

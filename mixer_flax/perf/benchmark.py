@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from mixer_flax import backends, models
+from mixer_flax import backends, entry, models
 from mixer_flax.data import on_device
 from mixer_flax.models import formulations
 from mixer_flax.perf import bound as bound_lib
@@ -204,6 +204,7 @@ def bench_model(args: argparse.Namespace, peak: MatmulPeak) -> list[dict[str, An
   return results
 
 
+@entry.command
 def run(argv: list[str] | None = None) -> dict[str, Any]:
   """Runs the benchmark described by command-line `argv`; returns the report."""
   args = cli.parse_args(argv)

@@ -27,6 +27,8 @@ import json
 import re
 from typing import Any
 
+from mixer_flax import entry
+
 # Hardware facts of the targets (NVIDIA data sheets): SMs, memory, bandwidth, caches.
 _TARGET = '''gpu_device_info {{
   threads_per_block_limit: 1024 threads_per_warp: 32 shared_memory_per_block: 49152
@@ -196,6 +198,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   return args
 
 
+@entry.command
 def run(argv: list[str] | None = None) -> dict[str, Any]:
   """Compiles each mode for the target and prints / returns its `hlo_traffic`."""
   import os

@@ -27,6 +27,7 @@ import jax
 import ml_collections
 
 from mixer_flax import config as config_lib
+from mixer_flax import entry
 
 DIGITS = 'experiments/digits.py'
 
@@ -117,6 +118,7 @@ def jpeg_folder_rates(args: argparse.Namespace) -> dict[str, float]:
   return rates
 
 
+@entry.command
 def main(argv: list[str] | None = None) -> None:
   """`scripts/benchmark_input.py`: parses flags, prints the three rates."""
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])

@@ -20,9 +20,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mixer_flax import backends
+from mixer_flax import backends, entry
 from mixer_flax.paper import tables
-from mixer_flax.transfer import avg5, check, report, suite, tasks, vtab
+from mixer_flax.transfer import avg5, tasks, vtab
 
 SUITES = ('vtab1k', 'avg5')
 
@@ -31,6 +31,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   """Command-line flags."""
   p = argparse.ArgumentParser(prog='python -m mixer_flax.transfer', description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument(entry.VERBOSE_FLAG, action='store_true', help=entry.VERBOSE_HELP)
   p.add_argument('--suite', required=True, choices=SUITES)
   p.add_argument('--pretrained', help='pre-trained .npz (local or gs://).')
   p.add_argument('--workdir', help='local suite directory (one trainer workdir per run inside).')
@@ -56,7 +57,7 @@ def parse_overrides(items: Sequence[str]) -> dict:
   for item in items:
     key, sep, value = item.partition('=')
     if not sep or not key:
-      raise SystemExit(f'--set {item!r}: expected KEY=VALUE.')
+      raise ValueError(f'--set {item!r}: expected KEY=VALUE.')
     try:
       out[key] = ast.literal_eval(value)
     except (ValueError, SyntaxError):
@@ -67,12 +68,13 @@ def parse_overrides(items: Sequence[str]) -> dict:
 def _names(args: argparse.Namespace) -> list[str]:
   known = tasks.names(args.suite)
   requested = [t for t in args.tasks.split(',') if t] or known
-  message = suite.unknown_tasks_message(requested, known, args.suite)
+  message = tasks.unknown_tasks_message(requested, known, args.suite)
   if message:
-    raise SystemExit(message)
+    raise ValueError(message)
   return requested
 
 
+@entry.command
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command; returns the exit status."""
   backends.apply_xla_flags()  # before JAX starts a backend (XLA reads its flags then)
@@ -80,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   names = _names(args)
   data_dir = os.path.expanduser(args.data_dir) if args.data_dir else None
   datasets = tasks.datasets(args.suite, names)
-  if args.check:
+  if args.check:  # tfds alone: answers in seconds
+    from mixer_flax.transfer import check  # pylint: disable=g-import-not-at-top
     statuses = check.check_datasets(datasets, data_dir)
     print(check.status_report(statuses, data_dir))
     message = check.missing_message(statuses, data_dir)
@@ -88,25 +91,25 @@ def main(argv: Sequence[str] | None = None) -> int:
       print('\n' + message)
     return 0 if message is None else 1
   if not args.pretrained or not args.workdir:
-    raise SystemExit('--pretrained and --workdir are required (unless --check).')
+    raise ValueError('--pretrained and --workdir are required (unless --check).')
   rows_known = sorted({r.key for r in tables.ACCURACY_ROWS})
   if args.paper_row and args.paper_row not in rows_known:
-    raise SystemExit(f'--paper_row={args.paper_row!r} is not a paper row; use one of '
+    raise ValueError(f'--paper_row={args.paper_row!r} is not a paper row; use one of '
                      f'{", ".join(rows_known)}.')
   lrs = ([float(x) for x in args.lrs.split(',')] if args.lrs
          else list(vtab.VTAB_LRS if args.suite == 'vtab1k' else avg5.AVG5_LRS))
   resolutions = tuple(int(x) for x in args.resolutions.split(','))
   if not lrs or len(resolutions) != 2:
-    raise SystemExit('--lrs needs at least one value and --resolutions two (small,large).')
+    raise ValueError('--lrs needs at least one value and --resolutions two (small,large).')
+  overrides = parse_overrides(args.set)
+  entry.import_tensorflow()
+  from mixer_flax.transfer import report, suite  # pylint: disable=g-import-not-at-top
+
   suite_tasks = tasks.build(args.suite, names, pretrained=args.pretrained, data_dir=data_dir,
                             resolutions=resolutions, image_size=args.image_size)
   extra = dict(suite=args.suite, paper_row=args.paper_row)
-  try:
-    rows = suite.run_suite(suite_tasks, directory=args.workdir, lrs=lrs, data_dir=data_dir,
-                           overrides=parse_overrides(args.set), extra=extra)
-  except (FileNotFoundError, suite.Preempted) as e:
-    print(e, file=sys.stderr)
-    return 1
+  rows = suite.run_suite(suite_tasks, directory=args.workdir, lrs=lrs, data_dir=data_dir,
+                         overrides=overrides, extra=extra)
   groups = vtab.GROUPS if args.suite == 'vtab1k' else ('avg5',)
   table = report.markdown(rows, suite=args.suite, groups=groups,
                           expected=len(tasks.names(args.suite)), paper_row=args.paper_row,

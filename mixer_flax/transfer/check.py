@@ -1,8 +1,10 @@
 """Which tfds datasets of a suite are prepared, and how to prepare the missing ones.
 
-Nothing here downloads or prepares anything. Download sizes are read from tfds' own
-checksum files (`builder.url_infos`); datasets built from archives you download yourself
-(diabetic_retinopathy_detection, resisc45, imagenet2012) list their instructions instead.
+Nothing here downloads or prepares anything, and only tfds is imported (seconds, no
+TensorFlow). Download sizes are read from tfds' own checksum files (`builder.url_infos`);
+datasets built from archives you download yourself (diabetic_retinopathy_detection,
+resisc45, imagenet2012) are reported as manual downloads with their instructions, and with
+the archives' size where the checksum files do not list them (`MANUAL_ARCHIVES`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,16 @@ import dataclasses
 from collections.abc import Iterable
 
 import tensorflow_datasets as tfds
+
+# Manual downloads whose archives tfds' checksum files do not list (diabetic_retinopathy lists
+# only 1.1 MiB of label files): approximate size in bytes and what to download. Sizes as the
+# hosts publish them: Kaggle's diabetic-retinopathy-detection data (train.zip.00* 35 GB +
+# test.zip.00*, 88 GB in all); NWPU-RESISC45 (31,500 256-px JPEGs, 0.4 GB).
+MANUAL_ARCHIVES = {
+    'diabetic_retinopathy_detection': (88 * 10**9, 'Kaggle diabetic-retinopathy-detection '
+                                                   'train.zip.00* + test.zip.00*'),
+    'resisc45': (4 * 10**8, 'NWPU-RESISC45.rar (OneDrive)'),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +35,14 @@ class DatasetStatus:
   download_bytes: int  # from tfds' checksum files; 0 when tfds does not list the files
   manual: str  # tfds' manual-download instructions ('' when tfds downloads it)
   error: str = ''  # tfds does not know the name (or this version)
+
+  @property
+  def manual_bytes(self) -> int:
+    """What you download yourself (0 when tfds downloads everything)."""
+    if not self.manual:
+      return 0
+    base = self.name.split(':')[0].split('/')[0]
+    return MANUAL_ARCHIVES.get(base, (self.download_bytes, ''))[0]
 
   def command(self, data_dir: str | None) -> str:
     """The shell command that prepares this dataset."""
@@ -56,18 +76,36 @@ def _size(n: int) -> str:
   return f'{n / 2**20:.1f} MiB' if n >= 2**20 else 'size not listed by tfds'
 
 
+def _about(n: int) -> str:
+  """A published (rounded) size, in the host's decimal units."""
+  return f'~{n / 10**9:.0f} GB' if n >= 10**9 else f'~{n / 10**6:.0f} MB'
+
+
+def _manual_size(s: DatasetStatus) -> str:
+  listed = s.name.split(':')[0].split('/')[0] not in MANUAL_ARCHIVES
+  return _size(s.manual_bytes) if listed else _about(s.manual_bytes)
+
+
+def _download(s: DatasetStatus) -> str:
+  if not s.manual:
+    return f'download {_size(s.download_bytes)}'
+  return f'MANUAL download {_manual_size(s)}'
+
+
 def status_report(statuses: list[DatasetStatus], data_dir: str | None) -> str:
-  """Human-readable table: prepared / missing, download size, how to prepare."""
+  """Human-readable table: prepared / missing, download size (manual or not), how to prepare."""
   default = '(tfds default: $TFDS_DATA_DIR or ~/tensorflow_datasets)'
   lines = [f'tfds data_dir: {data_dir or default}']
   for s in statuses:
     state = f'prepared ({s.version})' if s.prepared else ('UNKNOWN' if s.error else 'missing')
-    lines.append(f'  {s.name:52s} {state:18s} download {_size(s.download_bytes)}'
-                 + ('  [manual download]' if s.manual else ''))
+    lines.append(f'  {s.name:52s} {state:18s} {_download(s)}')
   missing = [s for s in statuses if not s.prepared]
-  total = sum(s.download_bytes for s in missing)
-  lines.append(f'{len(statuses) - len(missing)} of {len(statuses)} prepared; missing downloads '
-               f'total {_size(total)} (tfds checksum files; unlisted archives not counted).')
+  tfds_total = sum(s.download_bytes for s in missing if not s.manual)
+  manual_total = sum(s.manual_bytes for s in missing)
+  lines.append(f'{len(statuses) - len(missing)} of {len(statuses)} prepared; missing: '
+               f'{_size(tfds_total)} that tfds downloads'
+               + (f' + about {_about(manual_total)[1:]} of archives you download yourself (MANUAL)'
+                  if manual_total else '') + '.')
   return '\n'.join(lines)
 
 
@@ -81,5 +119,7 @@ def missing_message(statuses: list[DatasetStatus], data_dir: str | None) -> str 
   for s in missing:
     lines.append(f'  {s.name}: {s.error}' if s.error else f'  {s.command(data_dir)}')
     if s.manual:
-      lines.append('      manual download first: ' + ' '.join(s.manual.split()))
+      archive = MANUAL_ARCHIVES.get(s.name.split(':')[0].split('/')[0], (0, ''))[1]
+      lines.append(f'      manual download first ({_manual_size(s)}'
+                   + (f', {archive}' if archive else '') + '): ' + ' '.join(s.manual.split()))
   return '\n'.join(lines)

@@ -154,14 +154,6 @@ def _set(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
   node[leaf] = value
 
 
-def unknown_tasks_message(requested: Sequence[str], known: Sequence[str], suite: str) -> str | None:
-  """Names every unknown task at once; None if all are known."""
-  unknown = [t for t in requested if t not in known]
-  if not unknown:
-    return None
-  return (f'Unknown {suite} task(s): {", ".join(unknown)}. Known tasks: {", ".join(known)}.')
-
-
 def run_suite(tasks: Sequence[SuiteTask], *, directory: str, lrs: Sequence[float],
               data_dir: str | None, overrides: Mapping[str, Any] | None = None,
               extra: Mapping[str, Any] | None = None, log: Callable[[str], None] = print,

@@ -1,17 +1,22 @@
-"""The tasks of a suite as `suite.SuiteTask`s for one pre-trained checkpoint."""
+"""The tasks of a suite as `suite.SuiteTask`s for one pre-trained checkpoint.
+
+The names and datasets of the tasks need nothing heavy (`--check` answers in seconds); the
+trainer, tfds and the checkpoint code are imported when tasks are built.
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import ml_collections
-import tensorflow_datasets as tfds
 
-from mixer_flax import checkpoint
 from mixer_flax import config as config_lib
-from mixer_flax.checkpoint import info
-from mixer_flax.transfer import avg5, suite, vtab
+from mixer_flax.transfer import avg5, vtab
+
+if TYPE_CHECKING:
+  from mixer_flax.transfer import suite
 
 # The recipe's dataset argument when only optimizer/schedule keys are used (VTAB).
 _RECIPE_DATASET = 'cifar10'
@@ -29,6 +34,14 @@ def datasets(suite_name: str, task_names: Sequence[str]) -> list[str]:
   return list(task_names)
 
 
+def unknown_tasks_message(requested: Sequence[str], known: Sequence[str], suite: str) -> str | None:
+  """Names every unknown task at once; None if all are known."""
+  unknown = [t for t in requested if t not in known]
+  if not unknown:
+    return None
+  return (f'Unknown {suite} task(s): {", ".join(unknown)}. Known tasks: {", ".join(known)}.')
+
+
 def finetune_config(arg: str) -> ml_collections.ConfigDict:
   """experiments/finetune.py's config for `arg` (the fine-tuning recipe's one owner)."""
   return config_lib.load_experiment(f'experiments/finetune.py:{arg}')
@@ -37,12 +50,15 @@ def finetune_config(arg: str) -> ml_collections.ConfigDict:
 @functools.lru_cache(maxsize=4)
 def checkpoint_architecture(path: str) -> tuple[str, int]:
   """(model name, pre-training resolution) read off a checkpoint's shapes."""
+  from mixer_flax import checkpoint  # pylint: disable=g-import-not-at-top
+  from mixer_flax.checkpoint import info  # pylint: disable=g-import-not-at-top
   arch = info.infer_architecture(checkpoint.load_npz(path))
   return arch['model_name'], int(arch['image_size'])
 
 
 def split_counts(tfds_name: str, data_dir: str | None) -> dict[str, int]:
   """Examples per split of a prepared tfds dataset."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   info = tfds.builder(tfds_name, data_dir=data_dir).info
   return {name: split.num_examples for name, split in info.splits.items()}
 
@@ -60,6 +76,7 @@ def build(suite_name: str, task_names: Sequence[str], *, pretrained: str,
     resolutions: VTAB (small-image, large-image) fine-tuning sizes.
     image_size: Avg-5 fine-tuning size.
   """
+  from mixer_flax.transfer import suite  # pylint: disable=g-import-not-at-top,redefined-outer-name
   model_name, pretrained_size = checkpoint_architecture(pretrained)
 
   def recipe(arg: str) -> ml_collections.ConfigDict:
@@ -82,6 +99,7 @@ def vtab_tasks(task_names: Sequence[str], *, recipe: ml_collections.ConfigDict,
                data_dir: str | None,
                resolutions: tuple[int, int] = vtab.RESOLUTIONS) -> list[suite.SuiteTask]:
   """VTAB SuiteTasks from a fine-tuning recipe (model, checkpoint, optimizer keys)."""
+  from mixer_flax.transfer import suite  # pylint: disable=g-import-not-at-top,redefined-outer-name
   return [suite.SuiteTask(
       name=t.name, label=t.label, group=t.group, dataset=t.tfds_name,
       make_config=functools.partial(_vtab_config, t, recipe, data_dir, resolutions))

@@ -1,0 +1,144 @@
+"""How every command line reports a failure: one line on stderr, a non-zero exit status.
+
+`python -m mixer_flax.main`, `python -m mixer_flax.transfer` and every `scripts/*.py` run their
+`main(argv)` through `command` (or `invoke`). Library code raises an ordinary exception whose
+message names the thing that is wrong and what to do; this module turns the expected ones
+(`EXPECTED`: OSError, ValueError, FloatingPointError, RuntimeError and their subclasses, e.g.
+`download.DownloadError`, `checkpoint.CheckpointError`) into one line, `error: <message>`,
+exit status 1, and Ctrl-C into one line, exit status 130. `--verbose` shows the traceback
+instead. Anything else (a bug) keeps its traceback.
+
+`quiet(verbose)` silences library INFO logging (JAX's backend probing, tfds' reader lines,
+clu's copy of every progress line) and `import_tensorflow()` TensorFlow's start-up notices,
+unless `--verbose`. Stdlib only: `--help` of a script answers before JAX or TensorFlow load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: the shell's status for a job stopped by Ctrl-C
+# Errors a user can cause (bad input, files, data, a non-finite loss): one line unless --verbose.
+EXPECTED = (OSError, ValueError, FloatingPointError, RuntimeError)
+VERBOSE_FLAG = '--verbose'
+VERBOSE_HELP = 'show library log messages and the traceback of an error'
+# C++ start-up notices TensorFlow writes to stderr on import (no setting turns them off).
+_TF_NOTICES = ('All log messages before absl::InitializeLog()', 'oneDNN custom operations',
+               'cpu_feature_guard', 'To enable the following instructions')
+
+# Library warnings that say nothing to a user of these commands: tfds' note on every
+# dataset it looks up before it is prepared.
+_LOG_NOTICES = ('Variant folder ',)
+
+F = TypeVar('F', bound=Callable[..., Any])
+
+
+class _DropNotices(logging.Filter):
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(_LOG_NOTICES)
+
+
+def one_line(error: BaseException) -> str:
+  """The error's message on one line, the type name if it has none.
+
+  Lines are joined with '; ' (a list, e.g. the changed settings of a workdir), or a space
+  after a line that ends a sentence or clause.
+  """
+  text = ''
+  for line in (line.strip() for line in str(error).splitlines()):
+    if line:
+      text += ('' if not text else ' ' if text.endswith(('.', ':', ';', ',')) else '; ') + line
+  return text or type(error).__name__
+
+
+def fail(message: str, status: int = EXIT_ERROR) -> NoReturn:
+  """Prints `error: message` on stderr and exits with `status`."""
+  sys.stdout.flush()
+  print(f'error: {message}', file=sys.stderr, flush=True)
+  raise SystemExit(status)
+
+
+def invoke(fn: Callable[..., Any], *args: Any, verbose: bool = False, **kwargs: Any) -> Any:
+  """`fn(*args, **kwargs)` with expected failures reported by `fail` (re-raised if verbose)."""
+  try:
+    return fn(*args, **kwargs)
+  except KeyboardInterrupt:
+    if verbose:
+      raise
+    fail('interrupted (Ctrl-C).', EXIT_INTERRUPTED)
+  except EXPECTED as e:
+    if verbose:
+      raise
+    fail(one_line(e))
+
+
+def quiet(verbose: bool) -> None:
+  """Library logging at WARNING (INFO with `verbose`); call before JAX/TensorFlow start."""
+  level = logging.INFO if verbose else logging.WARNING
+  if not verbose:  # the C++ INFO and WARNING lines of jaxlib and TensorFlow (e.g. an offline
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # gs:// credentials probe); errors stay
+  logging.getLogger().setLevel(level)
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top  (tfds, clu)
+  absl_logging.set_verbosity(absl_logging.INFO if verbose else absl_logging.WARNING)
+  absl_logger = logging.getLogger('absl')
+  for f in [f for f in absl_logger.filters if isinstance(f, _DropNotices)]:
+    absl_logger.removeFilter(f)
+  if not verbose:
+    absl_logger.addFilter(_DropNotices())
+
+
+def import_tensorflow(verbose: bool = False) -> Any:
+  """Imports TensorFlow, dropping its C++ start-up notices unless `verbose`; returns it."""
+  if verbose or 'tensorflow' in sys.modules:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return tf
+  with tempfile.TemporaryFile(mode='w+b') as captured:
+    try:
+      with _stderr_to(captured):
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    finally:  # what else TensorFlow said (e.g. why the import failed) is passed on
+      captured.seek(0)
+      lines = captured.read().decode(errors='replace').splitlines(keepends=True)
+      sys.stderr.write(''.join(line for line in lines
+                               if not any(notice in line for notice in _TF_NOTICES)))
+  return tf
+
+
+def command(fn: F) -> F:
+  """Decorates a command line's `main(argv=None)`: `--verbose`, `quiet`, `invoke`.
+
+  `--verbose` is taken out of argv (or of `sys.argv` when argv is None, which `fn` then
+  still gets) before `fn` parses it, so every command accepts it.
+  """
+  @functools.wraps(fn)
+  def wrapper(argv: Sequence[str] | None = None, *args: Any, **kwargs: Any) -> Any:
+    given = sys.argv[1:] if argv is None else list(argv)
+    verbose = VERBOSE_FLAG in given
+    rest = [a for a in given if a != VERBOSE_FLAG]
+    if argv is None:
+      sys.argv[1:] = rest
+    quiet(verbose)
+    return invoke(fn, None if argv is None else rest, *args, verbose=verbose, **kwargs)
+  return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _stderr_to(target):
+  """Points file descriptor 2 (where C++ libraries write) at `target` for the block."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    os.dup2(target.fileno(), 2)
+    yield
+  finally:
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
