@@ -97,6 +97,14 @@ def test_config_changes_splits_resumable_keys():
   assert resumable == ['evals.eval.every: 30 -> 5', 'evals.fs.every: (absent) -> 5',
                        'total_steps: 10 -> 20']
   assert refused == ['pp.crop: "resize" -> (absent)', 'pp.flip: true -> false']
+  # A workdir of an earlier version: keys added since at their defaults are no change, the
+  # replaced evaluator keys may change; a new key set to something else is refused.
+  old = {'total_steps': 10, 'eval_every': 5, 'fewshot': {'every': 5}}
+  resumable, refused = workdir.config_changes(old, {'total_steps': 10, 'sam': {'rho': None}})
+  assert resumable == ['eval_every: 5 -> (absent)', 'fewshot.every: 5 -> (absent)']
+  assert refused == []
+  assert workdir.config_changes(old, {'total_steps': 10, 'sam': {'rho': 0.1}})[1] == [
+      'sam.rho: (absent) -> 0.1']
 
 
 # --- 2. Two runs in one workdir -------------------------------------------------------------

@@ -43,6 +43,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from mixer_flax import config as config_lib
 from mixer_flax import fileio
 from mixer_flax.training.workdir_lock import WorkdirError, WorkdirLock, WorkdirLocked
 
@@ -73,15 +74,25 @@ def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
 
 def config_changes(saved: dict[str, Any],
                    new: dict[str, Any]) -> tuple[list[str], list[str]]:
-  """Differences `key: old -> new` between two config dicts: (resumable, refused), sorted."""
+  """Differences `key: old -> new` between two config dicts: (resumable, refused), sorted.
+
+  A key the saved config lacks and the new one has at its `base_config()` default (a key
+  added by a later version) is no change; keys of earlier versions that only chose when to
+  evaluate or how to run an op (`config.REPLACED_KEYS`) may change.
+  """
   old_flat, new_flat = _flatten(saved), _flatten(new)
+  defaults = _flatten(_as_json(config_lib.base_config()))
+  replaced = tuple(config_lib.REPLACED_KEYS)
   resumable, refused = [], []
   for key in sorted(set(old_flat) | set(new_flat)):
     old, value = old_flat.get(key, _ABSENT), new_flat.get(key, _ABSENT)
+    if old is _ABSENT and key in defaults and value == defaults[key]:
+      continue
     if old != value:
       line = f'{key}: {json.dumps(old) if old is not _ABSENT else old} -> ' \
              f'{json.dumps(value) if value is not _ABSENT else value}'
-      resumable_key = any(fnmatch.fnmatchcase(key, p) for p in RESUMABLE_KEYS)
+      resumable_key = (any(fnmatch.fnmatchcase(key, p) for p in RESUMABLE_KEYS)
+                       or key.startswith(replaced))
       (resumable if resumable_key else refused).append(line)
   return resumable, refused
 
