@@ -173,6 +173,7 @@ def _sigterm_at(step_to_kill):
   return wrapped
 
 
+@pytest.mark.slow
 def test_preempted_run_says_so_once_and_the_resumed_leg_keeps_the_first(
     tiny_config, data_dir, tmp_path, capsys, monkeypatch):
   workdir = str(tmp_path / 'w')
@@ -205,6 +206,7 @@ def test_preempted_run_says_so_once_and_the_resumed_leg_keeps_the_first(
 
 # --- The README's digits command in a fresh interpreter: what a newcomer sees ---------------
 
+@pytest.mark.slow
 def test_digits_command_console_is_progress_lines_and_little_else(tmp_path):
   """Fresh interpreter and data_dir: TensorFlow/JAX/tfds notices, the clu copy of every
   progress line and tfds' "Downloading" wording must not reach the console."""

@@ -202,7 +202,8 @@ def test_accumulation_does_not_change_the_perturbation(state0, gsam_one_device):
   assert_close(four.params, gsam_one_device.params)
 
 
-@pytest.mark.parametrize('dtype,fast', [('float32', True), ('bfloat16', False)])
+@pytest.mark.parametrize('dtype,fast', [('float32', True),
+                                        pytest.param('bfloat16', False, marks=pytest.mark.slow)])
 def test_rho_zero_equals_plain_step_exactly(state0, dtype, fast):
   """rho = 0, alpha = 0 runs both passes, yet gives the plain step's state bit for bit
   (2 devices, 2 microbatches, Adam with clipping and weight decay; mixed precision too;
