@@ -39,9 +39,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train_split, c.eval_split = ('train', 'validation') if test else ('train[:99%]', 'train[99%:]')
   c.image_size = 224  # [paper]
   c.pp.crop, c.pp.flip = 'inception', True  # [paper] Inception crop + horizontal flip
+  # (aspect 0.75..1.33 and a bilinear resize as [bv]; rounded to uint8 [ours], [bv] truncates)
   c.pp.area_min = 0.05  # [bv] inception_crop's default area range (0.05, 1)
+  # RandAugment as the reference autoaugment.py computes it, uint8 wrap included [bv]
   c.pp.randaug_layers, c.pp.randaug_magnitude = 2, 15  # [paper] Table 4
-  c.pp.mixup_alpha = 0.5  # [paper] Table 4
+  c.pp.mixup_alpha = 0.5  # [paper] Table 4; ratio max(a, 1-a) as [bv], partners (2k, 2k+1) [ours]
   c.pp.eval_mode, c.pp.eval_resize = 'resize_small_crop', 256  # [bv] resize_small(256), crop 224
   c.shuffle_buffer = 250_000  # [bv]
 
