@@ -42,12 +42,10 @@ class AugmentSpec(NamedTuple):
 
   @classmethod
   def from_config(cls, config: Any, num_classes: int) -> AugmentSpec:
-    """The spec of `config.pp` (missing keys: no augmentation) for a `num_classes` head."""
-    pp = config.get('pp', None) or {}
-    return cls(num_classes=int(num_classes),
-               randaug_layers=int(pp.get('randaug_layers', 0) or 0),
-               randaug_magnitude=float(pp.get('randaug_magnitude', 0) or 0),
-               mixup_alpha=float(pp.get('mixup_alpha', 0.0) or 0.0))
+    """The spec of `config.pp` for a `num_classes` head."""
+    pp = config.pp
+    return cls(num_classes=int(num_classes), randaug_layers=int(pp.randaug_layers),
+               randaug_magnitude=float(pp.randaug_magnitude), mixup_alpha=float(pp.mixup_alpha))
 
 
 def scale_images(images: jax.Array) -> jax.Array:

@@ -42,12 +42,9 @@ def dataset_label_names(dataset: str | None, *, data_dir: str | None = None,
   """Label names of `dataset` via the input pipeline's dataset info (None without it)."""
   if not dataset:
     return None
-  import ml_collections
-
   from mixer_flax.data import pipeline
+  from mixer_flax.eval import inputs
 
-  config = ml_collections.ConfigDict(dict(
-      dataset=dataset, data_dir=data_dir, folder_root=folder_root,
-      manual_dir=None, train_split='train', eval_split='test', num_classes=None,
-      image_key='image', label_key='label'))
+  config = inputs.eval_config(dataset=dataset, data_dir=data_dir, folder_root=folder_root)
+  config.train_split, config.eval_split = 'train', 'test'
   return list(pipeline.get_dataset_info(config).label_names)

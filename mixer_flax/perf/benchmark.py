@@ -50,9 +50,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from mixer_flax import backends, entry, models
+from mixer_flax import config as config_lib
 from mixer_flax.data import on_device
 from mixer_flax.models import formulations
 from mixer_flax.perf import bound as bound_lib
@@ -67,12 +67,12 @@ PAPER_AUGMENTATION = dict(randaug_layers=2, randaug_magnitude=15, mixup_alpha=0.
 
 
 def _train_config(args: argparse.Namespace, batch: int) -> Any:
-  return ml_collections.ConfigDict(dict(
-      model_name=args.variant, model=_model_overrides(args),
-      image_size=args.image_size, batch=batch, accum_steps=args.accum_steps, total_steps=10_000,
-      base_lr=1e-3, warmup_steps=100, decay_type='linear', end_lr=1e-5, optimizer='adam',
-      weight_decay=0.1, optim_dtype='float32', grad_norm_clip=1.0, loss='softmax_xent',
-      label_smoothing=0.0))
+  c = config_lib.base_config()
+  c.update(dict(model_name=args.variant, image_size=args.image_size, batch=batch,
+                accum_steps=args.accum_steps, base_lr=1e-3, warmup_steps=100,
+                decay_type='linear', end_lr=1e-5, optimizer='adam', weight_decay=0.1))
+  c.model = _model_overrides(args)
+  return c
 
 
 def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -4,8 +4,8 @@ Config keys read (documented in mixer_flax/config.py):
 
   base_lr, warmup_steps, total_steps, decay_type ('linear' | 'cosine'), end_lr
   optimizer ('adam' | 'sgd'), momentum (sgd), weight_decay, grad_norm_clip,
-  optim_dtype (optional, default 'float32': dtype of Adam's first moment / the
-  SGD momentum buffer; 'bfloat16' halves that memory).
+  optim_dtype (dtype of Adam's first moment / the SGD momentum buffer; 'bfloat16' halves
+  that memory: docs/performance.md, "Memory").
 
 Schedule. `lr(step)` for the update that produces step `step + 1` (optax counts
 updates from 0):
@@ -58,29 +58,17 @@ ADAM_B1 = 0.9
 ADAM_B2 = 0.999
 
 
-def _require(config: ml_collections.ConfigDict, key: str) -> Any:
-  """Returns `config[key]`, raising a KeyError naming the missing key."""
-  if key not in config:
-    raise KeyError(f'Config key {key!r} is missing; it is required to build the optimizer '
-                   '(see mixer_flax/config.py for every key).')
-  return config[key]
-
-
 def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
   """Linear warm-up then linear or cosine decay (see the module docstring).
 
   Args:
-    config: reads `base_lr`, `warmup_steps`, `total_steps`, `decay_type` and
-      `end_lr` (optional, default 0).
+    config: reads `base_lr`, `warmup_steps`, `total_steps`, `decay_type`, `end_lr`.
 
   Returns:
     A function `step (int32 scalar) -> lr (float32 scalar)`, traceable by jit.
   """
-  base_lr = float(_require(config, 'base_lr'))
-  warmup = int(_require(config, 'warmup_steps'))
-  total = int(_require(config, 'total_steps'))
-  decay_type = _require(config, 'decay_type')
-  end_lr = float(config.get('end_lr', 0.0) or 0.0)
+  base_lr, warmup, total = float(config.base_lr), int(config.warmup_steps), int(config.total_steps)
+  decay_type, end_lr = config.decay_type, float(config.end_lr)
   decay_steps = max(total - warmup, 1)
 
   def schedule(step: jax.Array) -> jax.Array:
@@ -110,8 +98,8 @@ def make_optimizer(config: ml_collections.ConfigDict,
   """Builds the optimizer: clip -> Adam or SGD-momentum -> decoupled wd -> -lr.
 
   Args:
-    config: reads `optimizer`, `grad_norm_clip`, `weight_decay`, `momentum`
-      (sgd), `optim_dtype` (optional) and the schedule keys.
+    config: reads `optimizer`, `grad_norm_clip`, `weight_decay`, `momentum` (sgd),
+      `optim_dtype` and the schedule keys.
     schedule: the learning-rate schedule; default `make_schedule(config)`.
 
   Returns:
@@ -119,10 +107,8 @@ def make_optimizer(config: ml_collections.ConfigDict,
     weight decay).
   """
   schedule = schedule or make_schedule(config)
-  name = _require(config, 'optimizer')
-  dtype = jnp.dtype(config.get('optim_dtype', 'float32') or 'float32')
-  clip = config.get('grad_norm_clip', None)
-  weight_decay = float(config.get('weight_decay', 0.0) or 0.0)
+  name, dtype = config.optimizer, jnp.dtype(config.optim_dtype)
+  clip, weight_decay = config.grad_norm_clip, float(config.weight_decay)
 
   parts = []
   if clip:
@@ -130,7 +116,7 @@ def make_optimizer(config: ml_collections.ConfigDict,
   if name == 'adam':
     parts.append(optax.scale_by_adam(b1=ADAM_B1, b2=ADAM_B2, mu_dtype=dtype))
   else:
-    momentum = float(_require(config, 'momentum'))
+    momentum = float(config.momentum)
     if momentum:
       parts.append(optax.trace(decay=momentum, nesterov=False, accumulator_dtype=dtype))
   if weight_decay:

@@ -53,13 +53,11 @@ def _number(v: Any) -> bool:
 
 
 def sam_problems(config: ml_collections.ConfigDict) -> list[str]:
-  """Every problem of `config.sam` (absent or `rho=None`: plain training), one per key."""
-  sam = config.get('sam', None)
-  if not sam:
-    return []
+  """Every problem of `config.sam` (`rho=None`: plain training), one per key."""
+  sam = config.sam
   problems = [f'config.sam.{k} is unknown; the keys are {", ".join(KEYS)}'
               for k in sam if k not in KEYS]
-  rho, rho_min, alpha = sam.get('rho'), sam.get('rho_min'), sam.get('alpha', 0.0)
+  rho, rho_min, alpha = sam.get('rho'), sam.get('rho_min'), sam.get('alpha')
   if rho is not None and (not _number(rho) or rho < 0):
     problems.append(f'config.sam.rho={rho!r} must be None (off) or a number >= 0')
   if rho_min is not None and (not _number(rho_min) or rho_min < 0
@@ -79,8 +77,8 @@ def rho_schedule(config: ml_collections.ConfigDict,
   """`step -> rho_t`: GSAM's radius, linear in the learning rate of that step (module doc)."""
   sam = config.sam
   rho = float(sam.rho)
-  rho_min = sam.get('rho_min')
-  lr_max, lr_min = float(config.base_lr), float(config.get('end_lr', 0.0) or 0.0)
+  rho_min = sam.rho_min
+  lr_max, lr_min = float(config.base_lr), float(config.end_lr)
   if rho_min is None or lr_max == lr_min:
     return lambda step: jnp.float32(rho)
   slope = (rho - float(rho_min)) / (lr_max - lr_min)
@@ -114,10 +112,9 @@ def sam_gradient(grads_at: GradsAt, params: Any, *, rho: jax.Array,
 def make_gradient_fn(config: ml_collections.ConfigDict, lr_schedule: optax.Schedule
                      ) -> Callable[[GradsAt, Any, jax.Array], tuple[jax.Array, Any]] | None:
   """`(grads_at, params, step) -> (loss, g_sam)` per device, or None when SAM is off."""
-  sam = config.get('sam', None)
-  if not sam or sam.get('rho') is None:
+  if config.sam.rho is None:
     return None
-  rho_at, alpha = rho_schedule(config, lr_schedule), float(sam.get('alpha', 0.0) or 0.0)
+  rho_at, alpha = rho_schedule(config, lr_schedule), float(config.sam.alpha)
 
   def gradient(grads_at: GradsAt, params: Any, step: jax.Array) -> tuple[jax.Array, Any]:
     return sam_gradient(grads_at, params, rho=rho_at(step), alpha=alpha)
