@@ -4,16 +4,13 @@
 anything is written to `workdir`:
 
 1. `--workdir` must be a directory or not exist yet (it is created);
-2. process 0 takes the lock `workdir/lock.json` (`workdir_lock.py`); the other processes
-   of a multi-host run wait for its verdict and stop with it if it fails;
-3. if `workdir/checkpoints` holds a checkpoint, the config is compared with the saved
-   `workdir/config.json`. Keys in `RESUMABLE_KEYS` may differ (a log line says so); any other
-   difference stops the run, listing `key: old -> new`, unless `allow_config_change=True`
-   (the `--allow_config_change` flag). Nothing is written by a refused run;
-4. once the run has restored its checkpoint, `OpenedWorkdir.save_config` writes the resolved
-   config to `config.json` (atomically: temp file + rename); when it differs from the saved
-   one, the old file is kept as `config.step<N>.json` (N: newest checkpoint), so a run whose
-   settings changed on resume stays documented.
+2. process 0 takes the lock `workdir/lock.json` (`workdir_lock.py`); other processes wait for
+   its verdict;
+3. with a checkpoint in `workdir/checkpoints`, the config is compared with the saved
+   `config.json`: keys in `RESUMABLE_KEYS` may differ (logged); any other difference stops the
+   run, listing `key: old -> new`, unless `--allow_config_change`; nothing is written;
+4. after the restore, `OpenedWorkdir.save_config` writes the resolved config atomically to
+   `config.json`, keeping a differing old one as `config.step<N>.json`.
 
 Why these keys may change on resume (`RESUMABLE_KEYS`):
 
