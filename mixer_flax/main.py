@@ -7,7 +7,10 @@ flags are parsed, before anything is built or compiled.
 Errors print one line, the cause and what to do (`--verbose` or `--verbosity=1` adds the
 traceback); exit status 1. A rerun with another config is refused unless
 `--allow_config_change` (`training/workdir.py`). Exit status 0 when done or preempted by
-SIGTERM (checkpoint saved), 130 after Ctrl-C (checkpoint saved; a second Ctrl-C stops at once).
+SIGTERM (checkpoint saved), 130 after Ctrl-C and 129 after SIGHUP (the terminal was closed):
+128 + the signal. During training both save a checkpoint first (a second Ctrl-C stops at
+once); before and after it, they stop at once with one line (`training/preemption.py`).
+A file the disk refuses (full, quota, read-only) stops the run with one line naming it.
 
 Multi-host (one process per host, each seeing its local accelerators): give
 `--coordinator_address=HOST:PORT --num_processes=N --process_id=I` (or the environment
@@ -27,6 +30,8 @@ import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from mixer_flax.training import preemption
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, e.g. experiments/digits.py[:arg].',
@@ -52,7 +57,8 @@ _VERBOSE = flags.DEFINE_bool(
     'to do; also shown with --verbosity=1).')
 
 EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130  # 128 + SIGINT: the shell's status for a job stopped by Ctrl-C
+EXIT_INTERRUPTED = preemption.EXIT_STATUS['SIGINT']  # 130: the shell's status after Ctrl-C
+STOPPED = {'SIGINT': 'Interrupted', 'SIGHUP': 'Hung up (SIGHUP)', 'SIGTERM': 'Preempted'}
 # Errors a user can cause (bad config, files, data, NaN loss): one line unless --verbose.
 USER_ERRORS = (ValueError, OSError, FloatingPointError, RuntimeError)
 
@@ -137,11 +143,10 @@ def main(argv: list[str]) -> int:
           f'{json.dumps(summary)}', flush=True)
   if jax.process_index() == 0:
     if result.get('preempted'):
-      print(f'{"Interrupted" if result.get("signal") == "SIGINT" else "Preempted"} at step '
-            f'{result["step"]}; checkpoint saved in {_WORKDIR.value}. Rerun the same command '
-            'to resume.', flush=True)
-      if result.get('signal') == 'SIGINT':
-        return EXIT_INTERRUPTED
+      print(f'{STOPPED.get(result.get("signal"), "Preempted")} at step {result["step"]}; '
+            f'checkpoint saved in {_WORKDIR.value}. Rerun the same command to resume.',
+            flush=True)
+      return preemption.EXIT_STATUS.get(result.get('signal'), 0)
     else:
       print(f'Final eval accuracy: {result["eval_accuracy"]:.4f} (top-5 '
             f'{result["eval_top5_accuracy"]:.4f}, loss {result["eval_loss"]:.4f}) at step '
@@ -212,6 +217,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def run() -> None:
   """Parses the flags and runs `main` (what `python -m mixer_flax.main` does)."""
+  preemption.exit_on_interrupt()  # Ctrl-C / SIGHUP before the step loop: one line, no traceback
   flags.mark_flags_as_required(['config', 'workdir'])
   app.run(main, flags_parser=parse_flags)
 

@@ -22,6 +22,7 @@ from mixer_flax import checkpoint, devices, fileio, models, validate
 from mixer_flax.data import pipeline
 from mixer_flax.eval import Evaluator, build_evaluators
 from mixer_flax.training import checkpoints, resume
+from mixer_flax.training import preemption as preemption_lib
 from mixer_flax.training import step as step_lib
 from mixer_flax.training import workdir as workdir_lib
 from mixer_flax.training.metrics import MetricsLogger, format_duration
@@ -101,12 +102,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   config.num_classes = int(config.num_classes or info.num_classes)
   for warning in pipeline.check_splits(config):  # broken images fail here, not at step 1
     _say(warning)
-  opened = workdir_lib.open_workdir(config, workdir, allow_config_change=allow_config_change,
-                                    log=_say)
+  preemption_lib.set_exit_note('during start-up; nothing to save.')
   try:
-    return _train(config, workdir, t_start, opened)
-  finally:
-    opened.release()
+    opened = workdir_lib.open_workdir(config, workdir, allow_config_change=allow_config_change,
+                                      log=_say)
+    try:
+      return _train(config, workdir, t_start, opened)
+    finally:
+      opened.release()
+  except fileio.WriteError as e:  # any file of the run: the same advice
+    raise e.with_remedy(checkpoints.remedy(config.keep_checkpoints)) from e
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
@@ -116,6 +121,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
   model = build_model(config, config.num_classes)
   rng = jax.random.key(config.seed)
   init_rng, train_rng = jax.random.split(rng)
+  # Look before leaping: one checkpoint's bytes from the state's shapes (nothing allocated).
+  shapes = jax.eval_shape(lambda r: step_lib.create_train_state(
+      config=config, model=model, rng=r, image_size=config.image_size), init_rng)
+  if is_main and (warning := checkpoints.space_warning(
+      workdir, checkpoint_bytes=checkpoints.state_bytes(shapes), keep=config.keep_checkpoints)):
+    _say(warning)
   state_host = initial_state(config, model, init_rng)
   ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
   start_step, state_host = resume.restore_latest(ckpts, jax.device_get(state_host), log=_say)
@@ -180,6 +191,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
         batch = next(train_iter)
         state, metrics = p_train_step(state, batch, train_rng)
         pending.append((step, metrics))
+        # A save that failed in the background stops the run (multi-host: all agree when).
+        if ((jax.process_count() == 1 or step % config.progress_every == 0)
+            and devices.any_process(ckpts.failed())):
+          ckpts.raise_failure()
         is_last = step == config.total_steps
         if step % config.progress_every == 0 or is_last:
           check_and_log(step)
@@ -205,14 +220,18 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
                       f'{step}; exiting. Rerun the same command to resume.')
           result.update(preempted=True, signal=preemption.name)
           break
-  except BaseException:
-    ckpts.close()  # lets an in-flight save of a good state commit
-    log.close()
+      ckpts.close()  # the last save commits before a signal may end the process
+  except BaseException as e:
+    refused = ckpts.abort()  # lets an in-flight save of a good state commit
+    log.abort()
+    if refused is not None and not isinstance(e, fileio.WriteError):
+      raise refused from e
     raise
 
+  preemption_lib.set_exit_note(f'after the checkpoint of step {step} was saved; rerun the '
+                               'same command to finish.')
   if start_step >= config.total_steps:  # nothing to train: evaluate the restored state
     result.update(run_evaluators(evaluators, state.params))
-  ckpts.close()
   params = devices.unreplicate(state.params)
   result.update(step=step, process_index=jax.process_index(),
                 params_digest=checkpoints.digest(params))
@@ -220,8 +239,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
     checkpoint.save_npz(fileio.join(workdir, 'final.npz'), params)
   result['wall_time_s'] = time.perf_counter() - t_start
   if is_main:
-    with fileio.open_file(fileio.join(workdir, 'result.json'), 'w') as f:
-      json.dump({k: v for k, v in result.items()}, f, indent=2)
+    fileio.write_atomic(fileio.join(workdir, 'result.json'), json.dumps(result, indent=2),
+                        what='the result')
   log.message(f'Done at step {step} in {format_duration(result["wall_time_s"])}.')
   log.close()
   return result

@@ -8,7 +8,7 @@ import json
 import jax
 import numpy as np
 
-from mixer_flax import checkpoint
+from mixer_flax import checkpoint, fileio
 from mixer_flax import config as config_lib
 from mixer_flax.data import pipeline
 from mixer_flax.eval import classification, fewshot, inputs, labels, predict
@@ -80,8 +80,7 @@ def evaluate_main(argv: list[str] | None = None) -> dict[str, float]:
                  split=split, image_size=arch['image_size'], eval_mode=args.eval_mode, **metrics)
   print(json.dumps(metrics, indent=2))
   if args.json:
-    with open(args.json, 'w') as f:
-      json.dump(metrics, f, indent=2)
+    fileio.write_atomic(args.json, json.dumps(metrics, indent=2), what='the --json output')
   return metrics
 
 
@@ -125,8 +124,7 @@ def fewshot_main(argv: list[str] | None = None) -> dict[str, float]:
                                      options=options).run(params)
   print(json.dumps(results, indent=2))
   if args.json:
-    with open(args.json, 'w') as f:
-      json.dump(results, f, indent=2)
+    fileio.write_atomic(args.json, json.dumps(results, indent=2), what='the --json output')
   return results
 
 
@@ -174,6 +172,5 @@ def predict_main(argv: list[str] | None = None) -> list[dict]:
     for rank, p in enumerate(r['top_k'], 1):
       print(f'  {rank}. {p["prob"]:.4f}  [{p["index"]}] {p["name"]}')
   if args.json:
-    with open(args.json, 'w') as f:
-      json.dump(results, f, indent=2)
+    fileio.write_atomic(args.json, json.dumps(results, indent=2), what='the --json output')
   return results

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +43,7 @@ import ml_collections
 import numpy as np
 
 from mixer_flax import fileio
+from mixer_flax.training import preemption
 from mixer_flax.training.workdir_lock import WorkdirError, WorkdirLock, WorkdirLocked
 
 __all__ = ['RESUMABLE_KEYS', 'CONFIG_FILE', 'ConfigMismatch', 'OpenedWorkdir', 'WorkdirError',
@@ -109,21 +109,6 @@ def check_path(workdir: str) -> None:
                        '(it is created if missing).')
 
 
-def _write_atomic(path: str, text: str) -> None:
-  """Writes `text` so that readers see the old or the new file, never a torn one."""
-  if not fileio.is_local(path):  # object stores publish a file whole when it is closed
-    with fileio.open_file(path, 'w') as f:
-      f.write(text)
-    return
-  path = fileio.absolute(path)
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'w') as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
 def _read_saved_config(path: str) -> dict[str, Any] | None:
   if not fileio.exists(path):
     return None
@@ -169,9 +154,11 @@ def _check_config(config: ml_collections.ConfigDict, workdir: str, *,
 
   def record() -> None:
     if changed:
-      _write_atomic(fileio.join(workdir, f'config.step{step}.json'),
-                    json.dumps(saved, indent=2, sort_keys=True) + '\n')
-    _write_atomic(path, config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
+      fileio.write_atomic(fileio.join(workdir, f'config.step{step}.json'),
+                          json.dumps(saved, indent=2, sort_keys=True) + '\n',
+                          what='the previous config')
+    fileio.write_atomic(path, config.to_json_best_effort(indent=2, sort_keys=True) + '\n',
+                        what='the config')
 
   return record
 
@@ -186,6 +173,8 @@ class OpenedWorkdir:
   def __init__(self, lock: WorkdirLock | None = None,
                record: Callable[[], None] | None = None):
     self.lock, self._record = lock, record
+    # A Ctrl-C outside the step loop ends the process at once: it removes the lock too.
+    self._unregister = preemption.on_exit_now(lock.release) if lock else None
 
   def save_config(self) -> None:
     """Writes `config.json` (process 0; keeps a differing old one as config.step<N>.json)."""
@@ -197,6 +186,7 @@ class OpenedWorkdir:
     """Releases the lock (process 0)."""
     if self.lock is not None:
       self.lock.release()
+      self._unregister()
 
 
 def _open(config: ml_collections.ConfigDict, workdir: str, *, allow_config_change: bool,
