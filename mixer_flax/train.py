@@ -111,7 +111,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     finally:
       opened.release()
   except fileio.WriteError as e:  # any file of the run: the same advice
-    raise e.with_remedy(checkpoints.remedy(config.keep_checkpoints)) from e
+    if e.remedy == (remedy := checkpoints.remedy(config.keep_checkpoints)):
+      raise
+    raise e.with_remedy(remedy) from e
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,

@@ -133,8 +133,8 @@ class Checkpoints:
       self._manager.save(step, args=ocp.args.StandardSave(item),
                          custom_metadata={'state_sha256': digest(item)})
     except Exception as e:  # noqa: BLE001  (orbax wraps the OSError in many types)
-      self._saving = None
-      self._fail(step, state_bytes(item), e)
+      saving, self._saving = self._saving, None
+      self._fail(*saving, e)
 
   def failed(self) -> bool:
     """Without blocking: whether a background save has failed (then `raise_failure`)."""

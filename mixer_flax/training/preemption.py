@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Callable
@@ -32,12 +33,18 @@ _exit_note = ['during start-up; nothing to save.']
 
 
 def _detach_terminal() -> None:
-  """Points stdout / stderr at /dev/null if they are a terminal: a hung-up one fails writes."""
+  """Points stdout / stderr at /dev/null if they are a terminal: a hung-up one fails writes.
+
+  (A hung-up terminal no longer answers `isatty`; a character device other than /dev/null
+  is one.)
+  """
   with contextlib.suppress(OSError):
     null = os.open(os.devnull, os.O_WRONLY)
     for fd in (1, 2):
-      if os.isatty(fd):
-        os.dup2(null, fd)
+      with contextlib.suppress(OSError):
+        if stat.S_ISCHR(os.fstat(fd).st_mode) and not os.path.samestat(os.fstat(fd),
+                                                                       os.fstat(null)):
+          os.dup2(null, fd)
     os.close(null)
 
 
