@@ -218,8 +218,8 @@ def parse_flags(argv: list[str]) -> list[str]:
 def run() -> None:
   """Parses the flags and runs `main` (what `python -m mixer_flax.main` does)."""
   preemption.exit_on_interrupt()  # Ctrl-C / SIGHUP before the step loop: one line, no traceback
-  if '--verbose' not in sys.argv:  # TensorFlow's C++ warnings repeat an error we report (full
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # disk: 6 lines); read at its import
+  if '--verbose' not in sys.argv:  # TensorFlow's C++ warnings repeat an error reported in one
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # line (a refused TensorBoard write)
   flags.mark_flags_as_required(['config', 'workdir'])
   app.run(main, flags_parser=parse_flags)
 

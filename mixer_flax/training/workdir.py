@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -171,10 +172,9 @@ class OpenedWorkdir:
   """
 
   def __init__(self, lock: WorkdirLock | None = None,
-               record: Callable[[], None] | None = None):
-    self.lock, self._record = lock, record
-    # A Ctrl-C outside the step loop ends the process at once: it removes the lock too.
-    self._unregister = preemption.on_exit_now(lock.release) if lock else None
+               record: Callable[[], None] | None = None,
+               unregister: Callable[[], None] | None = None):
+    self.lock, self._record, self._unregister = lock, record, unregister
 
   def save_config(self) -> None:
     """Writes `config.json` (process 0; keeps a differing old one as config.step<N>.json)."""
@@ -186,22 +186,41 @@ class OpenedWorkdir:
     """Releases the lock (process 0)."""
     if self.lock is not None:
       self.lock.release()
+    if self._unregister is not None:
       self._unregister()
+
+
+def _remover(lock: WorkdirLock) -> Callable[[], None]:
+  """Removes `lock` if it is ours, inside a signal handler: plain os calls, no imports."""
+  if not lock.local:
+    return lock.release
+  path, token = fileio.absolute(lock.path), lock.me['token']
+
+  def remove() -> None:
+    with open(path) as f:
+      if json.loads(f.read()).get('token') == token:
+        os.remove(path)
+
+  return remove
 
 
 def _open(config: ml_collections.ConfigDict, workdir: str, *, allow_config_change: bool,
           log: Callable[[str], None]) -> OpenedWorkdir:
   check_path(workdir)
   fileio.makedirs(workdir)
-  lock = WorkdirLock(workdir).acquire()
-  if lock.took_over:
-    log(f'Warning: {lock.took_over}.')
+  lock = WorkdirLock(workdir)
+  # A Ctrl-C outside the step loop exits at once; it removes the lock too (set up before it).
+  unregister = preemption.on_exit_now(_remover(lock))
   try:
+    lock.acquire()
+    if lock.took_over:
+      log(f'Warning: {lock.took_over}.')
     record = _check_config(config, workdir, allow_config_change=allow_config_change, log=log)
   except BaseException:
     lock.release()
+    unregister()
     raise
-  return OpenedWorkdir(lock, record)
+  return OpenedWorkdir(lock, record, unregister)
 
 
 def open_workdir(config: ml_collections.ConfigDict, workdir: str, *,
