@@ -3,21 +3,18 @@
     path = fetch('gs://mixer_models/imagenet21k/Mixer-B_16.npz', sha256='...')
     # -> ~/.cache/mixer_flax/mixer_models/imagenet21k/Mixer-B_16.npz
 
-The cache directory is `$MIXER_FLAX_CACHE`, else `~/.cache/mixer_flax`; `gs://BUCKET/...`
-and `https://storage.googleapis.com/BUCKET/...` share one entry. A download goes
-to `<file>.part` and is renamed into place only when complete and verified:
+The cache directory is `$MIXER_FLAX_CACHE`, else `~/.cache/mixer_flax`; `gs://BUCKET/...` and
+`https://storage.googleapis.com/BUCKET/...` share one entry. A download goes to `<file>.part`
+and is renamed into place only when complete and verified:
 
-* size: the server's (Content-Length / Content-Range / object size) or `size=`;
-* hash: `sha256=` when given, and the MD5 that Cloud Storage sends (`x-goog-hash`);
-* an interrupted download is resumed (HTTP `Range`, or a seek) by the next call;
-  a resumed file that does not verify is downloaded once more from scratch, a
-  fresh one that does not verify is deleted with an error;
-* every network wait is bounded by `timeout` seconds; an unreachable host or a
-  silent server raises `DownloadError` naming the URL.
-
-`gs://` is read anonymously over HTTPS (the public `mixer_models` bucket); on 401/403
-it falls back to `tf.io.gfile` (credentials), the only use of TensorFlow here.
-Files are created with the process umask (no forced 0600).
+* size: the server's (Content-Length / Content-Range / object size) or `size=`; hash:
+  `sha256=` when given, and the MD5 that Cloud Storage sends (`x-goog-hash`);
+* an interrupted download (or a full cache disk: `fileio.WriteError`) is resumed (HTTP `Range`,
+  or a seek) by the next call; a resumed file that does not verify is downloaded once more
+  from scratch, a fresh one that does not verify is deleted with an error;
+* a network wait is bounded by `timeout` s; an unreachable or silent server: `DownloadError`.
+`gs://` is read anonymously over HTTPS (the public bucket); on 401/403 through `tf.io.gfile`
+(credentials), the only TensorFlow use here. Files get the process umask.
 """
 
 from __future__ import annotations
@@ -36,6 +33,8 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 import tqdm
+
+from mixer_flax import fileio
 
 __all__ = ['DownloadError', 'cache_dir', 'cache_path', 'fetch', 'file_sha256']
 
@@ -184,13 +183,17 @@ def _download(url: str, part: str, out: BinaryIO, *, progress: bool, timeout: fl
           bar.update(len(chunk))
         if total is not None and out.tell() < total:
           raise ConnectionError('the connection closed early')
-      except (OSError, http.client.HTTPException) as e:  # Timeout, reset, short read.
+        out.flush()
+        os.fsync(out.fileno())
+      except (OSError, http.client.HTTPException) as e:  # Full disk; timeout, reset, short read.
+        if full := fileio.write_error(e, what=f'the download of {url}', path=part,
+                                      needed=total and total - start, remedy='Free space (the '
+                                      'next call resumes), or set $MIXER_FLAX_CACHE elsewhere.'):
+          raise full from e
         why = f'no data for {timeout:g} s' if isinstance(e, TimeoutError) else f'interrupted ({e})'
         raise DownloadError(f'{url}: {why} after {out.tell()} of {total or "?"} bytes; the '
                             f'partial download is kept in {part} and resumed by the next '
                             'call.') from e
-    out.flush()
-    os.fsync(out.fileno())
   return _verify(part, url=url, size=size if size is not None else total, sha256=sha256, md5=md5)
 
 
@@ -207,9 +210,6 @@ def fetch(url: str, *, directory: str | None = None, progress: bool = True, forc
     sha256: expected hex SHA-256; a cached file that differs is downloaded again.
     size: expected size in bytes.
     timeout: seconds any network wait may last before `DownloadError`.
-
-  Returns:
-    Path of the cached copy.
   """
   dest = cache_path(url, directory=directory)
   if os.path.exists(dest) and not force:

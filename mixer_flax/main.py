@@ -12,7 +12,10 @@ devices, per-device batch, checkpoints, evaluators), without compiling or writin
 Errors print one line, the cause and what to do (`--verbose` adds the traceback and the
 libraries' log messages); exit status 1. A rerun with another config is refused unless
 `--allow_config_change` (`training/workdir.py`). Exit status 0 when done or preempted by
-SIGTERM (checkpoint saved), 130 after Ctrl-C (checkpoint saved; a second Ctrl-C stops at once).
+SIGTERM (checkpoint saved), 130 after Ctrl-C and 129 after SIGHUP (the terminal was closed):
+128 + the signal. During training both save a checkpoint first (a second Ctrl-C stops at
+once); before and after it, they stop at once with one line (`training/preemption.py`).
+A file the disk refuses (full, quota, read-only) stops the run with one line naming it.
 
 Multi-host (one process per host, each seeing its local accelerators): give
 `--coordinator_address=HOST:PORT --num_processes=N --process_id=I` (or the environment
@@ -33,6 +36,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mixer_flax import backends, entry
+from mixer_flax.training import preemption
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, e.g. experiments/digits.py[:arg].',
@@ -131,7 +135,9 @@ def main(argv: list[str]) -> int:
                                           'eval_accuracy', 'eval_count', 'params_digest')}
     print(f'Process {jax.process_index()}/{jax.process_count()} result: '
           f'{json.dumps(summary)}', flush=True)
-  return entry.EXIT_INTERRUPTED if result.get('signal') == 'SIGINT' else 0
+  if result.get('preempted'):  # 0 after SIGTERM; 128 + the signal after Ctrl-C or SIGHUP
+    return preemption.EXIT_STATUS.get(result.get('signal'), 0)
+  return 0
 
 
 def _file_config():
@@ -234,4 +240,5 @@ def _main_or_usage_error(argv: list[str]) -> int:
 
 
 if __name__ == '__main__':
+  preemption.exit_on_interrupt()  # Ctrl-C / SIGHUP outside the step loop: one line, at once
   sys.exit(run())

@@ -22,43 +22,21 @@ import jax
 import ml_collections
 import numpy as np
 
-from mixer_flax import checkpoint, devices, fileio, models, preflight
+from mixer_flax import checkpoint, devices, fileio, preflight
 from mixer_flax.checkpoint import metadata
 from mixer_flax.data import pipeline
 from mixer_flax.eval import Evaluator, build_evaluators
 from mixer_flax.training import checkpoints, results, resume
+from mixer_flax.training import preemption as preemption_lib
 from mixer_flax.training import step as step_lib
 from mixer_flax.training import workdir as workdir_lib
 from mixer_flax.training.metrics import MetricsLogger
 from mixer_flax.training.preemption import PreemptionSignal
+from mixer_flax.training.start import build_model, initial_state
 
 
 class NonFiniteLossError(FloatingPointError):
   """The training loss became NaN or Inf."""
-
-
-def build_model(config: ml_collections.ConfigDict, num_classes: int):
-  """The Mixer of `config` with a `num_classes` head (higher-resolution fine-tuning aware)."""
-  overrides = {k: v for k, v in config.model.to_dict().items() if v is not None}
-  if config.pretrained_path:
-    pretrained_size = config.pretrained_image_size
-    if config.image_size != pretrained_size:
-      overrides.update(checkpoint.finetune_overrides(
-          model_name=config.model_name, image_size=config.image_size,
-          pretrained_image_size=pretrained_size))
-  return models.create_model(config.model_name, num_classes=num_classes, **overrides)
-
-
-def initial_state(config: ml_collections.ConfigDict, model, rng: jax.Array):
-  """Unreplicated train state: from scratch, or with `config.pretrained_path` loaded."""
-  state = step_lib.create_train_state(config=config, model=model, rng=rng,
-                                      image_size=config.image_size)
-  if config.pretrained_path:
-    params = checkpoint.load_pretrained(path=config.pretrained_path,
-                                        init_params=jax.device_get(state.params))
-    state = step_lib.create_train_state(config=config, model=model, rng=rng,
-                                        image_size=config.image_size, params=params)
-  return state
 
 
 def run_evaluators(evaluators: list[Evaluator], params, step: int | None = None
@@ -109,13 +87,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   for warning in checked.warnings:
     _say(warning)
   config = checked.config
-  opened = workdir_lib.open_workdir(config, workdir, allow_config_change=allow_config_change,
-                                    log=_say)
+  preemption_lib.set_exit_note('during start-up; nothing to save.')
   try:
-    return _train(config, workdir, t_start, opened,
-                  classes=checked.info.label_names, started=started)
-  finally:
-    opened.release()
+    opened = workdir_lib.open_workdir(config, workdir, allow_config_change=allow_config_change,
+                                      log=_say)
+    try:
+      return _train(config, workdir, t_start, opened,
+                    classes=checked.info.label_names, started=started)
+    finally:
+      opened.release()
+  except fileio.WriteError as e:  # any file of the run: the same advice
+    if e.remedy == (remedy := checkpoints.remedy(config.keep_checkpoints)):
+      raise
+    raise e.with_remedy(remedy) from e
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
@@ -125,6 +109,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
   model = build_model(config, config.num_classes)
   rng = jax.random.key(config.seed)
   init_rng, train_rng = jax.random.split(rng)
+  # Look before leaping: one checkpoint's bytes from the state's shapes (nothing allocated).
+  shapes = jax.eval_shape(lambda r: step_lib.create_train_state(
+      config=config, model=model, rng=r, image_size=config.image_size), init_rng)
+  if is_main and (warning := checkpoints.space_warning(
+      workdir, checkpoint_bytes=checkpoints.state_bytes(shapes), keep=config.keep_checkpoints)):
+    _say(warning)
   state_host = initial_state(config, model, init_rng)
   ckpts = checkpoints.Checkpoints(workdir, keep=config.keep_checkpoints)
   start_step, state_host = resume.restore_latest(ckpts, jax.device_get(state_host), log=_say)
@@ -200,6 +190,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
         batch = next(train_iter)
         state, metrics = p_train_step(state, batch, train_rng)
         pending.append((step, metrics))
+        # A save that failed in the background stops the run (multi-host: all agree when).
+        if ((jax.process_count() == 1 or step % config.progress_every == 0)
+            and devices.any_process(ckpts.failed())):
+          ckpts.raise_failure()
         is_last = step == config.total_steps
         stop = False
         if step % config.progress_every == 0 or is_last:
@@ -219,6 +213,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
           ckpts.wait()
           result.update(preempted=True, signal=preemption.name)
           break
+      ckpts.close()  # the last save commits before a signal may end the process
+    preemption_lib.set_exit_note(f'after the checkpoint of step {step} was saved; rerun the '
+                                 'same command to finish.')
     if not result['preempted']:
       if is_main:  # final.npz before the final evaluations, with its classes and preprocessing
         path = fileio.join(workdir, 'final.npz')
@@ -229,18 +226,18 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
       result.update(done)  # a rerun runs only the evaluations the finished run lacks
       evaluate(step, [e for e in evaluators if not results.has_metrics(done, e.name)],
                record=trained)  # metrics.jsonl already holds this step's record
-  except BaseException:
-    ckpts.close()  # lets an in-flight save of a good state commit
-    log.close()
+  except BaseException as e:
+    refused = ckpts.abort()  # lets an in-flight save of a good state commit
+    log.abort()
+    if refused is not None and not isinstance(e, fileio.WriteError):
+      raise refused from e
     raise
-  ckpts.close()
   result.update(step=step, process_index=jax.process_index(),
                 params_digest=checkpoints.digest(devices.unreplicate(state.params)))
   result['wall_time_s'] = time.perf_counter() - t_start
   if is_main:
-    record = results.with_leg(previous, result)
-    with fileio.open_file(fileio.join(workdir, results.FILE), 'w') as f:
-      json.dump(record, f, indent=2)
+    fileio.write_atomic(fileio.join(workdir, results.FILE),
+                        json.dumps(results.with_leg(previous, result), indent=2), what='the result')
   log.message(results.end_line(result, workdir))
   log.close()
   return result

@@ -8,10 +8,7 @@ Files are opened through `fileio` (`etils.epath`): TensorFlow only for paths suc
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
-import secrets
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
@@ -21,20 +18,12 @@ from mixer_flax import fileio
 from mixer_flax.checkpoint.legacy import convert_legacy
 from mixer_flax.checkpoint.tree import CheckpointError, flatten, unflatten
 
-__all__ = ['load_npz', 'save_npz', 'local_path', 'new_file']
+__all__ = ['load_npz', 'save_npz', 'local_path']
 
 
 def local_path(path: str) -> str:
   """A local `path` without its `file://` prefix."""
   return os.fspath(fileio.path_of(path))
-
-
-def new_file(directory: str, *, prefix: str, suffix: str) -> tuple[int, str]:
-  """Creates a new, empty, uniquely named file; mode 0666 minus the umask (mkstemp: 0600)."""
-  while True:
-    path = os.path.join(directory, f'{prefix}{secrets.token_hex(6)}{suffix}')
-    with contextlib.suppress(FileExistsError):
-      return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), path
 
 
 def _is_storage_error(error: BaseException) -> bool:
@@ -138,7 +127,8 @@ def load_npz(path: str) -> dict[str, Any]:
 def save_npz(path: str, params: Mapping[str, Any]) -> None:
   """Writes `params` as an official-layout `.npz` (flat '/'-joined keys, float32).
 
-  The write is atomic for local paths (temporary file + rename).
+  The write is atomic (temporary file + rename): a failure leaves no partial file, and a
+  refused write (full disk, ...) raises `fileio.WriteError` in one line.
 
   Args:
     path: destination (local, file://, or any tf.io.gfile path).
@@ -151,23 +141,7 @@ def save_npz(path: str, params: Mapping[str, Any]) -> None:
       raise CheckpointError(f'save_npz({path}): parameter {key!r} has dtype {array.dtype}; '
                             'only floating-point parameters can be saved.')
     flat[key] = array.astype(np.float32)
-  if not fileio.is_local(path):
-    buffer = io.BytesIO()
-    np.savez(buffer, **flat)
-    with fileio.open_file(path, 'wb') as f:  # Object stores publish objects atomically.
-      f.write(buffer.getvalue())
-    return
-  path = os.fspath(fileio.path_of(path))
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = new_file(directory, prefix='.tmp-', suffix='.npz')  # umask applies, as for open().
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      np.savez(f, **flat)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  needed = sum(a.nbytes for a in flat.values()) + 200 * len(flat)  # + zip headers
+  with fileio.atomic_output(path, what=f'the parameters ({os.path.basename(path)})',
+                            needed=needed) as f:
+    np.savez(f, **flat)

@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from mixer_flax import fileio
 from mixer_flax.models import formulations
 
 __all__ = ['export_classifier', 'save_exported']
@@ -55,10 +56,9 @@ def export_classifier(model: Any, params: Mapping[str, Any], *, image_size: tupl
 def save_exported(path: str, exported: jax.export.Exported, *,
                   metadata: Mapping[str, Any]) -> None:
   """Writes the serialized module to `path` and `metadata` (+ shapes) to `path + '.json'`."""
-  with open(path, 'wb') as f:
-    f.write(exported.serialize())
+  fileio.write_atomic(path, exported.serialize(), what='the exported module')
   info = dict(metadata, platforms=list(exported.platforms),
               inputs=[str(a) for a in exported.in_avals],
               outputs=[str(a) for a in exported.out_avals])
-  with open(path + '.json', 'w') as f:
-    json.dump(info, f, indent=2)
+  fileio.write_atomic(path + '.json', json.dumps(info, indent=2),
+                      what="the exported module's description")

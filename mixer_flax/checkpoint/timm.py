@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from mixer_flax import fileio
 from mixer_flax.checkpoint.info import describe
 from mixer_flax.checkpoint.legacy import convert_legacy
 from mixer_flax.checkpoint.timm_import import TIMM_SUBLAYERS, TIMM_TOP
@@ -104,11 +105,15 @@ def save_state_dict(path: str, state: Mapping[str, np.ndarray], *,
                     metadata: Mapping[str, str] | None = None) -> None:
   """Writes `state` as `.safetensors` (safetensors only) or `.pth`/`.pt` (needs torch)."""
   if path.endswith('.safetensors'):
-    from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
-    save_file(dict(state), path, metadata=dict(metadata or {}))
+    from safetensors.numpy import save  # pylint: disable=g-import-not-at-top
+    data = save({k: np.ascontiguousarray(v) for k, v in state.items()},
+                metadata=dict(metadata or {}))
+    fileio.write_atomic(path, data, what='the timm state_dict')
   elif path.endswith(('.pth', '.pt', '.bin')):
     import torch  # pylint: disable=g-import-not-at-top
-    torch.save({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, path)
+    needed = sum(np.asarray(v).nbytes for v in state.values())
+    with fileio.atomic_output(path, what='the timm state_dict', needed=needed) as f:
+      torch.save({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, f)
   else:
     raise ValueError(f'{path}: unknown format; use a .safetensors or .pth file name.')
 

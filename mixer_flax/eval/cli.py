@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from mixer_flax import config as config_lib
-from mixer_flax import entry
+from mixer_flax import entry, fileio
 
 EVALUATE_DOC = 'Top-1 / top-5 accuracy of a Mixer checkpoint on a tfds split or an image folder.'
 FEWSHOT_DOC = "Linear few-shot accuracy of a checkpoint's frozen pre-logits (paper section 3)."
@@ -134,8 +134,7 @@ def evaluate_main(argv: list[str] | None = None) -> dict[str, Any]:
                  split=split, image_size=arch['image_size'], eval_mode=args.eval_mode, **metrics)
   print(json.dumps(metrics, indent=2))
   if args.json:
-    with open(args.json, 'w') as f:
-      json.dump(metrics, f, indent=2)
+    fileio.write_atomic(args.json, json.dumps(metrics, indent=2), what='the --json output')
   return metrics
 
 
@@ -175,8 +174,7 @@ def fewshot_main(argv: list[str] | None = None) -> dict[str, float]:
                                      options=options).run(params)
   print(json.dumps(results, indent=2))
   if args.json:
-    with open(args.json, 'w') as f:
-      json.dump(results, f, indent=2)
+    fileio.write_atomic(args.json, json.dumps(results, indent=2), what='the --json output')
   return results
 
 
@@ -201,6 +199,7 @@ def predict_main(argv: list[str] | None = None) -> list[dict]:
   """`scripts/predict.py`: prints and returns `[{'image': path, 'top_k': [...]}, ...]`."""
   args = _predict_args(argv)
   entry.import_tensorflow()
+
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
@@ -227,6 +226,5 @@ def predict_main(argv: list[str] | None = None) -> list[dict]:
     for rank, p in enumerate(r['top_k'], 1):
       print(f'  {rank}. {p["prob"]:.4f}  [{p["index"]}] {p["name"]}')
   if args.json:
-    with open(args.json, 'w') as f:
-      json.dump(results, f, indent=2)
+    fileio.write_atomic(args.json, json.dumps(results, indent=2), what='the --json output')
   return results

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -27,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mixer_flax import entry
-from mixer_flax.checkpoint.legacy import flatten
+from mixer_flax import entry, fileio
+from mixer_flax.checkpoint.tree import flatten
 from mixer_flax.paper import units
 
 PANEL_INCHES = 0.45  # One small image; ~45 px at the default 100 dpi.
@@ -138,9 +139,13 @@ def stem_figure(params: Mapping[str, Any], *, max_filters: int = 64, columns: in
 
 
 def save(fig: Figure, path: str, *, dpi: int = 100) -> str:
-  """Writes `fig` as a PNG (Agg; no timestamp in the file, so reruns are byte-identical)."""
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  fig.savefig(path, dpi=dpi, metadata={'Software': None})
+  """Writes `fig` as a PNG (Agg; no timestamp in the file, so reruns are byte-identical).
+
+  Rendered in memory, then written whole (`fileio.write_atomic`): no partial PNG.
+  """
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format='png', dpi=dpi, metadata={'Software': None})
+  fileio.write_atomic(path, buffer.getvalue(), what='the figure')
   return path
 
 

@@ -12,7 +12,7 @@ import os
 import ml_collections
 import numpy as np
 
-from mixer_flax import models
+from mixer_flax import fileio, models
 from mixer_flax.paper import permutation
 
 
@@ -49,8 +49,7 @@ def write_digits_folder(root: str, perm: permutation.Permutation) -> str:
       d = os.path.join(out, split, str(digits.target[i]))
       os.makedirs(d, exist_ok=True)
       Image.fromarray(images[i]).save(os.path.join(d, f'{i:04d}.png'))
-  with open(done, 'w') as f:
-    f.write(f'{perm}\n')
+  fileio.write_atomic(done, f'{perm}\n', what='the permuted digits marker')
   return out
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+
+from mixer_flax import fileio
 from mixer_flax.paper import tables
 
 
@@ -45,5 +48,7 @@ def plot_fig3(path: str, *, ours_speed: dict[str, float] | None = None,
   ax1.set(xlabel='paper img/sec/core (TPUv3)', ylabel='ours img/sec (this machine)',
           title='Throughput ranking: ours vs paper')
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format='png', dpi=120)
   plt.close(fig)
+  fileio.write_atomic(path, buffer.getvalue(), what='the figure')

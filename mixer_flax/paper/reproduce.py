@@ -26,7 +26,7 @@ import os
 import platform
 
 from mixer_flax import config as config_lib
-from mixer_flax import entry
+from mixer_flax import entry, fileio
 from mixer_flax.paper import accuracy, fig4, figures, table1, tables, throughput
 from mixer_flax.paper.plots import plot_fig3
 from mixer_flax.transfer import report as transfer_report
@@ -73,11 +73,9 @@ def machine_description() -> str:
 
 
 def _write(out: str, name: str, markdown: str, data) -> None:
-  os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, f'table_{name}.md'), 'w') as f:
-    f.write(markdown + '\n')
-  with open(os.path.join(out, f'table_{name}.json'), 'w') as f:
-    json.dump(data, f, indent=2, default=str)
+  fileio.write_atomic(os.path.join(out, f'table_{name}.md'), markdown + '\n', what='a table')
+  fileio.write_atomic(os.path.join(out, f'table_{name}.json'),
+                      json.dumps(data, indent=2, default=str), what='a table')
 
 
 def run_table1(args: argparse.Namespace) -> str:

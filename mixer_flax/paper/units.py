@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mixer_flax.checkpoint.legacy import CheckpointError, flatten
+from mixer_flax.checkpoint.tree import CheckpointError, flatten
 
 STEM_KEY = 'stem/kernel'
 

@@ -7,7 +7,9 @@ the others log to their own console through clu's logging writer.
 `{"step": 100, "train_loss": 0.41, "learning_rate": 0.001, "img/s": 812.5}`. On a resumed
 run, records after the restored step are dropped first, so the file never repeats a step.
 A torn last line (a run that died while appending) is dropped with a warning; damage
-anywhere else stops the run naming the file and line.
+anywhere else stops the run naming the file and line. A write the disk refuses raises
+`fileio.WriteError` (one line) and leaves the earlier lines intact: a failed append is cut
+back to the last whole line, the resume-time rewrite replaces the file atomically.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +27,7 @@ from clu import metric_writers
 from mixer_flax import fileio
 
 METRICS_FILE = 'metrics.jsonl'
+_EVENT_BYTES = 100  # ~bytes of one scalar in a TensorBoard event file (for the error message)
 
 
 def read_metrics(workdir: str, *, warn: Callable[[str], None] = logging.warning
@@ -90,6 +94,7 @@ class MetricsLogger:
     self._printer = printer
     self._pending_step: int | None = None
     self._pending: dict[str, float] = {}
+    self._workdir = workdir
     self._path = fileio.join(workdir, METRICS_FILE)
     self._records: list[dict[str, Any]] = []  # kept for object stores (no append there)
     if write_files:
@@ -97,7 +102,8 @@ class MetricsLogger:
       self._records = [r for r in read_metrics(workdir, warn=self.message)
                        if r.get('step', 0) <= resume_step]
       self._rewrite()
-      self._writer = metric_writers.create_default_writer(workdir, asynchronous=False)
+      with self._events(1):
+        self._writer = metric_writers.create_default_writer(workdir, asynchronous=False)
     else:
       self._writer = metric_writers.create_default_writer(just_logging=True, asynchronous=False)
     self._timer_step: int | None = None
@@ -116,20 +122,42 @@ class MetricsLogger:
       return
     step, scalars = self._pending_step, self._pending
     self._pending_step, self._pending = None, {}
-    self._writer.write_scalars(step, scalars)
+    with self._events(len(scalars)):
+      self._writer.write_scalars(step, scalars)
     if self.write_files:
       record = {'step': step, **{k: _json_number(v) for k, v in scalars.items()}}
       self._records.append(record)
       if fileio.is_local(self._path):
-        with fileio.open_file(self._path, 'a') as f:
-          f.write(json.dumps(record) + '\n')
+        self._append(json.dumps(record) + '\n')
       else:
         self._rewrite()
-    self._writer.flush()
+    with self._events(len(scalars)):
+      self._writer.flush()
+
+  def _events(self, count: int):
+    return fileio.writing('TensorBoard events', self._workdir, needed=_EVENT_BYTES * count)
+
+  def _append(self, line: str) -> None:
+    """Appends one line whole: a failed write is cut back to the previous line's end."""
+    data = line.encode()
+    with fileio.writing(f'the metrics of step {self._records[-1]["step"]}', self._path,
+                        needed=len(data)):
+      fd = os.open(fileio.absolute(self._path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+      try:
+        end = os.lseek(fd, 0, os.SEEK_END)
+        try:
+          view = memoryview(data)
+          while view:  # unbuffered: nothing is left to flush after a failure
+            view = view[os.write(fd, view):]
+        except BaseException:
+          os.ftruncate(fd, end)
+          raise
+      finally:
+        os.close(fd)
 
   def _rewrite(self) -> None:
-    with fileio.open_file(self._path, 'w') as f:
-      f.write(''.join(json.dumps(r) + '\n' for r in self._records))
+    fileio.write_atomic(self._path, ''.join(json.dumps(r) + '\n' for r in self._records),
+                        what='the metrics')
 
   def start_timer(self, step: int) -> None:
     """Starts the img/s and ETA clock at `step` (call before the first train step)."""
@@ -165,7 +193,16 @@ class MetricsLogger:
   def close(self) -> None:
     """Flushes and closes every writer."""
     self.flush()
-    self._writer.close()
+    with self._events(0):
+      self._writer.close()
+
+  def abort(self) -> None:
+    """`close()` on the way out of a failed run, never raising (the run's error is reported)."""
+    for finish in (self.flush, self._writer.close):
+      try:
+        finish()
+      except Exception:  # noqa: BLE001  (e.g. the same full disk again)
+        self._pending_step, self._pending = None, {}
 
 
 def _json_number(value: float) -> float | str:

@@ -63,7 +63,8 @@ def end_line(result: dict[str, Any], workdir: str) -> str:
   """The one line that says how a run ended: done (with the final accuracy) or preempted."""
   step, took = result['step'], format_duration(result['wall_time_s'])
   if result.get('preempted'):
-    how = 'Interrupted (Ctrl-C)' if result.get('signal') == 'SIGINT' else 'Preempted (SIGTERM)'
+    how = {'SIGINT': 'Interrupted (Ctrl-C)', 'SIGHUP': 'Hung up (SIGHUP)'}.get(
+        result.get('signal'), 'Preempted (SIGTERM)')
     return (f'{how} at step {step}: checkpoint saved in {workdir}; rerun the same command to '
             'resume.')
   if 'eval_accuracy' in result:

@@ -20,7 +20,6 @@ process; process 0 moves it, then all processes re-list the directory.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -71,25 +70,6 @@ def _first_line(e: BaseException) -> str:
   return f'{type(e).__name__}: {text[0][:300] if text else ""}'
 
 
-def _ignore_closed_loop_callbacks() -> None:
-  """Silences 'Event loop is closed' from the reads a failed orbax restore leaves pending.
-
-  Their callbacks fire after orbax closed its event loop and would print a traceback
-  (through `sys.unraisablehook`) below our one-line warning; other errors still print.
-  """
-  previous = sys.unraisablehook
-  if getattr(previous, 'mixer_flax_filter', False):
-    return
-
-  def hook(unraisable):
-    if not (isinstance(unraisable.exc_value, RuntimeError)
-            and 'Event loop is closed' in str(unraisable.exc_value)):
-      previous(unraisable)
-
-  hook.mixer_flax_filter = True
-  sys.unraisablehook = hook
-
-
 def _try_restore(ckpts: checkpoints.Checkpoints, step: int, target: PyTree) -> tuple[Any, str]:
   """(restored state dict or None, why it is damaged); raises CheckpointMismatch."""
   try:
@@ -106,7 +86,6 @@ def _try_restore(ckpts: checkpoints.Checkpoints, step: int, target: PyTree) -> t
   try:
     restored = ckpts.restore_tree(step, target)
   except Exception as e:  # noqa: BLE001
-    _ignore_closed_loop_callbacks()
     return None, f'its data cannot be read ({_first_line(e)})'
   expected = ckpts.saved_digest(step)
   if expected and checkpoints.digest(restored) != expected:

@@ -42,6 +42,7 @@ import numpy as np
 
 from mixer_flax import config as config_lib
 from mixer_flax import fileio
+from mixer_flax.training import preemption
 from mixer_flax.training.workdir_lock import WorkdirError, WorkdirLock, WorkdirLocked
 
 __all__ = ['RESUMABLE_KEYS', 'CONFIG_FILE', 'ConfigMismatch', 'OpenedWorkdir', 'WorkdirError',
@@ -117,21 +118,6 @@ def check_path(workdir: str) -> None:
                        '(it is created if missing).')
 
 
-def _write_atomic(path: str, text: str) -> None:
-  """Writes `text` so that readers see the old or the new file, never a torn one."""
-  if not fileio.is_local(path):  # object stores publish a file whole when it is closed
-    with fileio.open_file(path, 'w') as f:
-      f.write(text)
-    return
-  path = fileio.absolute(path)
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'w') as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
 def _read_saved_config(path: str) -> dict[str, Any] | None:
   if not fileio.exists(path):
     return None
@@ -177,9 +163,11 @@ def _check_config(config: ml_collections.ConfigDict, workdir: str, *,
 
   def record() -> None:
     if changed:
-      _write_atomic(fileio.join(workdir, f'config.step{step}.json'),
-                    json.dumps(saved, indent=2, sort_keys=True) + '\n')
-    _write_atomic(path, config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
+      fileio.write_atomic(fileio.join(workdir, f'config.step{step}.json'),
+                          json.dumps(saved, indent=2, sort_keys=True) + '\n',
+                          what='the previous config')
+    fileio.write_atomic(path, config.to_json_best_effort(indent=2, sort_keys=True) + '\n',
+                        what='the config')
 
   return record
 
@@ -192,8 +180,9 @@ class OpenedWorkdir:
   """
 
   def __init__(self, lock: WorkdirLock | None = None,
-               record: Callable[[], None] | None = None):
-    self.lock, self._record = lock, record
+               record: Callable[[], None] | None = None,
+               unregister: Callable[[], None] | None = None):
+    self.lock, self._record, self._unregister = lock, record, unregister
 
   def save_config(self) -> None:
     """Writes `config.json` (process 0; keeps a differing old one as config.step<N>.json)."""
@@ -205,21 +194,41 @@ class OpenedWorkdir:
     """Releases the lock (process 0)."""
     if self.lock is not None:
       self.lock.release()
+    if self._unregister is not None:
+      self._unregister()
+
+
+def _remover(lock: WorkdirLock) -> Callable[[], None]:
+  """Removes `lock` if it is ours, inside a signal handler: plain os calls, no imports."""
+  if not lock.local:
+    return lock.release
+  path, token = fileio.absolute(lock.path), lock.me['token']
+
+  def remove() -> None:
+    with open(path) as f:
+      if json.loads(f.read()).get('token') == token:
+        os.remove(path)
+
+  return remove
 
 
 def _open(config: ml_collections.ConfigDict, workdir: str, *, allow_config_change: bool,
           log: Callable[[str], None]) -> OpenedWorkdir:
   check_path(workdir)
   fileio.makedirs(workdir)
-  lock = WorkdirLock(workdir).acquire()
-  if lock.took_over:
-    log(f'Warning: {lock.took_over}.')
+  lock = WorkdirLock(workdir)
+  # A Ctrl-C outside the step loop exits at once; it removes the lock too (set up before it).
+  unregister = preemption.on_exit_now(_remover(lock))
   try:
+    lock.acquire()
+    if lock.took_over:
+      log(f'Warning: {lock.took_over}.')
     record = _check_config(config, workdir, allow_config_change=allow_config_change, log=log)
   except BaseException:
     lock.release()
+    unregister()
     raise
-  return OpenedWorkdir(lock, record)
+  return OpenedWorkdir(lock, record, unregister)
 
 
 def open_workdir(config: ml_collections.ConfigDict, workdir: str, *,

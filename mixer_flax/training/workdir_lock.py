@@ -142,11 +142,16 @@ class WorkdirLock:
     """Creates the lock exclusively; FileExistsError if any lock exists."""
     text = json.dumps(self.me)
     if self.local:
-      fd = os.open(fileio.absolute(self.path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-      with os.fdopen(fd, 'w') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+      path = fileio.absolute(self.path)
+      fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+      try:
+        with fileio.writing('the lock', path, needed=len(text)), os.fdopen(fd, 'w') as f:
+          f.write(text)
+          f.flush()
+          os.fsync(f.fileno())
+      except BaseException:
+        os.remove(path)  # a torn lock would block the next run until it counts as stale
+        raise
       return
     if _read_text(self.path) is not None:
       raise FileExistsError(self.path)

@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mixer_flax import backends, entry
+from mixer_flax import backends, entry, fileio
 from mixer_flax.paper import tables
 from mixer_flax.transfer import avg5, tasks, vtab
 
@@ -115,8 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           expected=len(tasks.names(args.suite)), paper_row=args.paper_row,
                           paper=tables.paper_number(report.SUITE_METRIC[args.suite],
                                                     args.paper_row))
-  with open(os.path.join(args.workdir, 'table.md'), 'w') as f:
-    f.write(table + '\n')
+  fileio.write_atomic(os.path.join(args.workdir, 'table.md'), table + '\n', what='the table')
   print(table)
   return 0
 

@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from mixer_flax import train
+from mixer_flax import fileio, train
 from mixer_flax.data import pipeline
 from mixer_flax.transfer import check
 
@@ -65,12 +65,8 @@ def append_result(directory: str, row: Mapping[str, Any]) -> None:
   if os.path.exists(path):
     with open(path) as f:
       old = f.read()
-  tmp = f'{path}.tmp'
-  with open(tmp, 'w') as f:
-    f.write(old + json.dumps(dict(row), sort_keys=True) + '\n')
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  fileio.write_atomic(path, old + json.dumps(dict(row), sort_keys=True) + '\n',
+                      what='the suite results')
 
 
 def select_lr(val_accuracy: Mapping[float, float]) -> float:
