@@ -7,30 +7,14 @@ anything is written to `workdir`:
 2. process 0 takes the lock `workdir/lock.json` (`workdir_lock.py`); other processes wait for
    its verdict;
 3. with a checkpoint in `workdir/checkpoints`, the config is compared with the saved
-   `config.json`: keys in `RESUMABLE_KEYS` may differ (logged); any other difference stops the
-   run, listing `key: old -> new`, unless `--allow_config_change`; nothing is written;
+   `config.json` (`config_changes.py`: which keys may differ, and why); any other difference
+   stops the run, listing `key: old -> new`, unless `--allow_config_change`; nothing is written;
 4. after the restore, `OpenedWorkdir.save_config` writes the resolved config atomically to
    `config.json`, keeping a differing old one as `config.step<N>.json`.
-
-Why these keys may change on resume (`RESUMABLE_KEYS`):
-
-* `total_steps`: extends or shortens a run. The learning-rate schedule is a function of it,
-  so the decay is stretched to the new end from the resumed step on (logged);
-* `evals` (every evaluator and its options), `checkpoint_every`, `progress_every`,
-  `keep_checkpoints`: what is measured and when, not what a training step computes;
-* `data_dir`, `manual_dir`, `folder_root`, `pretrained_path`: where files are (a dataset moved
-  to another disk). `pretrained_path` is only read at step 0; a resumed run restores the
-  checkpoint. The comparison cannot tell a moved dataset from another one: that is on you;
-* `prefetch`, `tf_threads`: throughput only;
-* `batch_eval`: the eval is exact (padded + masked), its numbers do not depend on it.
-
-Everything else (model, optimizer, lr, batch, seed, augmentation, splits, ...) changes what a
-step computes, so a resumed run would be an unflagged mix of two experiments.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 from collections.abc import Callable
@@ -40,9 +24,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from mixer_flax import config as config_lib
 from mixer_flax import fileio
 from mixer_flax.training import preemption
+from mixer_flax.training.config_changes import RESUMABLE_KEYS, as_json, config_changes
 from mixer_flax.training.workdir_lock import WorkdirError, WorkdirLock, WorkdirLocked
 
 __all__ = ['RESUMABLE_KEYS', 'CONFIG_FILE', 'ConfigMismatch', 'OpenedWorkdir', 'WorkdirError',
@@ -50,54 +34,10 @@ __all__ = ['RESUMABLE_KEYS', 'CONFIG_FILE', 'ConfigMismatch', 'OpenedWorkdir', '
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
-# Flattened config keys (fnmatch patterns) that may change on resume.
-RESUMABLE_KEYS = ('total_steps', 'evals', 'evals.*', 'checkpoint_every', 'progress_every',
-                  'keep_checkpoints', 'data_dir', 'manual_dir', 'folder_root',
-                  'pretrained_path', 'prefetch', 'tf_threads', 'batch_eval')
-_ABSENT = '(absent)'
 
 
 class ConfigMismatch(WorkdirError):
   """The config differs from the workdir's saved one in keys that may not change on resume."""
-
-
-def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
-  if isinstance(tree, dict) and tree:
-    out = {}
-    for k, v in tree.items():
-      out.update(_flatten(v, f'{prefix}{k}.'))
-    return out
-  return {prefix[:-1]: tree}
-
-
-def config_changes(saved: dict[str, Any],
-                   new: dict[str, Any]) -> tuple[list[str], list[str]]:
-  """Differences `key: old -> new` between two config dicts: (resumable, refused), sorted.
-
-  A key the saved config lacks and the new one has at its `base_config()` default (a key
-  added by a later version) is no change; keys of earlier versions that only chose when to
-  evaluate or how to run an op (`config.REPLACED_KEYS`) may change.
-  """
-  old_flat, new_flat = _flatten(saved), _flatten(new)
-  defaults = _flatten(_as_json(config_lib.base_config()))
-  replaced = tuple(config_lib.REPLACED_KEYS)
-  resumable, refused = [], []
-  for key in sorted(set(old_flat) | set(new_flat)):
-    old, value = old_flat.get(key, _ABSENT), new_flat.get(key, _ABSENT)
-    if old is _ABSENT and key in defaults and value == defaults[key]:
-      continue
-    if old != value:
-      line = f'{key}: {json.dumps(old) if old is not _ABSENT else old} -> ' \
-             f'{json.dumps(value) if value is not _ABSENT else value}'
-      resumable_key = (any(fnmatch.fnmatchcase(key, p) for p in RESUMABLE_KEYS)
-                       or key.startswith(replaced))
-      (resumable if resumable_key else refused).append(line)
-  return resumable, refused
-
-
-def _as_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The config as `config.json` stores it (tuples as lists, ...)."""
-  return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
 def _listdir(path: str) -> list[str]:
@@ -139,7 +79,7 @@ def _check_config(config: ml_collections.ConfigDict, workdir: str, *,
   """Compares `config` with the saved one; returns the function that records it."""
   path = fileio.join(workdir, CONFIG_FILE)
   step = newest_checkpoint_step(workdir)
-  new = _as_json(config)
+  new = as_json(config)
   try:
     saved = _read_saved_config(path) if step is not None else None
   except ConfigMismatch:
