@@ -6,13 +6,13 @@ legs, and the console of the README's digits command (one fresh interpreter).
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 
 import jax
 import pytest
 from entry_helpers import one_line_error
+from test_train import _sigterm_at  # SIGTERM while fetching a step's batch
 
 from mixer_flax import fileio
 from mixer_flax import main as main_lib
@@ -160,17 +160,6 @@ def test_dry_run_prints_every_key_and_the_plan_without_compiling(data_dir, capsy
   assert 'every 250 steps and at the end (2 in all' in plan
   assert 'eval (classification) every 250 steps and at the end (2 runs): sklearn_digits[test]' \
       in plan
-
-
-def _sigterm_at(step_to_kill):
-  original = pipeline.get_train_iterator
-
-  def wrapped(config, *, seed, start_step=0):
-    for i, batch in enumerate(original(config, seed=seed, start_step=start_step)):
-      if start_step + i + 1 == step_to_kill:
-        os.kill(os.getpid(), signal.SIGTERM)
-      yield batch
-  return wrapped
 
 
 @pytest.mark.slow
