@@ -35,7 +35,8 @@ from mixer_flax.training.metrics import read_metrics
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 30
 LEAVE = 64 << 10  # room for metrics lines, not for a checkpoint (~170 KiB)
-DISKS = ['tmpfs', 'injected']
+# The quick tier injects ENOSPC; the real tmpfs runs with the slow tests (README "Tests").
+DISKS = [pytest.param('tmpfs', marks=pytest.mark.slow), 'injected']
 XLA = {'jax_compilation_cache_dir': None, 'jax_persistent_cache_min_compile_time_secs': 0,
        'jax_persistent_cache_min_entry_size_bytes': 0, 'jax_disable_most_optimizations': True,
        'jax_default_prng_impl': 'rbg'}
@@ -271,6 +272,7 @@ def _drain(fd, chunks, stop):
 
 
 @pytest.mark.skipif(not shutil.which('setsid'), reason='needs setsid (util-linux) for a tty')
+@pytest.mark.slow
 def test_closing_the_terminal_saves_and_exits_129(tmp_path, data_dir, reference, fast_compile):
   """main.py on a pseudo-terminal that is then closed: the kernel sends SIGHUP."""
   workdir = str(tmp_path / 'w')

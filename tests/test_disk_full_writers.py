@@ -19,7 +19,7 @@ from mixer_flax.checkpoint import cli
 from mixer_flax.paper import figures
 
 
-@pytest.fixture(params=['tmpfs', 'injected'])
+@pytest.fixture(params=[pytest.param('tmpfs', marks=pytest.mark.slow), 'injected'])
 def disk(request, tmp_path, monkeypatch):
   d = make_disk(request.param, str(tmp_path), monkeypatch)
   yield d

@@ -379,6 +379,7 @@ def test_cli_refusal_is_short_and_writes_nothing(reference, data_dir, tmp_path):
   assert snapshot(path) == before
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_then_resume_equals_uninterrupted(reference, data_dir, tmp_path):
   path = str(tmp_path / 'w')
   # Logging every step (a setting that may change on resume; the params do not depend on it)
