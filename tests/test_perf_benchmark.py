@@ -191,7 +191,9 @@ def test_end_to_end_smoke(tmp_path):
                           '--json', str(out)])
   e = json.loads(out.read_text())['end_to_end']
   assert e['model_name'] == 'Mixer-Ti_4' and e['steps'] == 20
-  assert len(e['trainer_img_per_s_runs']) == 3 and len(e['bare_img_per_s_runs']) == 3
+  # Trainer: 4 logging intervals, the first excluded; bare step: 2 before and 2 after it.
+  assert len(e['trainer_img_per_s_runs']) == 3 and len(e['bare_img_per_s_runs']) == 2
+  assert e['bare_before_img_per_s'] > 0 and e['bare_after_img_per_s'] > 0
   assert e['trainer_img_per_s'] > 0 and e['bare_img_per_s'] > 0
   assert e['ratio'] == pytest.approx(e['trainer_img_per_s'] / e['bare_img_per_s'])
   assert report['variant'] == 'Mixer-Ti_4' and report['image_size'] == 16
