@@ -15,6 +15,7 @@ import argparse
 import concurrent.futures
 import glob
 import json
+import multiprocessing
 import os
 import statistics
 import time
@@ -41,7 +42,8 @@ def _decode_share(paths: list[str], repeats: int) -> int:
 
 def parallel_images_per_second(paths: list[str], processes: int, repeats: int = 2) -> float:
   """Wall-clock images/s of `processes` processes decoding `paths` each, `repeats` times."""
-  with concurrent.futures.ProcessPoolExecutor(processes) as pool:
+  spawn = multiprocessing.get_context('spawn')  # not forked: see jpeg_folder
+  with concurrent.futures.ProcessPoolExecutor(processes, mp_context=spawn) as pool:
     list(pool.map(_decode_share, [paths[:8]] * processes, [1] * processes))  # start-up
     start = time.perf_counter()
     done = sum(pool.map(_decode_share, [paths] * processes, [repeats] * processes))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import multiprocessing
 import os
 import time
 
@@ -119,7 +120,9 @@ def write_jpeg_folder(root: str, *, num_images: int = NUM_IMAGES, seed: int = 0,
     _write_range(root, 0, num_images, num_images, seed)
     return root
   bounds = np.linspace(0, num_images, 4 * processes + 1).astype(int)
-  with concurrent.futures.ProcessPoolExecutor(processes) as pool:
+  # Spawned, not forked: the caller may run JAX or tf.data threads, which fork can deadlock.
+  spawn = multiprocessing.get_context('spawn')
+  with concurrent.futures.ProcessPoolExecutor(processes, mp_context=spawn) as pool:
     for f in [pool.submit(_write_range, root, int(a), int(b), num_images, seed)
               for a, b in zip(bounds[:-1], bounds[1:])]:
       f.result()
