@@ -99,18 +99,21 @@ def prefetch_to_device(iterator: Iterable[dict[str, np.ndarray]], size: int,
                        f'devices ({len(devices)}).')
     return jax.device_put(x, sharding)
 
-  queue: collections.deque = collections.deque()
   iterator = iter(iterator)
+  first = next(iterator, None)
+  if first is None:
+    return
+  if all(isinstance(x, jax.Array) for x in jax.tree_util.tree_leaves(first)):
+    yield first  # already placed (checked before placing anything)
+    yield from iterator
+    return
+  queue: collections.deque = collections.deque([jax.tree_util.tree_map(put, first)])
 
   def enqueue(n: int) -> None:
     for batch in itertools.islice(iterator, n):
       queue.append(jax.tree_util.tree_map(put, batch))
 
-  enqueue(max(1, size))
-  if queue and all(isinstance(x, jax.Array) for x in jax.tree_util.tree_leaves(queue[0])):
-    yield from queue
-    yield from iterator
-    return
+  enqueue(max(1, size) - 1)
   while queue:
     yield queue.popleft()
     enqueue(1)

@@ -277,6 +277,16 @@ def test_prefetch_to_device_shards_over_devices_for_pmap(digits_dir):
   assert again['images'] is batch['images']
 
 
+def test_prefetch_to_device_places_every_batch():
+  # Host batches beyond the first `size` must be placed too (they were once passed on as
+  # numpy, so pmap copied them inside the step).
+  host = [{'x': np.full((jax.local_device_count(), 2), i, np.float32)} for i in range(5)]
+  placed = list(devices.prefetch_to_device(iter(host), 2))
+  assert [type(b['x']) for b in placed] == [type(placed[0]['x'])] * 5
+  assert all(isinstance(b['x'], jax.Array) for b in placed)
+  np.testing.assert_array_equal([np.asarray(b['x'])[0, 0] for b in placed], np.arange(5))
+
+
 def test_imagenet21k_prepares_offline_from_manual_dir(tmp_path):
   import io
   import tarfile

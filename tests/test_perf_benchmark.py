@@ -185,19 +185,32 @@ def test_bad_variant_is_rejected():
     benchmark.run(['--variant', 'Mixer-Q_7'])
 
 
+@pytest.mark.slow
 def test_gpu_script_dry_run_on_cpu(tmp_path):
-  env = dict(os.environ, OUT=str(tmp_path), DRY_RUN='1', STAGES='fwd train',
-             PYTHON=sys.executable)
+  # The default stages (what the next GPU session runs) with the timm peer, at tiny sizes.
+  env = dict(os.environ, OUT=str(tmp_path), DRY_RUN='1', PEER='1', PYTHON=sys.executable)
+  env.pop('STAGES', None)
   subprocess.run(['bash', os.path.join(ROOT, 'scripts', 'gpu_bench.sh')], env=env, check=True,
-                 capture_output=True, timeout=900)
-  for name, modes in (('fwd', {'forward', 'forward_bound', 'forward_timm'}),
-                      ('train', {'train', 'grad_bound', 'train_timm'})):
+                 capture_output=True, timeout=1200)
+  for name, modes in (('fwd', {'forward', 'forward_bound', 'forward_timm', 'also'}),
+                      ('train', {'train', 'grad_bound', 'train_timm', 'also', 'train_augment',
+                                 'augment_cost'}),
+                      ('augment_Mixer-Ti_16', {'train_augment'})):
     report = json.loads((tmp_path / f'{name}.json').read_text())
     assert report['dtype'] == 'bfloat16' and report['variant'] == 'Mixer-Ti_16'
     (row,) = report['results']
     assert set(row) - {'batch', 'analytic_gflop_per_image'} == modes
-    assert all(row[m]['img_per_s'] > 0 for m in modes)
-  assert (tmp_path / 'log.txt').read_text().count('exit 0') == 2
+    assert all(row[m]['img_per_s'] > 0 for m in modes - {'also', 'augment_cost'})
+  fwd, train = (json.loads((tmp_path / f'{n}.json').read_text())['results'][0]
+                for n in ('fwd', 'train'))
+  assert fwd['also'][0]['overrides'] == {'formulation': 'snc_md'}
+  assert train['also'][0]['overrides'] == {'formulation': 'snc_md_gelu_remat'}
+  loop = json.loads((tmp_path / 'loop.json').read_text())
+  assert loop['variant'] == 'Mixer-Ti_16' and loop['pp']['randaug_layers'] == 2
+  assert loop['ratio'] == pytest.approx(loop['loop_img_per_s'] / loop['bare_img_per_s'])
+  host = json.loads((tmp_path / 'host.json').read_text())
+  assert host['images'] == 60 and host['pil_decode_cpu_s_per_image'] > 0
+  assert (tmp_path / 'log.txt').read_text().count('exit 0') == 5
 
 
 def test_end_to_end_smoke(tmp_path):
@@ -206,7 +219,9 @@ def test_end_to_end_smoke(tmp_path):
                           '--json', str(out)])
   e = json.loads(out.read_text())['end_to_end']
   assert e['model_name'] == 'Mixer-Ti_4' and e['steps'] == 20
-  assert len(e['trainer_img_per_s_runs']) == 3 and len(e['bare_img_per_s_runs']) == 3
+  # Trainer: 4 logging intervals, the first excluded; bare step: 2 before and 2 after it.
+  assert len(e['trainer_img_per_s_runs']) == 3 and len(e['bare_img_per_s_runs']) == 2
+  assert e['bare_before_img_per_s'] > 0 and e['bare_after_img_per_s'] > 0
   assert e['trainer_img_per_s'] > 0 and e['bare_img_per_s'] > 0
   assert e['ratio'] == pytest.approx(e['trainer_img_per_s'] / e['bare_img_per_s'])
   assert report['variant'] == 'Mixer-Ti_4' and report['image_size'] == 16

@@ -67,7 +67,8 @@ def test_entry_modules_import_without_starting_a_backend():
   # The entry points apply the flags after importing these modules and before running them,
   # so importing them must not create a JAX backend (XLA reads XLA_FLAGS when it does).
   modules = ['mixer_flax.main', 'mixer_flax.transfer.__main__', 'mixer_flax.perf.benchmark',
-             'mixer_flax.perf.gpu_hlo', 'mixer_flax.perf.input_rate', 'mixer_flax.eval.cli',
+             'mixer_flax.perf.gpu_hlo', 'mixer_flax.perf.input_rate', 'mixer_flax.perf.loop',
+             'mixer_flax.perf.decode_rate', 'mixer_flax.eval.cli',
              'mixer_flax.checkpoint.cli', 'mixer_flax.paper.reproduce', 'mixer_flax.train']
   code = ('import importlib, sys\n'
           f'for m in {modules!r}: importlib.import_module(m)\n'

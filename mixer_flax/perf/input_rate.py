@@ -8,11 +8,14 @@ Measures, for one experiment config (default: experiments/digits.py):
 
 Command line: `scripts/benchmark_input.py`.
 
-`--jpeg_folder DIR` instead times the host train pipeline on an ImageNet-like folder
-(written into DIR when it is empty: perf/jpeg_folder.py) with the paper's ImageNet settings
-(default config experiments/imagenet_b16.py: Inception crop 224, flip, RandAugment 2/15,
-mixup 0.5) and, in the same run, without RandAugment and mixup; it prints both rates and
-their ratio. RandAugment and mixup run on the device, so the host does the same work.
+`--jpeg_folder DIR` instead times the host train pipeline of an ImageNet config (default
+experiments/imagenet_b16.py: Inception crop 224 from `decode_and_crop_jpeg`, flip, batching;
+RandAugment and mixup run on the device) on an ImageNet-like folder (written into DIR when it
+is empty: perf/jpeg_folder.py, `--num_images`), for each `--tf_threads` setting in alternating
+rounds: wall-clock images/s and process CPU seconds per image (all threads; other processes'
+load does not inflate it), so img/s per core = 1 / (CPU s per image), and the cores a step
+consuming R img/s needs = R x (CPU s per image). `--decode_levers` times the candidate
+cheaper decodes instead (perf/decode_levers.py).
 """
 
 from __future__ import annotations
@@ -76,46 +79,60 @@ def _set(config: ml_collections.ConfigDict, assignment: str) -> None:
       value.lower() in ('1', 'true') if isinstance(old, bool) else value)
 
 
-def jpeg_folder_rates(args: argparse.Namespace) -> dict[str, float]:
-  """Host train-pipeline images/s on the JPEG folder, with / without RandAugment + mixup."""
+def _timed(iterator, *, batches: int, per_batch: int) -> tuple[float, float]:
+  """(images/s, process CPU s per image) over `batches` batches after one warm-up batch."""
+  next(iterator)
+  cpu, start = time.process_time(), time.perf_counter()
+  for _ in range(batches):
+    next(iterator)
+  images = batches * per_batch
+  return images / (time.perf_counter() - start), (time.process_time() - cpu) / images
+
+
+def jpeg_folder_rates(args: argparse.Namespace) -> dict[int, dict[str, float]]:
+  """Host train pipeline on the JPEG folder per tf_threads: img/s and CPU s per image."""
   from mixer_flax.data import pipeline, sources
   from mixer_flax.perf import jpeg_folder
 
-  root = jpeg_folder.write_jpeg_folder(args.jpeg_folder)
+  root = jpeg_folder.write_jpeg_folder(args.jpeg_folder, num_images=args.num_images)
   count, kib = jpeg_folder.folder_stats(root)
   config_path = 'experiments/imagenet_b16.py' if args.config == DIGITS else args.config
   config = config_lib.load_experiment(config_path)
   config.update(dataset='image_folder', folder_root=root, train_split='train',
                 eval_split='test', num_classes=None, prefetch=0, batch=args.batch or 128)
-  if args.tf_threads is not None:
-    config.tf_threads = args.tf_threads
   for assignment in args.set:
     _set(config, assignment)
-  threads = sources.tf_options(config.get('tf_threads', 0)).threading.private_threadpool_size
+  settings = {}
+  for t in _thread_list(args.tf_threads) or [config.tf_threads]:
+    cfg = config.copy_and_resolve_references()
+    cfg.tf_threads = t
+    settings[sources.tf_options(t).threading.private_threadpool_size] = cfg
   print(f'{root}: {count} JPEGs, mean {kib:.1f} KiB; {config_path} pp={dict(config.pp)}; '
-        f'batch {config.batch}; tf threads {threads}; cpus {os.cpu_count()}; '
-        f'load average {os.getloadavg()[0]:.1f}')
-  config, plain = config.copy_and_resolve_references(), config.copy_and_resolve_references()
-  plain.pp.update(randaug_layers=0, mixup_alpha=0.0)
-  # Alternating rounds (a fresh iterator each, so no background prefetch of the other
-  # setting runs while one is timed), median per setting: a shared machine's load drifts.
-  settings = {'paper augmentation': config, 'no RandAugment / mixup': plain}
-  samples: dict[str, list[float]] = {name: [] for name in settings}
+        f'batch {config.batch}; cpus {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}')
+  # Alternating rounds (a fresh iterator each, so no background prefetch of another setting
+  # runs while one is timed), medians per setting: a shared machine's load drifts.
+  samples: dict[int, list[tuple[float, float]]] = {t: [] for t in settings}
   for r in range(args.rounds):  # order A B, B A, ...: neither always follows the other
-    for name, cfg in list(settings.items())[::1 if r % 2 == 0 else -1]:
+    for t, cfg in list(settings.items())[::1 if r % 2 == 0 else -1]:
       iterator = pipeline.get_train_iterator(cfg, seed=0)
-      samples[name].append(images_per_second(iterator, batches=args.batches,
-                                             per_batch=config.batch))
+      samples[t].append(_timed(iterator, batches=args.batches, per_batch=config.batch))
       del iterator
       gc.collect()  # stops the finished iterator's background threads
-  rates = {name: statistics.median(v) for name, v in samples.items()}
-  for name, rate in rates.items():
-    print(f'host train pipeline, {name}: {rate:,.0f} images/s ({rate / threads:,.0f} per '
-          f'thread; rounds {", ".join(f"{r:,.0f}" for r in samples[name])})')
-  ratio = rates['paper augmentation'] / rates['no RandAugment / mixup']
-  print(f'ratio with / without: {ratio:.2f}x (the host batches are identical: RandAugment '
-        'and mixup run on the device; differences are timing noise)')
-  return rates
+  results = {}
+  for t, runs in samples.items():
+    rate = statistics.median(r for r, _ in runs)
+    cpu = statistics.median(c for _, c in runs)
+    results[t] = {'img_per_s': rate, 'cpu_s_per_image': cpu, 'img_per_s_per_core': 1 / cpu}
+    print(f'tf_threads {t}: {rate:,.0f} images/s wall; {1e3 * cpu:.3f} ms CPU per image = '
+          f'{1 / cpu:,.0f} images/s per core (rounds: '
+          + ', '.join(f'{r:,.0f} img/s {1e3 * c:.3f} ms' for r, c in runs) + ')')
+  best = min(r['cpu_s_per_image'] for r in results.values())
+  print(f"cores needed by a step consuming R img/s: R x {best:.3g} (this machine's cores)")
+  return results
+
+
+def _thread_list(spec: str | None) -> list[int]:
+  return [int(t) for t in str(spec).split(',') if t.strip()] if spec else []
 
 
 @entry.command
@@ -125,14 +142,24 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument('--config', default=DIGITS, help='experiment file[:arg]')
   parser.add_argument('--batches', type=int, default=50)
   parser.add_argument('--data_dir', default=None)
-  parser.add_argument('--tf_threads', type=int, default=None)
+  parser.add_argument('--tf_threads', default=None,
+                      help='tf.data threads (0: half the cores); --jpeg_folder: a list, e.g. 1,2')
   parser.add_argument('--set', action='append', default=[], help='key=value override')
   parser.add_argument('--no-step', dest='step', action='store_false')
-  parser.add_argument('--jpeg_folder', default=None, help='time the host pipeline with and '
-                      'without the paper augmentation on this (generated) JPEG folder')
+  parser.add_argument('--jpeg_folder', default=None, help='time the host train pipeline of an '
+                      'ImageNet config on this (generated) JPEG folder: img/s, CPU s per image')
+  parser.add_argument('--num_images', type=int, default=2000,
+                      help='--jpeg_folder: images to write when the folder is empty')
+  parser.add_argument('--decode_levers', action='store_true', help='--jpeg_folder: time the '
+                      'candidate cheaper decodes against the default (perf/decode_levers.py)')
   parser.add_argument('--batch', type=int, default=None, help='override config.batch')
   parser.add_argument('--rounds', type=int, default=3, help='--jpeg_folder: alternating rounds')
+  parser.add_argument('--images', type=int, default=1000, help='--decode_levers: images timed')
   args = parser.parse_args(argv)
+  if args.jpeg_folder and args.decode_levers:
+    from mixer_flax.perf import decode_levers
+    decode_levers.main(args)
+    return
   if args.jpeg_folder:
     jpeg_folder_rates(args)
     return
@@ -143,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
   if args.data_dir:
     config.data_dir = args.data_dir
   if args.tf_threads is not None:
-    config.tf_threads = args.tf_threads
+    config.tf_threads = _thread_list(args.tf_threads)[0]
   for assignment in args.set:
     _set(config, assignment)
 

@@ -17,7 +17,9 @@ def print_table(report: dict[str, Any]) -> None:
     print(f"{env['backend']} ({env['device']}), jax {env['jax']}, {e['config']}: "
           f"{e['model_name']} @{e['image_size']}px, batch {e['batch']}, {e['steps']} steps")
     print(f"trainer {e['trainer_img_per_s']:.0f} img/s, bare step {e['bare_img_per_s']:.0f} "
-          f"img/s, ratio {e['ratio']:.3f} (medians over logging intervals)")
+          f"img/s (before {e['bare_before_img_per_s']:.0f}, after "
+          f"{e['bare_after_img_per_s']:.0f}), ratio {e['ratio']:.3f} (medians over logging "
+          "intervals)")
     return
   print(f"{env['backend']} ({env['device']}), jax {env['jax']}, {report['variant']} "
         f"@{report['image_size']}px {report['dtype']}")
