@@ -16,8 +16,8 @@ DEVICES = 8  # tests/conftest.py simulates 8 CPU devices.
 
 
 @pytest.fixture(scope='session')
-def digits_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('tfds'))
+def digits_dir(data_dir):
+  return data_dir  # the session's digits (conftest.py)
 
 
 def make_config(**overrides):

@@ -56,12 +56,12 @@ def test_is_replicated_compares_with_the_reference_shapes():
   assert devices.is_replicated({'w': np.ones((8, 3, 2))}, ref)
 
 
-def test_evaluator_on_digits_mixer_features(tmp_path):
+def test_evaluator_on_digits_mixer_features(data_dir):
   """FewShotEvaluator end to end (tfds sklearn_digits, eval pipeline, random-init Mixer-Ti_4)."""
   model = models.create_model('Mixer-Ti_4', num_classes=10)
   params = jax.jit(model.init)(jax.random.PRNGKey(0), np.zeros((1, 16, 16, 3), np.float32))
   config = config_lib.base_config()
-  config.update(model_name='Mixer-Ti_4', dataset='sklearn_digits', data_dir=str(tmp_path),
+  config.update(model_name='Mixer-Ti_4', dataset='sklearn_digits', data_dir=data_dir,
                 image_size=16)
   options = dict(datasets=('sklearn_digits',), shots=(1, 5, 25), seeds=(0, 1), image_size=16,
                  batch=256, pp=dict(eval_mode='resize', eval_resize=16))

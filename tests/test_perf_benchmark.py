@@ -213,9 +213,9 @@ def test_gpu_script_dry_run_on_cpu(tmp_path):
   assert (tmp_path / 'log.txt').read_text().count('exit 0') == 5
 
 
-def test_end_to_end_smoke(tmp_path):
+def test_end_to_end_smoke(tmp_path, data_dir):
   out = tmp_path / 'e2e.json'
-  report = benchmark.run(['--end_to_end', '--steps', '20', '--data_dir', str(tmp_path / 'tfds'),
+  report = benchmark.run(['--end_to_end', '--steps', '20', '--data_dir', data_dir,
                           '--json', str(out)])
   e = json.loads(out.read_text())['end_to_end']
   assert e['model_name'] == 'Mixer-Ti_4' and e['steps'] == 20

@@ -34,7 +34,7 @@ def _config(data_dir, dtype):
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
-  data_dir = str(tmp_path_factory.mktemp('tfds_digits'))
+  data_dir = str(tmp_path_factory.getbasetemp() / 'tfds_digits')  # the session's digits
   out = {}
   for dtype in ('float32', 'bfloat16'):
     workdir = str(tmp_path_factory.mktemp(dtype))
