@@ -9,7 +9,9 @@
   writing through `open` / `os.fdopen`, orbax's tensorstore write, TensorFlow's event-file
   flush) share a byte budget for paths under it and fail as their real counterparts do:
   `OSError(ENOSPC)`, tensorstore's `ValueError('RESOURCE_EXHAUSTED ... [os_error_code=28]')`,
-  TensorFlow's `ResourceExhaustedError('...; No space left on device')`.
+  TensorFlow's `ResourceExhaustedError('...; No space left on device')`. With `block`, an
+  append that fits its file's last block needs no new space, as on a real file system: a
+  metrics line or event written while a checkpoint fills the disk does not race it.
 """
 
 import builtins
@@ -79,8 +81,11 @@ class InjectedDisk:
 
   kind = 'injected'
 
-  def __init__(self, path: str, monkeypatch):
+  def __init__(self, path: str, monkeypatch, *, block: int = 0):
+    """`block`: > 0 frees an `os.write` append that fits the file's last block, as a kernel
+    does (a metrics line after a full checkpoint); 0 charges every byte."""
     self.path = os.path.realpath(path)
+    self.block = block
     os.makedirs(self.path, exist_ok=True)
     self.left: int | None = None  # bytes still writable; None: not full
     self._lock = threading.Lock()
@@ -95,19 +100,28 @@ class InjectedDisk:
   def close(self) -> None:
     pass
 
-  def take(self, n: int) -> int:
+  def take(self, n: int, *, whole: bool = False) -> int:
     """Bytes of an `n`-byte write that fit (all when not full); ENOSPC when none does.
 
-    Like the kernel: a write that only partly fits is short, the next one fails.
+    Like the kernel: a write that only partly fits is short, the next one fails. `whole`:
+    all or nothing, as a refused tensorstore chunk whose partial file orbax then deletes.
     """
     with self._lock:
       if self.left is None:
         return n
-      if n and not self.left:
+      if n and (not self.left or whole and n > self.left):
         raise enospc()
       fits = min(n, self.left)
       self.left -= fits
       return fits
+
+  def slack(self, prefix: str) -> int:
+    """Free bytes in the last block of the newest file under the disk named `prefix`*."""
+    if not self.block:
+      return 0
+    files = [os.path.join(d, n) for d, _, names in os.walk(self.path) for n in names
+             if n.startswith(prefix)]
+    return -os.path.getsize(max(files, key=os.path.getmtime)) % self.block if files else 0
 
   def _ours(self, target) -> bool:
     try:
@@ -124,7 +138,15 @@ class InjectedDisk:
 
     def write(fd, data):
       if disk._ours(fd):
-        data = memoryview(data)[:disk.take(len(data))]
+        slack = -os.fstat(fd).st_size % disk.block if disk.block else 0
+        data = memoryview(data)
+        if len(data) > slack:
+          try:
+            data = data[:slack + disk.take(len(data) - slack)]
+          except OSError:
+            if not slack:
+              raise
+            data = data[:slack]  # short, like the kernel: the next write fails
       return real_write(fd, data)
 
     def wrap(f, target, mode):
@@ -140,15 +162,14 @@ class InjectedDisk:
     async def ts_write(self, value, tspec, ts_context):
       if disk.path in json.dumps(tspec, default=str):
         try:
-          if disk.take(value.nbytes) < value.nbytes:
-            raise enospc()
+          disk.take(value.nbytes, whole=True)
         except OSError:
           raise ValueError(f'RESOURCE_EXHAUSTED: Failed to write {value.nbytes} bytes: No space '
                            "left on device [os_error_code='28']") from None
       return await real_ts_write(self, value, tspec, ts_context)
 
     def flush(self):
-      if disk.left is not None and disk.left < 100:
+      if disk.left is not None and disk.left < 100 and disk.slack('events.out.tfevents') < 100:
         import tensorflow as tf  # pylint: disable=g-import-not-at-top
         raise tf.errors.ResourceExhaustedError(
             None, None, f'{disk.path}/events.out.tfevents; No space left on device')
@@ -194,4 +215,4 @@ def make_disk(kind: str, root: str, monkeypatch, size: int = 1 << 20):
   if kind == 'tmpfs' and not can_mount():
     pytest.skip('cannot mount a tmpfs here (not root with mount rights): injected only')
   path = os.path.join(root, 'disk')
-  return TmpfsDisk(path, size) if kind == 'tmpfs' else InjectedDisk(path, monkeypatch)
+  return TmpfsDisk(path, size) if kind == 'tmpfs' else InjectedDisk(path, monkeypatch, block=4096)

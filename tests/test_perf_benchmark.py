@@ -53,6 +53,7 @@ def test_analytic_flops_match_xla_cost_analysis():
   assert analytic <= xla <= 1.03 * analytic
 
 
+@pytest.mark.slow
 def test_harness_smoke(tmp_path):
   # Ours, the matmul-only bound and the timm peer (a subprocess; uncompiled here) in one run.
   out = tmp_path / 'bench.json'
@@ -213,6 +214,7 @@ def test_gpu_script_dry_run_on_cpu(tmp_path):
   assert (tmp_path / 'log.txt').read_text().count('exit 0') == 5
 
 
+@pytest.mark.slow
 def test_end_to_end_smoke(tmp_path, data_dir):
   out = tmp_path / 'e2e.json'
   report = benchmark.run(['--end_to_end', '--steps', '20', '--data_dir', data_dir,
