@@ -307,6 +307,7 @@ def test_closing_the_terminal_saves_and_exits_129(tmp_path, data_dir, reference,
   assert result['resumed_from'] == int(saved) and result['params_digest'] == reference[0]
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_start_up_is_one_line(tmp_path, data_dir, reference):
   workdir = str(tmp_path / 'w')
   proc = subprocess.Popen(

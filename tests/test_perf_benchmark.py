@@ -119,6 +119,7 @@ def test_bound_is_the_models_matmul_chain(formulation):
   assert np.linalg.norm(got - expected) <= 1e-5 * np.linalg.norm(expected)
 
 
+@pytest.mark.slow
 def test_train_augment_mode_times_the_device_augmentation():
   report = benchmark.run(['--variant', 'Mixer-Ti_16', '--image_size', '32', '--batch', '2',
                           '--repeats', '1', '--min_time', '0.01', '--matmul_size', '128',
@@ -132,6 +133,7 @@ def test_train_augment_mode_times_the_device_augmentation():
   assert 'augment_cost' in row and 'forward' not in row
 
 
+@pytest.mark.slow
 def test_train_sam_mode_counts_two_passes(capsys):
   old = jax.config.values['jax_disable_most_optimizations']
   jax.config.update('jax_disable_most_optimizations', True)  # FLOP accounting only: compile fast
@@ -159,6 +161,7 @@ def test_train_sam_mode_counts_two_passes(capsys):
           ) in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_formulations_reach_the_model_and_the_report(capsys):
   report = benchmark.run(['--variant', 'Mixer-Ti_16', '--image_size', '32', '--batch', '2',
                           '--repeats', '1', '--min_time', '0.01', '--matmul_size', '128',

@@ -69,6 +69,7 @@ def test_decode_levers_against_tensorflow(folder):
                                 decode_levers.crop(blob, small, size=100, lever='default'))
 
 
+@pytest.mark.slow
 def test_jpeg_folder_rates_smoke(folder, capsys):
   results = input_rate.jpeg_folder_rates(input_rate.argparse.Namespace(
       jpeg_folder=folder, num_images=24, config=input_rate.DIGITS, batch=8, set=[],

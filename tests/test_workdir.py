@@ -367,6 +367,7 @@ def cli_command(data_dir, tmp_path, path, *extra):
           *extra]
 
 
+@pytest.mark.slow
 def test_cli_refusal_is_short_and_writes_nothing(reference, data_dir, tmp_path):
   path = copy_of(reference, tmp_path)
   before = snapshot(path)
