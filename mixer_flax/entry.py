@@ -8,6 +8,11 @@ message names the thing that is wrong and what to do; this module turns the expe
 exit status 1, and Ctrl-C into one line, exit status 130. `--verbose` shows the traceback
 instead. Anything else (a bug) keeps its traceback.
 
+A console that goes away (a terminal closed without SIGHUP reaching the run, e.g. a
+`disown`ed job; a closed pipe) stops the output, not the run: `invoke` points stdout and
+stderr at /dev/null on the first EIO/EPIPE, as `nohup` would, and the run goes on writing its
+files (SIGHUP itself saves and stops: `training/preemption.py`).
+
 `quiet(verbose)` silences library INFO logging (JAX's backend probing, tfds' reader lines,
 clu's copy of every progress line) and `import_tensorflow()` TensorFlow's start-up notices,
 unless `--verbose`. Stdlib only: `--help` of a script answers before JAX or TensorFlow load.
@@ -16,6 +21,7 @@ unless `--verbose`. Stdlib only: `--help` of a script answers before JAX or Tens
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -39,6 +45,8 @@ _TF_NOTICES = ('All log messages before absl::InitializeLog()', 'oneDNN custom o
 _LOG_NOTICES = ('Variant folder ',)
 
 F = TypeVar('F', bound=Callable[..., Any])
+# A write to a console that is gone: a hung-up terminal (EIO, ENXIO), a closed pipe (EPIPE).
+_CONSOLE_LOST = (errno.EIO, errno.ENXIO, errno.EPIPE)
 
 
 class _DropNotices(logging.Filter):
@@ -61,15 +69,17 @@ def one_line(error: BaseException) -> str:
 
 def fail(message: str, status: int = EXIT_ERROR) -> NoReturn:
   """Prints `error: message` on stderr and exits with `status`."""
-  sys.stdout.flush()
-  print(f'error: {message}', file=sys.stderr, flush=True)
+  with survive_lost_console():
+    sys.stdout.flush()
+    print(f'error: {message}', file=sys.stderr, flush=True)
   raise SystemExit(status)
 
 
 def invoke(fn: Callable[..., Any], *args: Any, verbose: bool = False, **kwargs: Any) -> Any:
   """`fn(*args, **kwargs)` with expected failures reported by `fail` (re-raised if verbose)."""
   try:
-    return fn(*args, **kwargs)
+    with survive_lost_console():
+      return fn(*args, **kwargs)
   except KeyboardInterrupt:
     if verbose:
       raise
@@ -78,6 +88,60 @@ def invoke(fn: Callable[..., Any], *args: Any, verbose: bool = False, **kwargs: 
     if verbose:
       raise
     fail(one_line(e))
+
+
+class _Console:
+  """A text stream whose writes survive the loss of its console (then they go nowhere)."""
+
+  def __init__(self, stream: Any):
+    self._stream = stream
+    self._lost = False
+
+  def _call(self, method: str, *args: Any) -> Any:
+    if not self._lost:
+      try:
+        return getattr(self._stream, method)(*args)
+      except OSError as e:
+        if e.errno not in _CONSOLE_LOST:
+          raise
+        self._lost = True
+        _drop_console(self._stream)
+    return len(args[0]) if args else None
+
+  def write(self, text: str) -> int:
+    return self._call('write', text)
+
+  def flush(self) -> None:
+    self._call('flush')
+
+  def __getattr__(self, name: str) -> Any:
+    return getattr(self._stream, name)
+
+
+def _drop_console(stream: Any) -> None:
+  """Points every standard descriptor on the lost console (C++ writers too) at /dev/null."""
+  with contextlib.suppress(OSError, ValueError):
+    lost = os.fstat(stream.fileno())
+    null = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+      with contextlib.suppress(OSError):
+        same = os.fstat(fd)
+        if (same.st_dev, same.st_ino) == (lost.st_dev, lost.st_ino):
+          os.dup2(null, fd)
+    os.close(null)
+  with contextlib.suppress(OSError, ValueError):
+    stream.flush()  # what was pending goes to /dev/null now
+
+
+@contextlib.contextmanager
+def survive_lost_console():
+  """Within the block, a write to a console that is gone drops the output, not the run."""
+  saved = sys.stdout, sys.stderr
+  sys.stdout, sys.stderr = _Console(sys.stdout), _Console(sys.stderr)
+  try:
+    yield
+  finally:
+    sys.stdout, sys.stderr = saved
 
 
 def quiet(verbose: bool) -> None:

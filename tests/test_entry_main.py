@@ -5,6 +5,7 @@ legs, and the console of the README's digits command (one fresh interpreter).
 
 import json
 import os
+import pty
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 from entry_helpers import one_line_error
 from test_train import _sigterm_at  # SIGTERM while fetching a step's batch
 
-from mixer_flax import fileio
+from mixer_flax import entry, fileio
 from mixer_flax import main as main_lib
 from mixer_flax.checkpoint import npz
 from mixer_flax.data import pipeline
@@ -191,6 +192,34 @@ def test_preempted_run_says_so_once_and_the_resumed_leg_keeps_the_first(
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     steps = [json.loads(line)['step'] for line in f]
   assert steps == sorted(set(steps)) and steps[-1] == 20
+
+
+def test_a_closed_pipe_stops_the_output_not_the_command(monkeypatch):
+  read_end, write_end = os.pipe()
+  os.close(read_end)  # `... | head -1` after head has exited: EPIPE
+  monkeypatch.setattr(sys, 'stdout', open(write_end, 'w', buffering=1))
+  lines = []
+
+  def job():
+    for i in range(3):
+      print(f'step {i}')
+      lines.append(i)
+    return 'done'
+  assert entry.invoke(job) == 'done' and lines == [0, 1, 2]
+
+
+def test_a_terminal_gone_without_sighup_leaves_the_run_going(tiny_config, data_dir, tmp_path,
+                                                            monkeypatch):
+  """A `disown`ed run whose terminal closed: every write to it fails with EIO."""
+  master, terminal = pty.openpty()
+  os.close(master)
+  monkeypatch.setattr(sys, 'stdout', open(terminal, 'w', buffering=1))
+  workdir = str(tmp_path / 'w')
+  assert run_main(f'--config={tiny_config}', f'--workdir={workdir}',
+                  f'--config.data_dir={data_dir}') == 0
+  with open(os.path.join(workdir, 'result.json')) as f:
+    assert json.load(f)['step'] == 20
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['10', '20']
 
 
 # --- The README's digits command in a fresh interpreter: what a newcomer sees ---------------
