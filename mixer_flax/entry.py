@@ -194,15 +194,25 @@ def command(fn: F) -> F:
   return wrapper  # type: ignore[return-value]
 
 
+def console_fd() -> int:
+  """Where a signal handler's one line goes: 2, or the console while `_stderr_to` captures 2."""
+  return _console_fd[0]
+
+
+_console_fd = [2]
+
+
 @contextlib.contextmanager
 def _stderr_to(target):
   """Points file descriptor 2 (where C++ libraries write) at `target` for the block."""
   sys.stderr.flush()
   saved = os.dup(2)
+  _console_fd[0] = saved
   try:
     os.dup2(target.fileno(), 2)
     yield
   finally:
     sys.stderr.flush()
     os.dup2(saved, 2)
+    _console_fd[0] = 2  # after the dup2: a handler in between still reaches the console
     os.close(saved)

@@ -222,6 +222,35 @@ def test_a_terminal_gone_without_sighup_leaves_the_run_going(tiny_config, data_d
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['10', '20']
 
 
+# Ctrl-C (from a thread, for its timing) once TensorFlow's import has begun.
+CTRL_C_IN_TF_IMPORT = """
+import os, signal, sys, threading, time
+from mixer_flax import entry
+from mixer_flax.training import preemption
+preemption.exit_on_interrupt()
+def ctrl_c_once_tensorflow_imports():
+  while 'tensorflow' not in sys.modules:
+    time.sleep(0.001)
+  os.kill(os.getpid(), signal.SIGINT)
+threading.Thread(target=ctrl_c_once_tensorflow_imports, daemon=True).start()
+entry.import_tensorflow()
+print('imported', flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_tensorflow_imports_still_says_one_line():
+  """TensorFlow's import runs with stderr captured (its notices): the line must not go there."""
+  code = CTRL_C_IN_TF_IMPORT
+  env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
+  proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, text=True,
+                        capture_output=True, timeout=120)
+  out, err = proc.stdout, proc.stderr
+  assert proc.returncode == 130 and 'imported' not in out
+  assert err.split() == 'Interrupted (Ctrl-C) during start-up; nothing to save.'.split(), err
+
+
 # --- The README's digits command in a fresh interpreter: what a newcomer sees ---------------
 
 @pytest.mark.slow

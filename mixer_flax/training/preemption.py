@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from mixer_flax import fileio
+from mixer_flax import entry, fileio
 
 EXIT_STATUS = {'SIGINT': 128 + signal.SIGINT, 'SIGHUP': 128 + signal.SIGHUP}
 _CLEANUPS: list[Callable[[], None]] = []  # run by a hard exit (the workdir lock's release)
@@ -101,7 +101,7 @@ def _exit_now(signum, frame) -> None:
     sys.stdout.flush()
   with contextlib.suppress(OSError):
     what = 'Interrupted (Ctrl-C)' if signum == signal.SIGINT else signal.Signals(signum).name
-    os.write(2, f'\n{what} {_exit_note[0]}\n'.encode())
+    os.write(entry.console_fd(), f'\n{what} {_exit_note[0]}\n'.encode())
   for cleanup in reversed(_CLEANUPS):
     with contextlib.suppress(Exception):
       cleanup()
