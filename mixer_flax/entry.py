@@ -118,17 +118,26 @@ class _Console:
     return getattr(self._stream, name)
 
 
-def _drop_console(stream: Any) -> None:
-  """Points every standard descriptor on the lost console (C++ writers too) at /dev/null."""
-  with contextlib.suppress(OSError, ValueError):
-    lost = os.fstat(stream.fileno())
+def detach_console(which: Callable[[os.stat_result], bool]) -> None:
+  """Points descriptors 1 and 2 (C++ writers too) at /dev/null where `which(their stat)`.
+
+  Plain os calls only: safe in a signal handler.
+  """
+  with contextlib.suppress(OSError):
     null = os.open(os.devnull, os.O_WRONLY)
     for fd in (1, 2):
       with contextlib.suppress(OSError):
-        same = os.fstat(fd)
-        if (same.st_dev, same.st_ino) == (lost.st_dev, lost.st_ino):
+        st = os.fstat(fd)
+        if not os.path.samestat(st, os.fstat(null)) and which(st):
           os.dup2(null, fd)
     os.close(null)
+
+
+def _drop_console(stream: Any) -> None:
+  """Points every standard descriptor on `stream`'s lost console at /dev/null."""
+  with contextlib.suppress(OSError, ValueError):
+    lost = os.fstat(stream.fileno())
+    detach_console(lambda st: os.path.samestat(st, lost))
   with contextlib.suppress(OSError, ValueError):
     stream.flush()  # what was pending goes to /dev/null now
 

@@ -38,14 +38,7 @@ def _detach_terminal() -> None:
   (A hung-up terminal no longer answers `isatty`; a character device other than /dev/null
   is one.)
   """
-  with contextlib.suppress(OSError):
-    null = os.open(os.devnull, os.O_WRONLY)
-    for fd in (1, 2):
-      with contextlib.suppress(OSError):
-        if stat.S_ISCHR(os.fstat(fd).st_mode) and not os.path.samestat(os.fstat(fd),
-                                                                       os.fstat(null)):
-          os.dup2(null, fd)
-    os.close(null)
+  entry.detach_console(lambda st: stat.S_ISCHR(st.st_mode))
 
 
 class PreemptionSignal:
