@@ -210,16 +210,16 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
         evaluate(step, [e for e in evaluators if step % e.every == 0])
         log.flush()
         if stop:
-          ckpts.wait()
           result.update(preempted=True, signal=preemption.name)
           break
       ckpts.close()  # the last save commits before a signal may end the process
+    params = devices.unreplicate(state.params)
     preemption_lib.set_exit_note(f'after the checkpoint of step {step} was saved; rerun the '
                                  'same command to finish.')
     if not result['preempted']:
       if is_main:  # final.npz before the final evaluations, with its classes and preprocessing
         path = fileio.join(workdir, 'final.npz')
-        checkpoint.save_npz(path, devices.unreplicate(state.params))
+        checkpoint.save_npz(path, params)
         metadata.save(path, metadata.for_config(config, classes))
       trained = start_step < config.total_steps
       done = {} if trained else results.final_metrics(previous, step)
@@ -233,7 +233,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float,
       raise refused from e
     raise
   result.update(step=step, process_index=jax.process_index(),
-                params_digest=checkpoints.digest(devices.unreplicate(state.params)))
+                params_digest=checkpoints.digest(params))
   result['wall_time_s'] = time.perf_counter() - t_start
   if is_main:
     fileio.write_atomic(fileio.join(workdir, results.FILE),
