@@ -39,13 +39,11 @@ class NonFiniteLossError(FloatingPointError):
   """The training loss became NaN or Inf."""
 
 
-def run_evaluators(evaluators: list[Evaluator], params, step: int | None = None
-                   ) -> dict[str, float]:
-  """Metrics of the evaluators due at `step` (all of them when `step` is None)."""
+def run_evaluators(evaluators: list[Evaluator], params) -> dict[str, float]:
+  """The metrics of every evaluator in `evaluators` (the caller picks those due)."""
   metrics = {}
   for evaluator in evaluators:
-    if step is None or step % evaluator.every == 0:
-      metrics.update(evaluator.run(params))
+    metrics.update(evaluator.run(params))
   return metrics
 
 
