@@ -50,10 +50,9 @@ def for_config(config: Any, classes: Sequence[str]) -> dict[str, Any]:
 
 
 def save(path: str, meta: dict[str, Any]) -> None:
-  """Writes the sidecar of checkpoint `path`."""
-  with fileio.open_file(sidecar(path), 'w') as f:
-    json.dump(meta, f, indent=1)
-    f.write('\n')
+  """Writes the sidecar of checkpoint `path` (whole or not at all)."""
+  fileio.write_atomic(sidecar(path), json.dumps(meta, indent=1) + '\n',
+                      what='the checkpoint metadata')
 
 
 def load(path: str) -> dict[str, Any] | None:
