@@ -114,6 +114,14 @@ def eval_resize_for(image_size: int) -> int:
   return image_size * 8 // 7
 
 
+def dotted_leaves(tree: Any, prefix: str = '') -> dict[str, Any]:
+  """`{'pp.crop': leaf, ...}` of a nested dict (a config's `to_dict()`); `{}` is a leaf."""
+  if isinstance(tree, dict) and tree:
+    return {key: leaf for k, v in tree.items()
+            for key, leaf in dotted_leaves(v, f'{prefix}{k}.').items()}
+  return {prefix[:-1]: tree}
+
+
 def steps_for_epochs(epochs: float, *, num_examples: int, batch: int) -> int:
   """Steps of `batch` examples that cover `epochs` passes over `num_examples` (rounded up)."""
   return math.ceil(epochs * num_examples / batch)

@@ -12,7 +12,6 @@ checkpoint is not fetched.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import jax
 import ml_collections
@@ -32,12 +31,6 @@ def describe(config: ml_collections.ConfigDict, *, workdir: str | None = None,
                    + plan_lines(checked, workdir))
 
 
-def _leaves(tree: Any, prefix: str = '') -> list[tuple[str, Any]]:
-  if isinstance(tree, dict) and tree:
-    return [leaf for k, v in tree.items() for leaf in _leaves(v, f'{prefix}{k}.')]
-  return [(prefix[:-1], tree)]
-
-
 def _meaning(key: str, config: ml_collections.ConfigDict, comments: dict[str, str]) -> str:
   if key in comments:
     return comments[key]
@@ -55,11 +48,12 @@ def config_lines(config: ml_collections.ConfigDict,
   """'key = value  # meaning' for every key ('*': set on the command line)."""
   comments = config_lib.key_comments()
   order = {key: i for i, key in enumerate(comments)}  # base_config's order, then the rest
-  before = dict(_leaves(file_config.to_dict())) if file_config is not None else {}
+  before = config_lib.dotted_leaves(file_config.to_dict()) if file_config is not None else {}
   if before.get('num_classes', 0) is None:  # resolved from the dataset, not overridden
     before['num_classes'] = config.num_classes
   lines = ['config (* = changed on the command line):']
-  leaves = sorted(_leaves(config.to_dict()), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+  leaves = sorted(config_lib.dotted_leaves(config.to_dict()).items(),
+                  key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
   for key, value in leaves:
     mark = '*' if before and before.get(key, None) != value else ' '
     meaning = _meaning(key, config, comments)

@@ -33,15 +33,6 @@ RESUMABLE_KEYS = ('total_steps', 'evals', 'evals.*', 'checkpoint_every', 'progre
 _ABSENT = '(absent)'
 
 
-def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
-  if isinstance(tree, dict) and tree:
-    out = {}
-    for k, v in tree.items():
-      out.update(_flatten(v, f'{prefix}{k}.'))
-    return out
-  return {prefix[:-1]: tree}
-
-
 def config_changes(saved: dict[str, Any],
                    new: dict[str, Any]) -> tuple[list[str], list[str]]:
   """Differences `key: old -> new` between two config dicts: (resumable, refused), sorted.
@@ -50,8 +41,8 @@ def config_changes(saved: dict[str, Any],
   added by a later version) is no change; keys of earlier versions that only chose when to
   evaluate or how to run an op (`config.REPLACED_KEYS`) may change.
   """
-  old_flat, new_flat = _flatten(saved), _flatten(new)
-  defaults = _flatten(as_json(config_lib.base_config()))
+  old_flat, new_flat = config_lib.dotted_leaves(saved), config_lib.dotted_leaves(new)
+  defaults = config_lib.dotted_leaves(as_json(config_lib.base_config()))
   replaced = tuple(config_lib.REPLACED_KEYS)
   resumable, refused = [], []
   for key in sorted(set(old_flat) | set(new_flat)):
