@@ -21,6 +21,7 @@ from mixer_flax import config as config_lib
 from mixer_flax import fileio, models, preflight
 from mixer_flax.eval import build_evaluators, evaluator_class
 from mixer_flax.training import results
+from mixer_flax.training import workdir as workdir_lib
 
 
 def describe(config: ml_collections.ConfigDict, *, workdir: str | None = None,
@@ -87,11 +88,8 @@ def _workdir_state(workdir: str | None, total_steps: int) -> str:
   if done.get('step') == total_steps and not done.get('preempted'):
     return (f'{workdir}: finished at step {total_steps}; a rerun runs only the evaluations '
             'result.json lacks')
-  ckpt_dir = os.path.join(workdir, 'checkpoints')
-  steps = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit()) if os.path.isdir(
-      ckpt_dir) else []
-  if steps:
-    return f'{workdir}: resumes from the checkpoint of step {steps[-1]}'
+  if (step := workdir_lib.newest_checkpoint_step(workdir)) is not None:
+    return f'{workdir}: resumes from the checkpoint of step {step}'
   return f'{workdir}: exists, no checkpoint yet (starts at step 0)'
 
 
