@@ -7,7 +7,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-Dtype = Any
+Dtype = Any  # what flax modules accept as `dtype`
 LN_EPS = 1e-6  # flax's LayerNorm default, which the reference uses
 PAPER = 'paper'  # `MlpMixer.formulation` that runs the paper module's own code (mixer.py)
 

@@ -23,9 +23,7 @@ import jax.numpy as jnp
 
 from mixer_flax import backends
 from mixer_flax.models import chunking
-from mixer_flax.models.common import LN_EPS, PAPER, drop_path
-
-Dtype = Any
+from mixer_flax.models.common import LN_EPS, PAPER, Dtype, drop_path
 
 
 class Formulation(NamedTuple):

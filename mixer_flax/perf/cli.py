@@ -86,8 +86,8 @@ def parse_overrides(spec: str) -> dict[str, Any]:
     key, sep, value = item.partition('=')
     if not sep or key not in keys:
       raise ValueError(f'{item!r} is not KEY=VALUE with KEY one of {", ".join(keys)}')
-    if key == 'formulation' and value not in formulations.NAMES:
-      raise ValueError(f'formulation={value!r}: use one of {", ".join(formulations.NAMES)}')
+    if key == 'formulation':
+      formulations.resolve(value)  # raises for an unknown name
     if key == 'remat' or value.lower() in ('true', 'false'):
       out[key] = value.lower() in ('1', 'true')
     else:
