@@ -26,7 +26,8 @@ import jax
 import numpy as np
 
 from mixer_flax import config as config_lib
-from mixer_flax import devices, models
+from mixer_flax import devices
+from mixer_flax.training import start
 from mixer_flax.training import step as step_lib
 
 
@@ -58,8 +59,7 @@ def loop_vs_bare(args: argparse.Namespace) -> dict[str, Any]:
   """Img/s of the trainer's loop (prefetch from host memory) and of the bare step."""
   config = _config(args)
   device = jax.devices()[0]
-  overrides = {k: v for k, v in config.model.to_dict().items() if v is not None}
-  model = models.create_model(config.model_name, num_classes=config.num_classes, **overrides)
+  model = start.build_model(config, config.num_classes)  # the trainer's model
   state = step_lib.create_train_state(config=config, model=model, rng=jax.random.key(0),
                                       image_size=config.image_size)
   state = jax.device_put(jax.tree_util.tree_map(lambda x: x[None], state), device)
