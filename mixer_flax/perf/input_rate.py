@@ -35,15 +35,6 @@ from mixer_flax import entry
 DIGITS = 'experiments/digits.py'
 
 
-def images_per_second(iterator, *, batches: int, per_batch: int) -> float:
-  """Steady-state rate after one warm-up batch."""
-  next(iterator)
-  start = time.perf_counter()
-  for _ in range(batches):
-    next(iterator)
-  return batches * per_batch / (time.perf_counter() - start)
-
-
 def step_images_per_second(config: ml_collections.ConfigDict, batch: dict, *,
                            steps: int) -> float:
   """Train steps/s x batch on a fixed device batch (the trainer's consumption)."""
@@ -79,7 +70,7 @@ def _set(config: ml_collections.ConfigDict, assignment: str) -> None:
       value.lower() in ('1', 'true') if isinstance(old, bool) else value)
 
 
-def _timed(iterator, *, batches: int, per_batch: int) -> tuple[float, float]:
+def timed(iterator, *, batches: int, per_batch: int) -> tuple[float, float]:
   """(images/s, process CPU s per image) over `batches` batches after one warm-up batch."""
   next(iterator)
   cpu, start = time.process_time(), time.perf_counter()
@@ -115,7 +106,7 @@ def jpeg_folder_rates(args: argparse.Namespace) -> dict[int, dict[str, float]]:
   for r in range(args.rounds):  # order A B, B A, ...: neither always follows the other
     for t, cfg in list(settings.items())[::1 if r % 2 == 0 else -1]:
       iterator = pipeline.get_train_iterator(cfg, seed=0)
-      samples[t].append(_timed(iterator, batches=args.batches, per_batch=config.batch))
+      samples[t].append(timed(iterator, batches=args.batches, per_batch=config.batch))
       del iterator
       gc.collect()  # stops the finished iterator's background threads
   results = {}
@@ -181,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         f'pp={dict(config.pp)} tf threads={threads.private_threadpool_size} '
         f'cpus={os.cpu_count()}')
   train = pipeline.get_train_iterator(config, seed=0)
-  train_rate = images_per_second(train, batches=args.batches, per_batch=config.batch)
+  train_rate, _ = timed(train, batches=args.batches, per_batch=config.batch)
   print(f'train pipeline: {train_rate:,.0f} images/s')
   evals = list(pipeline.get_eval_iterator(config))
   start = time.perf_counter()
