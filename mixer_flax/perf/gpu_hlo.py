@@ -27,7 +27,7 @@ import json
 import re
 from typing import Any
 
-from mixer_flax import entry
+from mixer_flax import backends, entry
 
 # Hardware facts of the targets (NVIDIA data sheets): SMs, memory, bandwidth, caches.
 _TARGET = '''gpu_device_info {{
@@ -185,8 +185,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument('--batch', type=int, default=1024)
   p.add_argument('--dtype', default='bfloat16', choices=('bfloat16', 'float32'))
   p.add_argument('--modes', default='forward,grad', help="comma-separated: forward, grad")
-  p.add_argument('--formulation', default='snc',
-                 help="models/formulations.py name (the GPU's default: snc)")
+  gpu_default = backends.DEFAULTS['gpu'].formulation
+  p.add_argument('--formulation', default=gpu_default,
+                 help=f"models/formulations.py name (the GPU's default: {gpu_default})")
   p.add_argument('--remat', action='store_true')
   p.add_argument('--top', type=int, default=8, help='largest non-GEMM kernels to list')
   p.add_argument('--hlo_dir', default='', help='also write each compiled HLO text here')
