@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import io
-
-from mixer_flax import fileio
-from mixer_flax.paper import tables
+from mixer_flax.paper import figures, tables
 
 
 def plot_fig3(path: str, *, ours_speed: dict[str, float] | None = None,
@@ -48,7 +45,5 @@ def plot_fig3(path: str, *, ours_speed: dict[str, float] | None = None,
   ax1.set(xlabel='paper img/sec/core (TPUv3)', ylabel='ours img/sec (this machine)',
           title='Throughput ranking: ours vs paper')
   fig.tight_layout()
-  buffer = io.BytesIO()
-  fig.savefig(buffer, format='png', dpi=120)
+  figures.save(fig, path, dpi=120)
   plt.close(fig)
-  fileio.write_atomic(path, buffer.getvalue(), what='the figure')
