@@ -153,8 +153,12 @@ def survive_lost_console():
     sys.stdout, sys.stderr = saved
 
 
+_verbose = [False]  # the command's --verbose, as `quiet` was told
+
+
 def quiet(verbose: bool) -> None:
   """Library logging at WARNING (INFO with `verbose`); call before JAX/TensorFlow start."""
+  _verbose[0] = verbose
   level = logging.INFO if verbose else logging.WARNING
   if not verbose:  # the C++ INFO and WARNING lines of jaxlib and TensorFlow (e.g. an offline
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # gs:// credentials probe); errors stay
@@ -168,9 +172,9 @@ def quiet(verbose: bool) -> None:
     absl_logger.addFilter(_DropNotices())
 
 
-def import_tensorflow(verbose: bool = False) -> Any:
-  """Imports TensorFlow, dropping its C++ start-up notices unless `verbose`; returns it."""
-  if verbose or 'tensorflow' in sys.modules:
+def import_tensorflow() -> Any:
+  """Imports TensorFlow, dropping its C++ start-up notices unless `quiet(verbose=True)`."""
+  if _verbose[0] or 'tensorflow' in sys.modules:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     return tf
   with tempfile.TemporaryFile(mode='w+b') as captured:

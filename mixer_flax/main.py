@@ -109,7 +109,7 @@ def main(argv: list[str]) -> int:
   if not _WORKDIR.value and not _DRY_RUN.value:
     raise app.UsageError('--workdir is required (or --dry_run to only look).')
   backends.apply_xla_flags()  # before JAX starts a backend (XLA reads its flags then)
-  entry.import_tensorflow(_VERBOSE.value)  # its start-up notices dropped
+  entry.import_tensorflow()  # its start-up notices dropped unless --verbose
   file_config = _file_config()
   if _DRY_RUN.value:
     from mixer_flax import dry_run  # pylint: disable=g-import-not-at-top
