@@ -51,8 +51,6 @@ def can_mount() -> bool:
 class TmpfsDisk:
   """A `size`-byte tmpfs mounted on `path`."""
 
-  kind = 'tmpfs'
-
   def __init__(self, path: str, size: int):
     self.path = path
     os.makedirs(path, exist_ok=True)
@@ -78,8 +76,6 @@ class TmpfsDisk:
 
 class InjectedDisk:
   """ENOSPC for writes under `path` once `fill` was called (see the module doc)."""
-
-  kind = 'injected'
 
   def __init__(self, path: str, monkeypatch, *, block: int = 0):
     """`block`: > 0 frees an `os.write` append that fits the file's last block, as a kernel

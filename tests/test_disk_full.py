@@ -25,7 +25,7 @@ import jax
 import pytest
 from full_disk import InjectedDisk, can_mount, make_disk
 from jax.experimental.compilation_cache import compilation_cache as cc
-from test_train import tiny_config
+from test_train import _sigterm_at, tiny_config
 
 from mixer_flax import fileio, train
 from mixer_flax.data import pipeline
@@ -54,11 +54,6 @@ def fast_compile(tmp_path_factory):
   for k, v in old.items():
     jax.config.update(k, v)
   cc.reset_cache()
-
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.getbasetemp() / 'tfds_digits')
 
 
 def config(data_dir, **overrides):
@@ -204,24 +199,11 @@ def test_full_disk_at_start_leaves_no_torn_lock(disk, data_dir, capfd):
   assert os.listdir(workdir) == []  # no lock a rerun would have to wait out
 
 
-def _signal_at(step, signum):
-  """Wraps get_train_iterator: `signum` arrives while the loop fetches `step`'s batch."""
-  original = pipeline.get_train_iterator
-
-  def wrapped(config, *, seed, start_step=0):
-    for i, batch in enumerate(original(config, seed=seed, start_step=start_step)):
-      if start_step + i + 1 == step:
-        os.kill(os.getpid(), signum)
-      yield batch
-
-  return wrapped
-
-
 def test_sighup_saves_like_sigterm_and_resume_matches(tmp_path, data_dir, reference,
                                                       monkeypatch):
   workdir = str(tmp_path / 'w')
   with monkeypatch.context() as m:
-    m.setattr(pipeline, 'get_train_iterator', _signal_at(15, signal.SIGHUP))
+    m.setattr(pipeline, 'get_train_iterator', _sigterm_at(15, signal.SIGHUP))
     first = train.train_and_evaluate(config(data_dir), workdir)
   assert first['preempted'] and first['signal'] == 'SIGHUP' and first['step'] == 15
   assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # handler restored

@@ -39,11 +39,6 @@ def get_config(arg=None):
 
 
 @pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.getbasetemp() / 'tfds_digits')  # shared with test_train.py
-
-
-@pytest.fixture(scope='module')
 def tiny_config(tmp_path_factory):
   path = tmp_path_factory.mktemp('experiments') / 'tiny.py'
   path.write_text(TINY)

@@ -75,11 +75,6 @@ def env_with_devices(n):
   return env
 
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.getbasetemp() / 'tfds_digits')
-
-
 def test_two_processes_agree_and_match_single_process(tmp_path, data_dir):
   config = ['--config=experiments/digits.py', *OVERRIDES, f'--config.data_dir={data_dir}']
   # Prepare the dataset here, so that the three processes below do not race to build it.

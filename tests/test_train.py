@@ -110,14 +110,15 @@ def test_short_run_learns_and_writes_outputs(reference, data_dir):
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-def _sigterm_at(step_to_kill):
-  """Wraps get_train_iterator so that SIGTERM arrives while fetching the batch of a step."""
+def _sigterm_at(step_to_kill, signum=signal.SIGTERM):
+  """Wraps get_train_iterator so that SIGTERM (or `signum`) arrives while fetching the batch
+  of a step."""
   original = pipeline.get_train_iterator
 
   def wrapped(config, *, seed, start_step=0):
     for i, batch in enumerate(original(config, seed=seed, start_step=start_step)):
       if start_step + i + 1 == step_to_kill:
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signum)
       yield batch
 
   return wrapped
