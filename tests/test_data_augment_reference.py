@@ -209,10 +209,10 @@ def ours(name):
   return np.asarray(jax.jit(run)(IMAGES))
 
 
-def reference(name, reference_op=None):
-  """The same from the TensorFlow ops (`REFERENCE[name]` unless `reference_op`)."""
+def reference(name):
+  """The same from the TensorFlow ops (`REFERENCE[name]`)."""
   h, w = IMAGES.shape[1:3]
-  fn = reference_op or REFERENCE[name]
+  fn = REFERENCE[name]
   out = np.zeros((len(MAGNITUDES), len(_signs(name)), *IMAGES.shape), np.uint8)
   for m in MAGNITUDES:
     for j, s in enumerate(_signs(name)):
